@@ -1,0 +1,123 @@
+/**
+ * The model manifest (docs/model-interface.md §7): token ids, templates, image geometry, per-model defaults and limits,
+ * graph files and checksums. Job validation, the engine's token layout and the runtime all read it.
+ */
+import { z } from 'zod';
+
+const id = z.number().int().nonnegative();
+const fileName = z.string().regex(/^[\w.-]+$/, 'a plain file name inside the model directory');
+
+export const ManifestSchema = z
+  .object({
+    interfaceVersion: z.literal(1),
+    name: z.string().min(1),
+    version: z.string().min(1),
+    description: z.string().optional(),
+    architecture: z.object({
+      nLayers: z.number().int().positive(),
+      nHeads: z.number().int().positive(),
+      dModel: z.number().int().positive(),
+      ffnHidden: z.number().int().positive(),
+      ropeTheta: z.number().positive(),
+      vocabSize: z.number().int().positive(),
+    }),
+    tokens: z.object({
+      textVocabSize: id,
+      codeOffset: id,
+      codebookSize: z.number().int().positive(),
+      mask: id,
+      newline: id,
+      boi: id,
+      eoi: id,
+      uncondition: id,
+      boa: id,
+      eoa: id,
+      answerPad: id,
+      bos: id.nullable(),
+      eos: id.nullable(),
+    }),
+    tokenizer: z.object({ kind: z.enum(['word', 'hf']), file: fileName }),
+    templates: z.object({
+      prompt: z.string().includes('{sys}').includes('{user}'),
+      uncondition: z.string().min(1),
+      sys: z.object({
+        t2i: z.string(),
+        edit: z.string(),
+        subject: z.string(),
+        control: z.string(),
+        style: z.string(),
+        mmu: z.string(),
+      }),
+    }),
+    image: z.object({
+      gridFactor: z.number().int().positive(),
+      minSize: z.number().int().positive(),
+      maxSize: z.number().int().positive(),
+      defaultHeight: z.number().int().positive(),
+      defaultWidth: z.number().int().positive(),
+      maxAspect: z.number().positive(),
+    }),
+    lengthBucket: z.number().int().positive(),
+    defaults: z.object({
+      t2i: z.object({ steps: z.number().int().positive(), cfg: z.number().nonnegative(), temperature: z.number().nonnegative() }),
+      i2i: z.object({
+        steps: z.number().int().positive(),
+        cfg: z.number().nonnegative(),
+        cfgImage: z.number().nonnegative(),
+        temperature: z.number().nonnegative(),
+      }),
+      mmu: z.object({
+        steps: z.number().int().positive(),
+        genLength: z.number().int().positive(),
+        blockLength: z.number().int().positive(),
+        cfg: z.number().nonnegative(),
+        temperature: z.number().nonnegative(),
+      }),
+      cache: z.object({
+        cacheRatio: z.number().gt(0).lt(1),
+        warmupRatio: z.number().min(0).lt(1),
+        refreshInterval: z.number().int().gt(1),
+      }),
+    }),
+    limits: z.object({
+      maxSteps: z.number().int().positive(),
+      maxCfg: z.number().nonnegative(),
+      maxTemperature: z.number().nonnegative(),
+      maxGenLength: z.number().int().positive(),
+      maxBatchRows: z.number().int().positive(),
+    }),
+    graphs: z.object({
+      denoise: fileName,
+      denoise_partial: fileName,
+      sample_head: fileName,
+      forward_logits: fileName,
+      vq_encode: fileName,
+      vq_decode: fileName,
+    }),
+    files: z.record(fileName, z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() })),
+  })
+  .superRefine((m, ctx) => {
+    const t = m.tokens;
+    if (t.codeOffset + t.codebookSize !== m.architecture.vocabSize) {
+      ctx.addIssue({ code: 'custom', path: ['tokens', 'codeOffset'], message: 'codeOffset + codebookSize must equal architecture.vocabSize' });
+    }
+    if (t.textVocabSize > t.codeOffset) {
+      ctx.addIssue({ code: 'custom', path: ['tokens', 'textVocabSize'], message: 'text ids must lie below the image codes' });
+    }
+    const specials = { mask: t.mask, newline: t.newline, boi: t.boi, eoi: t.eoi, uncondition: t.uncondition, boa: t.boa, eoa: t.eoa, answerPad: t.answerPad };
+    const seen = new Map<number, string>();
+    for (const [name, value] of Object.entries(specials)) {
+      if (value >= t.textVocabSize) ctx.addIssue({ code: 'custom', path: ['tokens', name], message: 'special ids must lie below textVocabSize' });
+      const other = seen.get(value);
+      if (other) ctx.addIssue({ code: 'custom', path: ['tokens', name], message: `same id as ${other}` });
+      seen.set(value, name);
+    }
+    for (const [graph, file] of Object.entries(m.graphs)) {
+      if (!m.files[file]) ctx.addIssue({ code: 'custom', path: ['graphs', graph], message: `${file} has no checksum in files` });
+    }
+    if (m.image.minSize % m.image.gridFactor !== 0 || m.image.maxSize % m.image.gridFactor !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['image'], message: 'sizes must be multiples of gridFactor' });
+    }
+  });
+
+export type ModelManifest = z.infer<typeof ManifestSchema>;

@@ -1,0 +1,1 @@
+module.exports = { ...require('../../jest.preset.js'), displayName: 'diffusion', rootDir: __dirname, roots: ['<rootDir>/src'] };

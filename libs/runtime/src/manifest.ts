@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ModelManifest } from '@dimoo/contracts';
+import { ManifestSchema } from '@dimoo/contracts';
+import type { TokenLayout } from '@dimoo/diffusion';
+import { ModelLoadError } from './errors';
+
+/** Reads and validates `manifest.json`; with `verify`, checks every listed file's size and sha256. */
+export async function loadManifest(dir: string, options: { verify?: boolean } = {}): Promise<ModelManifest> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  } catch (cause) {
+    throw new ModelLoadError(`cannot read ${join(dir, 'manifest.json')}`, { cause });
+  }
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ModelLoadError(`invalid manifest in ${dir}: ${issues}`);
+  }
+  if (options.verify !== false) {
+    for (const [file, expected] of Object.entries(parsed.data.files)) {
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(join(dir, file));
+      } catch (cause) {
+        throw new ModelLoadError(`model file missing: ${join(dir, file)}`, { cause });
+      }
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      if (bytes.length !== expected.bytes || sha !== expected.sha256) {
+        throw new ModelLoadError(`checksum mismatch for ${file}: expected ${expected.sha256} (${expected.bytes} B), got ${sha} (${bytes.length} B)`);
+      }
+    }
+  }
+  return parsed.data;
+}
+
+export function tokenLayout(m: ModelManifest): TokenLayout {
+  const t = m.tokens;
+  return {
+    vocabSize: m.architecture.vocabSize,
+    textVocabSize: t.textVocabSize,
+    codeOffset: t.codeOffset,
+    codebookSize: t.codebookSize,
+    mask: t.mask,
+    newline: t.newline,
+    boi: t.boi,
+    eoi: t.eoi,
+    uncondition: t.uncondition,
+    boa: t.boa,
+    eoa: t.eoa,
+    answerPad: t.answerPad,
+  };
+}
+
+/** A digest of the manifest's file checksums: names a model build in results. */
+export function modelChecksum(m: ModelManifest): string {
+  const h = createHash('sha256');
+  for (const [file, f] of Object.entries(m.files).sort(([a], [b]) => a.localeCompare(b))) h.update(`${file}:${f.sha256}\n`);
+  return h.digest('hex');
+}

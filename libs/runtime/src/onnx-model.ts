@@ -1,0 +1,88 @@
+import { join } from 'node:path';
+import type { ModelManifest } from '@dimoo/contracts';
+import type {
+  DenoiseModel,
+  FullStepInput,
+  FullStepOutput,
+  ModelShape,
+  PartialStepInput,
+  PartialStepOutput,
+  SampleHeadInput,
+  SampleOutput,
+} from '@dimoo/diffusion';
+import type * as ort from 'onnxruntime-node';
+import type { ExecutionProvider, SessionOptions } from './session';
+import { f32, i64, openSession, toFloat32, toInt32 } from './session';
+
+/** The engine's model interface over the `denoise`, `denoise_partial` and `sample_head` graphs. */
+export class OnnxDenoiseModel implements DenoiseModel {
+  private constructor(
+    readonly shape: ModelShape,
+    readonly provider: ExecutionProvider,
+    private readonly denoise: ort.InferenceSession,
+    private readonly partial: ort.InferenceSession,
+    private readonly head: ort.InferenceSession,
+  ) {}
+
+  static async open(dir: string, manifest: ModelManifest, options: SessionOptions): Promise<OnnxDenoiseModel> {
+    const denoise = await openSession(join(dir, manifest.graphs.denoise), options);
+    const partial = await openSession(join(dir, manifest.graphs.denoise_partial), options);
+    const head = await openSession(join(dir, manifest.graphs.sample_head), options);
+    const { nLayers, dModel } = manifest.architecture;
+    return new OnnxDenoiseModel({ nLayers, dModel }, denoise.provider, denoise.session, partial.session, head.session);
+  }
+
+  async fullStep(x: FullStepInput): Promise<FullStepOutput> {
+    const { rows: R, length: L, sequences: B, branches: G, targets: N } = x;
+    const fetches = ['sample_index', 'sample_prob', 'row_max', ...(x.withCache ? ['present_kv', 'target_logits'] : [])];
+    const out = await this.denoise.run(
+      {
+        input_ids: i64(x.inputIds, [R, L]),
+        position_ids: i64(x.positionIds, [R, L]),
+        attention_mask: i64(x.attentionMask, [R, L]),
+        target_positions: i64(x.targetPositions, [R, N]),
+        guidance_weights: f32(x.guidanceWeights, [B, G]),
+        vocab_range: i64(x.vocab, [2]),
+        temperature: f32(x.temperature, [B]),
+        uniforms: f32(x.uniforms, [B, N]),
+      },
+      fetches,
+    );
+    return {
+      sampleIndex: toInt32(out['sample_index'], 'sample_index'),
+      sampleProb: toFloat32(out['sample_prob'], 'sample_prob'),
+      rowMax: toFloat32(out['row_max'], 'row_max'),
+      ...(x.withCache ? { presentKv: toFloat32(out['present_kv'], 'present_kv'), targetLogits: toFloat32(out['target_logits'], 'target_logits') } : {}),
+    };
+  }
+
+  async partialStep(x: PartialStepInput): Promise<PartialStepOutput> {
+    const { rows: R, length: L, queries: S } = x;
+    const { nLayers, dModel } = this.shape;
+    const out = await this.partial.run({
+      input_ids: i64(x.inputIds, [R, S]),
+      query_index: i64(x.queryIndex, [R, S]),
+      position_ids: i64(x.positionIds, [R, S]),
+      past_kv: f32(x.pastKv, [nLayers, 2, R, L, dModel]),
+      key_position_ids: i64(x.keyPositionIds, [R, L]),
+      attention_mask: i64(x.attentionMask, [R, L]),
+      vocab_range: i64(x.vocab, [2]),
+    });
+    return {
+      logits: toFloat32(out['logits'], 'logits'),
+      rowMax: toFloat32(out['row_max'], 'row_max'),
+      newKv: toFloat32(out['new_kv'], 'new_kv'),
+    };
+  }
+
+  async sampleHead(x: SampleHeadInput): Promise<SampleOutput> {
+    const { sequences: B, branches: G, targets: N, vocabSize: K } = x;
+    const out = await this.head.run({
+      logits: f32(x.logits, [B * G, N, K]),
+      guidance_weights: f32(x.guidanceWeights, [B, G]),
+      temperature: f32(x.temperature, [B]),
+      uniforms: f32(x.uniforms, [B, N]),
+    });
+    return { sampleIndex: toInt32(out['sample_index'], 'sample_index'), sampleProb: toFloat32(out['sample_prob'], 'sample_prob') };
+  }
+}

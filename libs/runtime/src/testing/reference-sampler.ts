@@ -1,0 +1,224 @@
+/**
+ * An independent reference sampler for the parity tests, written straight from the spec (§2.1–2.3, §2.6, §3):
+ * one sequence at a time, one model forward per branch, full logits from `forward_logits`, and for ML-Cache a plain
+ * K/V + logit cache per branch. It shares no code with libs/diffusion and uses no sampling rule embedded in a graph:
+ * its random numbers come from its own Philox (BigInt arithmetic), its schedule, guidance, sampling and remasking are
+ * its own. Rows are padded to the model's length bucket, as any call to the model is.
+ */
+import { join } from 'node:path';
+import type { ModelManifest } from '@dimoo/contracts';
+import * as ort from 'onnxruntime-node';
+
+const MASK32 = 0xffffffffn;
+
+function philoxBlock(counter: bigint[], key: bigint[]): bigint[] {
+  let [c0, c1, c2, c3] = counter as [bigint, bigint, bigint, bigint];
+  let [k0, k1] = key as [bigint, bigint];
+  for (let r = 0; r < 10; r++) {
+    const p0 = 0xd2511f53n * c0;
+    const p1 = 0xcd9e8d57n * c2;
+    [c0, c1, c2, c3] = [((p1 >> 32n) ^ c1 ^ k0) & MASK32, p1 & MASK32, ((p0 >> 32n) ^ c3 ^ k1) & MASK32, p0 & MASK32];
+    k0 = (k0 + 0x9e3779b9n) & MASK32;
+    k1 = (k1 + 0xbb67ae85n) & MASK32;
+  }
+  return [c0, c1, c2, c3];
+}
+
+/** u(seed, step, stream, index) per docs/model-interface.md §6. */
+export function referenceUniform(seed: number, step: number, stream: number, index: number): number {
+  const s = BigInt(seed);
+  const word = philoxBlock([BigInt(index >> 2), BigInt(step), BigInt(stream), 0n], [s & MASK32, s >> 32n])[index & 3]!;
+  return (Number(word >> 9n) + 0.5) / 2 ** 23;
+}
+
+const f = Math.fround;
+
+export interface RefCache {
+  cacheRatio: number;
+  warmupRatio: number;
+  refreshInterval: number;
+}
+
+export interface RefRun {
+  /** each branch's full row: prefix ++ region ++ suffix */
+  branches: { prefix: number[]; suffix: number[] }[];
+  region: number[];
+  /** indices into region that may be written */
+  targets: number[];
+  weights: number[];
+  steps: number;
+  temperature: number;
+  seed: number;
+  cache: RefCache | null;
+  sampler: 'maskgit' | { blockLength: number };
+  vocab: [number, number];
+}
+
+interface BranchState {
+  slice: Float32Array[]; // per position, slice logits
+  kv: Float32Array | null; // [nLayers, 2, 1, L, d]
+  rowMax: number[];
+}
+
+export class ReferenceSampler {
+  /** forwards run, for the tests' bookkeeping */
+  forwards = 0;
+
+  private constructor(
+    private readonly m: ModelManifest,
+    private readonly logitsGraph: ort.InferenceSession,
+    private readonly denoiseGraph: ort.InferenceSession,
+    private readonly partialGraph: ort.InferenceSession,
+  ) {}
+
+  static async open(dir: string, m: ModelManifest): Promise<ReferenceSampler> {
+    const open = (file: string) => ort.InferenceSession.create(join(dir, file));
+    return new ReferenceSampler(m, await open(m.graphs.forward_logits), await open(m.graphs.denoise), await open(m.graphs.denoise_partial));
+  }
+
+  private padded(len: number): number {
+    return Math.ceil(len / this.m.lengthBucket) * this.m.lengthBucket;
+  }
+
+  private rowTensors(row: number[]) {
+    const L = this.padded(row.length);
+    const ids = new BigInt64Array(L);
+    const pos = new BigInt64Array(L);
+    const att = new BigInt64Array(L);
+    row.forEach((t, i) => {
+      ids[i] = BigInt(t);
+      pos[i] = BigInt(i);
+      att[i] = 1n;
+    });
+    return {
+      L,
+      input_ids: new ort.Tensor('int64', ids, [1, L]),
+      position_ids: new ort.Tensor('int64', pos, [1, L]),
+      attention_mask: new ort.Tensor('int64', att, [1, L]),
+    };
+  }
+
+  /** Full forward of one row: slice logits at every real position, and K/V when caching. */
+  private async full(row: number[], vocab: [number, number], withKv: boolean): Promise<BranchState> {
+    this.forwards++;
+    const t = this.rowTensors(row);
+    const V = this.m.architecture.vocabSize;
+    const out = await this.logitsGraph.run({ input_ids: t.input_ids, position_ids: t.position_ids, attention_mask: t.attention_mask });
+    const logits = out['logits']!.data as Float32Array;
+    const slice = row.map((_, i) => logits.slice(i * V + vocab[0], i * V + vocab[1]));
+    let kv: Float32Array | null = null;
+    if (withKv) {
+      const d = await this.denoiseGraph.run(
+        {
+          ...t,
+          target_positions: new ort.Tensor('int64', BigInt64Array.of(0n), [1, 1]),
+          guidance_weights: new ort.Tensor('float32', Float32Array.of(1), [1, 1]),
+          vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
+          temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
+          uniforms: new ort.Tensor('float32', Float32Array.of(0.5), [1, 1]),
+        },
+        ['present_kv'],
+      );
+      kv = Float32Array.from(d['present_kv']!.data as Float32Array);
+    }
+    return { slice, kv, rowMax: slice.map((s) => s.reduce((a, b) => Math.max(a, b), -Infinity)) };
+  }
+
+  /** Recomputes positions `sel` of a row against its cache (spec §3), updating the cache in place. */
+  private async partial(row: number[], state: BranchState, sel: number[], vocab: [number, number]): Promise<void> {
+    const { nLayers, dModel } = this.m.architecture;
+    const t = this.rowTensors(row);
+    const S = sel.length;
+    const out = await this.partialGraph.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(sel, (i) => BigInt(row[i]!)), [1, S]),
+      query_index: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
+      past_kv: new ort.Tensor('float32', state.kv!, [nLayers, 2, 1, t.L, dModel]),
+      key_position_ids: t.position_ids,
+      attention_mask: t.attention_mask,
+      vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
+    });
+    const K = vocab[1] - vocab[0];
+    const logits = out['logits']!.data as Float32Array;
+    const newKv = out['new_kv']!.data as Float32Array;
+    const rowMax = out['row_max']!.data as Float32Array;
+    sel.forEach((i, s) => {
+      state.slice[i] = logits.slice(s * K, (s + 1) * K);
+      state.rowMax[i] = rowMax[s]!;
+      for (let p = 0; p < nLayers * 2; p++) {
+        state.kv!.set(newKv.subarray((p * S + s) * dModel, (p * S + s + 1) * dModel), (p * t.L + i) * dModel);
+      }
+    });
+  }
+
+  async run(job: RefRun): Promise<number[]> {
+    const x = [...job.region];
+    const mask = this.m.tokens.mask;
+    const rowOf = (g: number) => [...job.branches[g]!.prefix, ...x, ...job.branches[g]!.suffix];
+    const states: BranchState[] = [];
+    const T = job.steps;
+    const N0 = job.targets.filter((c) => x[c] === mask).length;
+    let quotas: number[] = [];
+    for (let s = 0; s < T; s++) {
+      const masked = job.targets.map((c, n) => [c, n] as const).filter(([c]) => x[c] === mask);
+      if (masked.length === 0) break;
+
+      // model: every branch's slice logits at every position (full step, or cached partial step)
+      const warm = job.cache ? Math.floor(T * job.cache.warmupRatio) : 0;
+      const isFull = !job.cache || s <= warm || (s - warm) % job.cache.refreshInterval === 0 || states.length === 0;
+      for (let g = 0; g < job.branches.length; g++) {
+        const row = rowOf(g);
+        if (isFull) states[g] = await this.full(row, job.vocab, job.cache !== null);
+        else {
+          const st = states[g]!;
+          const sorted = [...st.rowMax].sort((a, b) => a - b);
+          const q = (1 - job.cache!.cacheRatio) * (sorted.length - 1);
+          const theta = sorted[Math.floor(q)]! + (sorted[Math.min(Math.floor(q) + 1, sorted.length - 1)]! - sorted[Math.floor(q)]!) * (q - Math.floor(q));
+          await this.partial(row, st, st.rowMax.flatMap((v, i) => (v <= theta ? [i] : [])), job.vocab);
+        }
+      }
+
+      // guided logits, sampled token and its confidence at each masked target
+      const drawn = masked.map(([c, n]) => {
+        const z = new Float32Array(job.vocab[1] - job.vocab[0]);
+        job.branches.forEach((b, g) => {
+          const l = states[g]!.slice[b.prefix.length + c]!;
+          for (let j = 0; j < z.length; j++) z[j] = f(z[j]! + f(f(job.weights[g]!) * l[j]!));
+        });
+        const m = Math.max(...z);
+        let denom = 0;
+        for (const v of z) denom = f(denom + f(Math.exp(f(v - m))));
+        let k = z.indexOf(m);
+        if (job.temperature > 0) {
+          const cdf: number[] = [];
+          let acc = 0;
+          for (const v of z) cdf.push((acc = f(acc + f(Math.exp(f(f(v - m) / f(job.temperature)))))));
+          const target = f(f(referenceUniform(job.seed, s, 0, n)) * acc);
+          k = Math.min(cdf.filter((cv) => cv < target).length, z.length - 1);
+        }
+        return { c, n, token: job.vocab[0] + k, p: f(f(Math.exp(f(z[k]! - m))) / denom) };
+      });
+
+      if (job.sampler === 'maskgit') {
+        // commit everything, then re-mask the keep_n lowest log p + τ·Gumbel (strict <)
+        for (const d of drawn) x[d.c] = d.token;
+        const keep = s === T - 1 ? 0 : Math.max(1, Math.floor(f(N0 * f(Math.cos(f(f(Math.PI / 2) * f((s + 1) / T)))))));
+        const score = drawn.map((d) => Math.log(Math.max(d.p, 1e-20)) + job.temperature * -Math.log(-Math.log(referenceUniform(job.seed, s, 1, d.n))));
+        const cut = [...score].sort((a, b) => a - b)[Math.min(keep, drawn.length - 1)]!;
+        drawn.forEach((d, i) => {
+          if (score[i]! < cut) x[d.c] = mask;
+        });
+      } else {
+        // LLaDA: block by block, commit the quota most confident masked targets of the current block
+        const bl = job.sampler.blockLength;
+        const spb = T / (job.targets.length / bl);
+        const block = Math.floor(s / spb);
+        const inBlock = drawn.filter((d) => d.n >= block * bl && d.n < (block + 1) * bl);
+        if (s % spb === 0) quotas = Array.from({ length: spb }, (_, i) => Math.floor(inBlock.length / spb) + (i < inBlock.length % spb ? 1 : 0));
+        const chosen = [...inBlock].sort((a, b) => b.p - a.p || a.n - b.n).slice(0, quotas[s % spb]);
+        for (const d of chosen) x[d.c] = d.token;
+      }
+    }
+    return x;
+  }
+}

@@ -1,0 +1,240 @@
+"""LLaDA-style bidirectional transformer (spec §4.1), shared by training, the ONNX graphs and the real-model exporter.
+
+Parameter names follow the LLaDA checkpoint:
+  model.transformer.wte.weight                                   [V, d]
+  model.transformer.blocks.{i}.attn_norm.weight                  [d]     RMSNorm
+  model.transformer.blocks.{i}.{q_proj,k_proj,v_proj,attn_out}.weight  [d, d]
+  model.transformer.blocks.{i}.ff_norm.weight                    [d]
+  model.transformer.blocks.{i}.{ff_proj,up_proj}.weight          [ffn, d]  (ff_proj = gate)
+  model.transformer.blocks.{i}.ff_out.weight                     [d, ffn]  (down)
+  model.transformer.ln_f.weight                                  [d]
+  model.transformer.ff_out.weight                                [V, d]  (untied head)
+
+Block (pre-norm): h = x + attn_out(Attn(RoPE(q(RMS(x))), RoPE(k(RMS(x))), v(RMS(x))))
+                  out = h + ff_out(silu(ff_proj(RMS(h))) * up_proj(RMS(h)))
+RMSNorm in fp32 (eps 1e-5); NeoX RoPE (rotate_half, inv_freq = theta^(-2i/headDim)); bidirectional attention,
+scale 1/sqrt(headDim), additive -1e9 key-padding bias; no biases anywhere.
+
+One code path (`run_layers`) serves the full step (every position recomputed) and the ML-Cache partial step
+(a subset S recomputed against cached pre-RoPE K/V: fresh rows are scattered into the cache before attention).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Config:
+    def __init__(self, vocab_size, d_model=128, n_layers=4, n_heads=4, ffn_hidden=384, rope_theta=10000.0,
+                 eps=1e-5):
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.ffn_hidden = ffn_hidden
+        self.rope_theta = rope_theta
+        self.eps = eps
+        assert d_model % n_heads == 0
+        self.head_dim = d_model // n_heads
+        assert self.head_dim % 2 == 0
+
+    def to_dict(self):
+        return {"nLayers": self.n_layers, "nHeads": self.n_heads, "dModel": self.d_model,
+                "ffnHidden": self.ffn_hidden, "ropeTheta": self.rope_theta, "vocabSize": self.vocab_size}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.to(x.dtype) * self.weight
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, f = cfg.d_model, cfg.ffn_hidden
+        self.attn_norm = RMSNorm(d, cfg.eps)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = RMSNorm(d, cfg.eps)
+        self.ff_proj = nn.Linear(d, f, bias=False)
+        self.up_proj = nn.Linear(d, f, bias=False)
+        self.ff_out = nn.Linear(f, d, bias=False)
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    x1 = x[..., :half]
+    x2 = x[..., half:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class DimooLM(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.model = nn.Module()
+        self.model.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(cfg.vocab_size, cfg.d_model),
+            "blocks": nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)]),
+            "ln_f": RMSNorm(cfg.d_model, cfg.eps),
+            "ff_out": nn.Linear(cfg.d_model, cfg.vocab_size, bias=False),
+        })
+        hd = cfg.head_dim
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        std = 0.02
+        t = self.model.transformer
+        nn.init.normal_(t["wte"].weight, std=std)
+        nn.init.normal_(t["ff_out"].weight, std=std)
+        for b in t["blocks"]:
+            for lin in (b.q_proj, b.k_proj, b.v_proj, b.ff_proj, b.up_proj):
+                nn.init.normal_(lin.weight, std=std)
+            for lin in (b.attn_out, b.ff_out):  # scaled residual projections
+                nn.init.normal_(lin.weight, std=std / math.sqrt(2 * self.cfg.n_layers))
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def transformer(self):
+        return self.model.transformer
+
+    def rope_cos_sin(self, position_ids):
+        """position_ids int64 [R, L] -> cos, sin float32 [R, 1, L, headDim]."""
+        freqs = position_ids.float().unsqueeze(-1) * self.inv_freq  # [R, L, hd/2]
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)
+        return emb.cos(), emb.sin()
+
+    def split_heads(self, x):
+        """[R, L, d] -> [R, H, L, hd]"""
+        return x.reshape(x.shape[0], x.shape[1], self.cfg.n_heads, self.cfg.head_dim).transpose(1, 2)
+
+    def merge_heads(self, x):
+        """[R, H, L, hd] -> [R, L, d]"""
+        x = x.transpose(1, 2)
+        return x.reshape(x.shape[0], x.shape[1], self.cfg.d_model)
+
+    @staticmethod
+    def key_bias(attention_mask):
+        """int64 [R, L] (1 real, 0 pad) -> additive float32 bias [R, 1, 1, L] (0 or -1e9)."""
+        m = (attention_mask > 0).float()
+        return ((1.0 - m) * -1e9).unsqueeze(1).unsqueeze(2)
+
+    def run_layers(self, input_ids, q_pos, k_pos, attention_mask, query_index=None, past_kv=None,
+                   collect_kv=False):
+        """Shared transformer body.
+
+        Full step:    query_index=None, past_kv=None; the queries are all L positions, keys = their own K/V.
+        Partial step: input_ids/q_pos/query_index [R, S], past_kv [nLayers, 2, R, L, d] (pre-RoPE); per layer the
+                      fresh K/V rows are scattered into the cache at query_index, then q(S) attends to all L keys.
+        Returns (hidden after ln_f [R, Q, d], list of (k, v) pre-RoPE rows [R, Q, d] per layer when collect_kv).
+        """
+        t = self.transformer
+        x = t["wte"](input_ids)
+        q_cos, q_sin = self.rope_cos_sin(q_pos)
+        k_cos, k_sin = (q_cos, q_sin) if k_pos is None else self.rope_cos_sin(k_pos)
+        bias = self.key_bias(attention_mask)
+        scale = 1.0 / math.sqrt(self.cfg.head_dim)
+        kvs = []
+        if query_index is not None:
+            scatter_idx = query_index.unsqueeze(-1).expand(-1, -1, self.cfg.d_model)
+        for i, b in enumerate(t["blocks"]):
+            h = b.attn_norm(x)
+            q = b.q_proj(h)
+            k = b.k_proj(h)
+            v = b.v_proj(h)
+            if collect_kv:
+                kvs.append((k, v))
+            if past_kv is not None:
+                k_all = torch.scatter(past_kv[i, 0], 1, scatter_idx, k)
+                v_all = torch.scatter(past_kv[i, 1], 1, scatter_idx, v)
+            else:
+                k_all, v_all = k, v
+            qh = self.split_heads(q)
+            kh = self.split_heads(k_all)
+            vh = self.split_heads(v_all)
+            qh = qh * q_cos + rotate_half(qh) * q_sin
+            kh = kh * k_cos + rotate_half(kh) * k_sin
+            att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias
+            att = torch.softmax(att, dim=-1)
+            o = self.merge_heads(torch.matmul(att, vh))
+            x = x + b.attn_out(o)
+            h2 = b.ff_norm(x)
+            x = x + b.ff_out(F.silu(b.ff_proj(h2)) * b.up_proj(h2))
+        return t["ln_f"](x), kvs
+
+    def head_slice_weight(self, vocab_range):
+        """Rows [lo, hi) of the head weight via arange + index_select (dynamic in ONNX)."""
+        idx = torch.arange(vocab_range[0], vocab_range[1], device=vocab_range.device)
+        return torch.index_select(self.transformer["ff_out"].weight, 0, idx)
+
+    # ------------------------------------------------------------------ entry points
+    def forward_logits(self, input_ids, position_ids, attention_mask):
+        h, _ = self.run_layers(input_ids, position_ids, None, attention_mask)
+        return self.transformer["ff_out"](h)
+
+    def forward(self, input_ids, position_ids, attention_mask):
+        return self.forward_logits(input_ids, position_ids, attention_mask)
+
+    def full_step(self, input_ids, position_ids, attention_mask, vocab_range):
+        """-> slice logits [R, L, K], present_kv [nLayers, 2, R, L, d]"""
+        h, kvs = self.run_layers(input_ids, position_ids, None, attention_mask, collect_kv=True)
+        logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
+        present = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
+        return logits, present
+
+    def partial_step(self, input_ids, query_index, position_ids, past_kv, key_position_ids, attention_mask,
+                     vocab_range):
+        """-> slice logits [R, S, K], new_kv [nLayers, 2, R, S, d]"""
+        h, kvs = self.run_layers(input_ids, position_ids, key_position_ids, attention_mask,
+                                 query_index=query_index, past_kv=past_kv, collect_kv=True)
+        logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
+        new = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
+        return logits, new
+
+    def hidden_at(self, input_ids, position_ids, attention_mask, gather_index):
+        """Training helper: final hidden at flat positions gather_index (into R*L)."""
+        h, _ = self.run_layers(input_ids, position_ids, None, attention_mask)
+        return h.reshape(-1, h.shape[-1])[gather_index]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sampling rule of docs/model-interface.md §3 (float32), shared by the graphs and the Python samplers
+
+def sample_rule(target_logits, guidance_weights, temperature, uniforms):
+    """target_logits [R, N, K], guidance_weights [B, G], temperature [B], uniforms [B, N]
+    -> sample_index int64 [B, N], sample_prob float32 [B, N]."""
+    B = guidance_weights.shape[0]
+    G = guidance_weights.shape[1]
+    N = target_logits.shape[1]
+    K = target_logits.shape[2]
+    lg = target_logits.reshape(B, G, N, K)
+    z = (lg * guidance_weights.unsqueeze(-1).unsqueeze(-1)).sum(1)  # [B, N, K]
+    m = z.max(dim=-1, keepdim=True)[0]
+    greedy = torch.argmax(z, dim=-1)  # first index on ties
+    tau = temperature.unsqueeze(-1).unsqueeze(-1)  # [B, 1, 1]
+    is_zero = tau == 0
+    tau_safe = torch.where(is_zero, torch.ones_like(tau), tau)
+    e = torch.exp((z - m) / tau_safe)
+    c = torch.cumsum(e, dim=-1)
+    thresh = uniforms.unsqueeze(-1) * c[..., -1:]
+    k = (c < thresh).to(torch.int64).sum(-1)
+    kmax = (torch.ones_like(greedy) * K) - 1
+    k = torch.minimum(k, kmax)
+    idx = torch.where(is_zero.squeeze(-1), greedy, k)
+    ez = torch.exp(z - m)
+    zk = torch.gather(z, 2, idx.unsqueeze(-1))
+    p = torch.exp(zk - m).squeeze(-1) / ez.sum(-1)
+    return idx, p
