@@ -3,11 +3,13 @@
  * sequences (same branch count, vocabulary slice, padded length, target count and cache phase). Guidance branches are
  * folded into the rows (row = sequence·G + branch). Sequences may join or leave between any two steps.
  *
- * ML-Cache state (per branch row: pre-RoPE K/V, the target logits, the last max-logit per position) lives here on the
- * host, which is where the CPU provider computes anyway (docs/model-interface.md §4.2, §5).
+ * With ML-Cache, the state belongs to the batch (cache-arena.ts), in host memory — where the CPU provider computes
+ * anyway (docs/model-interface.md §4.2, §5). Sequences in a full step and sequences in a partial step are different
+ * groups, so each runs its own call that step.
  */
+import { CacheArena } from './cache-arena';
 import { selectRecompute } from './cache-policy';
-import type { DenoiseModel, FullStepOutput, SampleOutput } from './model';
+import type { DenoiseModel, SampleOutput } from './model';
 import type { Sequence } from './sequence';
 
 export interface EngineOptions {
@@ -17,16 +19,12 @@ export interface EngineOptions {
   maxRows: number;
 }
 
-interface BranchCache {
-  kv: Float32Array;
-  logits: Float32Array;
-  rowMax: Float32Array;
-}
-
 interface Member {
   seq: Sequence;
+  /** padded row length */
   length: number;
-  cache: BranchCache[] | null;
+  /** where this sequence's cache rows live, once it has run a cached full step */
+  slot: { arena: CacheArena; index: number } | null;
 }
 
 export interface CallRecord {
@@ -42,6 +40,8 @@ export interface CallRecord {
 export interface StepReport {
   calls: CallRecord[];
   finished: Sequence[];
+  /** bytes of ML-Cache state held after the step */
+  cacheBytes: number;
 }
 
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
@@ -63,10 +63,10 @@ export class DiffusionEngine {
   add(seq: Sequence): void {
     if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
     const longest = Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g)));
-    this.members.set(seq.id, { seq, length: roundUp(longest, this.options.lengthBucket), cache: null });
+    this.members.set(seq.id, { seq, length: roundUp(longest, this.options.lengthBucket), slot: null });
   }
 
-  /** Leaves at once (cancel); its cache is dropped. */
+  /** Leaves at once (cancel); its cache rows are dropped with the next regrouping. */
   remove(id: string): boolean {
     return this.members.delete(id);
   }
@@ -81,8 +81,7 @@ export class DiffusionEngine {
   async step(): Promise<StepReport> {
     const calls: CallRecord[] = [];
     for (const group of this.groups()) {
-      const full = group[0]!.seq.fullStep || !group[0]!.cache;
-      const results = full ? await this.runFull(group, calls) : await this.runPartial(group, calls);
+      const results = this.isPartial(group[0]!) ? await this.runPartial(group, calls) : await this.runFull(group, calls);
       group.forEach((m, b) => {
         const n = m.seq.targets;
         m.seq.commit(results.sampleIndex.subarray(b * n, (b + 1) * n), results.sampleProb.subarray(b * n, (b + 1) * n));
@@ -96,16 +95,19 @@ export class DiffusionEngine {
       }
     }
     this.calls.push(...calls);
-    return { calls, finished };
+    const arenas = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.arena] : [])));
+    return { calls, finished, cacheBytes: [...arenas].reduce((n, a) => n + a.bytes, 0) };
+  }
+
+  private isPartial(m: Member): boolean {
+    return m.slot !== null && !m.seq.fullStep;
   }
 
   private groups(): Member[][] {
     const byKey = new Map<string, Member[]>();
     for (const m of this.members.values()) {
-      if (m.seq.done) continue;
       const s = m.seq;
-      const phase = s.fullStep || !m.cache ? 'full' : 'partial';
-      const key = `${phase}|${s.branches}|${s.spec.vocab.join('-')}|${m.length}|${s.targets}|${s.params.cache ? 'c' : ''}`;
+      const key = [this.isPartial(m) ? 'partial' : 'full', s.branches, s.spec.vocab.join('-'), m.length, s.targets, s.params.cache ? 'cache' : ''].join('|');
       const list = byKey.get(key) ?? [];
       list.push(m);
       byKey.set(key, list);
@@ -130,13 +132,8 @@ export class DiffusionEngine {
     const positionIds = new Int32Array(R * L);
     const attentionMask = new Int32Array(R * L);
     const targetPositions = new Int32Array(R * N);
-    const guidanceWeights = new Float32Array(B * G);
-    const temperature = new Float32Array(B);
-    const uniforms = new Float32Array(B * N);
     let positions = 0;
     group.forEach((m, b) => {
-      temperature[b] = m.seq.params.temperature;
-      uniforms.set(m.seq.tokenUniforms(), b * N);
       for (let g = 0; g < G; g++) {
         const r = b * G + g;
         const len = m.seq.rowLength(g);
@@ -147,7 +144,6 @@ export class DiffusionEngine {
           attentionMask[r * L + i] = 1;
         }
         for (let n = 0; n < N; n++) targetPositions[r * N + n] = m.seq.targetPosition(g, n);
-        guidanceWeights[b * G + g] = m.seq.weights[g]!;
       }
     });
     const t0 = performance.now();
@@ -161,46 +157,51 @@ export class DiffusionEngine {
       branches: G,
       targets: N,
       targetPositions,
-      guidanceWeights,
       vocab: first.seq.spec.vocab,
-      temperature,
-      uniforms,
       withCache,
+      ...this.samplingInputs(group),
     });
     calls.push({ kind: 'full', sequences: B, rows: R, length: L, positions, ms: performance.now() - t0 });
-    if (withCache) this.storeCache(group, out);
+    if (withCache) {
+      if (!out.presentKv || !out.targetLogits) throw new Error('model returned no cache state for a cached full step');
+      const [lo, hi] = first.seq.spec.vocab;
+      const ids = group.map((m) => m.seq.id);
+      const arena = new CacheArena(this.model.shape, ids, G, L, N, hi - lo, out.presentKv, out.targetLogits, out.rowMax);
+      group.forEach((m, index) => (m.slot = { arena, index }));
+    }
     return out;
   }
 
-  /** Splits a full step's K/V, target logits and max-logits into each row's cache. */
-  private storeCache(group: Member[], out: FullStepOutput): void {
-    const { nLayers, dModel } = this.model.shape;
-    const first = group[0]!;
-    const G = first.seq.branches;
-    const L = first.length;
-    const N = first.seq.targets;
-    const K = first.seq.spec.vocab[1] - first.seq.spec.vocab[0];
-    const R = group.length * G;
-    const kv = out.presentKv;
-    const logits = out.targetLogits;
-    if (!kv || !logits) throw new Error('model returned no cache state for a cached full step');
-    const plane = L * dModel;
+  /** Per-sequence guidance weights, temperatures and this step's token uniforms. */
+  private samplingInputs(group: Member[]): { guidanceWeights: Float32Array; temperature: Float32Array; uniforms: Float32Array } {
+    const G = group[0]!.seq.branches;
+    const N = group[0]!.seq.targets;
+    const guidanceWeights = new Float32Array(group.length * G);
+    const temperature = new Float32Array(group.length);
+    const uniforms = new Float32Array(group.length * N);
     group.forEach((m, b) => {
-      m.cache = Array.from({ length: G }, (_, g) => {
-        const r = b * G + g;
-        const rowKv = new Float32Array(nLayers * 2 * plane);
-        for (let p = 0; p < nLayers * 2; p++) rowKv.set(kv.subarray((p * R + r) * plane, (p * R + r + 1) * plane), p * plane);
-        return {
-          kv: rowKv,
-          logits: logits.slice(r * N * K, (r + 1) * N * K),
-          rowMax: out.rowMax.slice(r * L, (r + 1) * L),
-        };
-      });
+      guidanceWeights.set(m.seq.weights, b * G);
+      temperature[b] = m.seq.params.temperature;
+      uniforms.set(m.seq.tokenUniforms(), b * N);
     });
+    return { guidanceWeights, temperature, uniforms };
+  }
+
+  /** The group's arena: reused while its membership is unchanged, else gathered from the members' rows. */
+  private arenaFor(group: Member[]): CacheArena {
+    const current = group[0]!.slot!.arena;
+    const same = current.members.length === group.length && group.every((m, i) => m.slot!.arena === current && m.slot!.index === i);
+    if (same) return current;
+    const arena = CacheArena.gather(
+      group.map((m) => m.seq.id),
+      group.map((m) => m.slot!),
+    );
+    group.forEach((m, index) => (m.slot = { arena, index }));
+    return arena;
   }
 
   private async runPartial(group: Member[], calls: CallRecord[]): Promise<SampleOutput> {
-    const { nLayers, dModel } = this.model.shape;
+    const arena = this.arenaFor(group);
     const first = group[0]!;
     const G = first.seq.branches;
     const N = first.seq.targets;
@@ -208,18 +209,17 @@ export class DiffusionEngine {
     const B = group.length;
     const R = B * G;
     const vocab = first.seq.spec.vocab;
-    const K = vocab[1] - vocab[0];
     const cacheRatio = first.seq.params.cache!.cacheRatio;
 
-    // Rows, and the subset each row recomputes (selected from its max-logits after the previous step).
-    const rowIds: Int32Array[] = [];
+    // Each row recomputes the positions its max-logits after the previous step select (spec §3).
+    const rows: Int32Array[] = [];
     const selections: number[][] = [];
     for (const m of group) {
       for (let g = 0; g < G; g++) {
         const ids = new Int32Array(m.seq.rowLength(g));
         m.seq.writeRow(g, ids);
-        rowIds.push(ids);
-        selections.push(selectRecompute(m.cache![g]!.rowMax, ids.length, cacheRatio));
+        rows.push(ids);
+        selections.push(selectRecompute(arena.rowMax.subarray(rows.length * L - L), ids.length, cacheRatio));
       }
     }
     const S = Math.max(...selections.map((s) => s.length));
@@ -227,27 +227,19 @@ export class DiffusionEngine {
     const queryIndex = new Int32Array(R * S);
     const keyPositionIds = new Int32Array(R * L);
     const attentionMask = new Int32Array(R * L);
-    const pastKv = new Float32Array(nLayers * 2 * R * L * dModel);
-    const plane = L * dModel;
     let positions = 0;
-    group.forEach((m, b) => {
-      for (let g = 0; g < G; g++) {
-        const r = b * G + g;
-        const ids = rowIds[r]!;
-        const sel = selections[r]!;
-        positions += sel.length;
-        for (let s = 0; s < S; s++) {
-          // padding entries repeat the row's first selected position: same value scattered twice, outputs unread
-          const i = sel[s] ?? sel[0]!;
-          queryIndex[r * S + s] = i;
-          inputIds[r * S + s] = ids[i]!;
-        }
-        for (let i = 0; i < ids.length; i++) {
-          keyPositionIds[r * L + i] = i;
-          attentionMask[r * L + i] = 1;
-        }
-        const kv = m.cache![g]!.kv;
-        for (let p = 0; p < nLayers * 2; p++) pastKv.set(kv.subarray(p * plane, (p + 1) * plane), (p * R + r) * plane);
+    rows.forEach((ids, r) => {
+      const sel = selections[r]!;
+      positions += sel.length;
+      for (let s = 0; s < S; s++) {
+        // padding entries repeat the row's first selected position: the same value is scattered twice, outputs unread
+        const i = sel[s] ?? sel[0]!;
+        queryIndex[r * S + s] = i;
+        inputIds[r * S + s] = ids[i]!;
+      }
+      for (let i = 0; i < ids.length; i++) {
+        keyPositionIds[r * L + i] = i;
+        attentionMask[r * L + i] = 1;
       }
     });
     const t0 = performance.now();
@@ -258,44 +250,24 @@ export class DiffusionEngine {
       inputIds,
       queryIndex,
       positionIds: queryIndex,
-      pastKv,
+      pastKv: arena.kv,
       keyPositionIds,
       attentionMask,
       vocab,
     });
     calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, ms: performance.now() - t0 });
 
-    // Scatter the fresh rows into each branch's cache, then sample every target from the merged logits.
-    const logits = new Float32Array(R * N * K);
     group.forEach((m, b) => {
       for (let g = 0; g < G; g++) {
         const r = b * G + g;
-        const cache = m.cache![g]!;
-        const sel = selections[r]!;
         const targetOf = new Map<number, number>();
         for (let n = 0; n < N; n++) targetOf.set(m.seq.targetPosition(g, n), n);
-        sel.forEach((i, s) => {
-          for (let p = 0; p < nLayers * 2; p++) {
-            const src = ((p * R + r) * S + s) * dModel;
-            cache.kv.set(out.newKv.subarray(src, src + dModel), p * plane + i * dModel);
-          }
-          cache.rowMax[i] = out.rowMax[r * S + s]!;
-          const n = targetOf.get(i);
-          if (n !== undefined) cache.logits.set(out.logits.subarray((r * S + s) * K, (r * S + s + 1) * K), n * K);
-        });
-        logits.set(cache.logits, r * N * K);
+        selections[r]!.forEach((i, s) => arena.scatter(r, i, targetOf.get(i), out.newKv, S, s, out.logits, out.rowMax[r * S + s]!));
       }
     });
-    const guidanceWeights = new Float32Array(B * G);
-    const temperature = new Float32Array(B);
-    const uniforms = new Float32Array(B * N);
-    group.forEach((m, b) => {
-      temperature[b] = m.seq.params.temperature;
-      uniforms.set(m.seq.tokenUniforms(), b * N);
-      for (let g = 0; g < G; g++) guidanceWeights[b * G + g] = m.seq.weights[g]!;
-    });
+    // every target is sampled from the merged (fresh or cached) per-branch logits
     const t1 = performance.now();
-    const sampled = await this.model.sampleHead({ sequences: B, branches: G, targets: N, vocabSize: K, logits, guidanceWeights, temperature, uniforms });
+    const sampled = await this.model.sampleHead({ sequences: B, branches: G, targets: N, vocabSize: arena.vocabSize, logits: arena.logits, ...this.samplingInputs(group) });
     calls.push({ kind: 'sample', sequences: B, rows: R, length: N, positions: 0, ms: performance.now() - t1 });
     return sampled;
   }

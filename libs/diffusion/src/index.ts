@@ -1,3 +1,4 @@
+export * from './cache-arena';
 export * from './cache-policy';
 export * from './engine';
 export * from './errors';

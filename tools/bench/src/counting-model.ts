@@ -1,0 +1,43 @@
+import type { DenoiseModel, FullStepInput, PartialStepInput, SampleHeadInput } from '@dimoo/diffusion';
+
+/** Bytes on the wire of a typed array as the graphs see it (int32 ids are int64 in the graphs). */
+const wire = (v: unknown): number => (v instanceof Int32Array ? v.length * 8 : ArrayBuffer.isView(v) ? v.byteLength : 0);
+const sum = (o: object) => Object.values(o).reduce((n: number, v) => n + wire(v), 0);
+
+/** Wraps a model to count the bytes crossing the runtime boundary (inputs fed, outputs fetched). */
+export class CountingModel implements DenoiseModel {
+  bytesIn = 0;
+  bytesOut = 0;
+  modelMs = 0;
+
+  constructor(private readonly inner: DenoiseModel) {}
+
+  get shape() {
+    return this.inner.shape;
+  }
+
+  reset(): void {
+    this.bytesIn = this.bytesOut = this.modelMs = 0;
+  }
+
+  private async time<T extends object>(input: object, run: () => Promise<T>): Promise<T> {
+    this.bytesIn += sum(input) + (('vocab' in input) ? 16 : 0);
+    const t0 = performance.now();
+    const out = await run();
+    this.modelMs += performance.now() - t0;
+    this.bytesOut += sum(out);
+    return out;
+  }
+
+  fullStep(x: FullStepInput) {
+    return this.time(x, () => this.inner.fullStep(x));
+  }
+
+  partialStep(x: PartialStepInput) {
+    return this.time(x, () => this.inner.partialStep(x));
+  }
+
+  sampleHead(x: SampleHeadInput) {
+    return this.time(x, () => this.inner.sampleHead(x));
+  }
+}

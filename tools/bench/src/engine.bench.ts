@@ -1,0 +1,120 @@
+/**
+ * npm run bench:engine — engine figures on the tiny model, all measured in this one run (docs/performance.md).
+ *  1. images/s at batch 1, 4, 8, 16 (t2i, 16 steps, greedy, no guidance)
+ *  2. ML-Cache (manifest defaults, 64 steps, guidance on) vs no cache: wall time, positions computed, token agreement
+ *  3. host time per step per sequence and its share of model time (batch 8)
+ *  4. bytes crossing the runtime boundary per image, and the same figure computed for the real model at 1024²
+ */
+import { resolve } from 'node:path';
+import { DiffusionEngine, idealCost, type Sequence } from '@dimoo/diffusion';
+import { loadModel, prepare, type LoadedModel, type TaskRequest } from '@dimoo/runtime';
+import { CountingModel } from './counting-model';
+
+const MODEL_DIR = process.env['DIMOO_MODEL_DIR'] ?? resolve(__dirname, '../../../models/tiny');
+const PROMPTS = ['a red circle at the top left', 'a blue square at the center', 'a green triangle at the bottom right', 'a yellow circle at the right'];
+
+interface RunStats {
+  ms: number;
+  modelMs: number;
+  steps: number;
+  positions: number;
+  bytes: number;
+  seqs: Sequence[];
+}
+
+async function run(m: LoadedModel, counting: CountingModel, reqs: TaskRequest[], maxRows: number): Promise<RunStats> {
+  const seqs = await Promise.all(reqs.map((r, i) => prepare(m, `s${i}`, r)));
+  const engine = new DiffusionEngine(counting, { lengthBucket: m.manifest.lengthBucket, maxRows });
+  counting.reset();
+  for (const s of seqs) engine.add(s);
+  const t0 = performance.now();
+  let steps = 0;
+  while (engine.size > 0) {
+    await engine.step();
+    steps++;
+  }
+  const ms = performance.now() - t0;
+  return { ms, modelMs: counting.modelMs, steps, positions: engine.calls.reduce((n, c) => n + c.positions, 0), bytes: counting.bytesIn + counting.bytesOut, seqs };
+}
+
+const t2i = (n: number, extra: Partial<TaskRequest> = {}): TaskRequest[] =>
+  Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: 1 + i, ...extra }) as TaskRequest);
+
+async function main(): Promise<void> {
+  const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });
+  const counting = new CountingModel(m.model);
+  const out: string[] = [`engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${new Date().toISOString()}`];
+  await run(m, counting, t2i(4), 64); // warm-up
+
+  out.push('', '1. throughput (t2i, 16 steps, greedy, no guidance)');
+  let base = 0;
+  for (const b of [1, 4, 8, 16]) {
+    const reps = Math.max(1, Math.round(16 / b));
+    let ms = 0;
+    for (let r = 0; r < reps; r++) ms += (await run(m, counting, t2i(b, { steps: 16 }), 64)).ms;
+    const ips = (b * reps * 1000) / ms;
+    if (b === 1) base = ips;
+    out.push(`   batch ${String(b).padStart(2)}: ${ips.toFixed(1)} images/s  (${(ips / base).toFixed(2)}× batch 1)`);
+  }
+
+  out.push('', '2. ML-Cache (defaults, 64 steps, cfg 1, greedy) vs no cache, batch 4');
+  const cache = m.manifest.defaults.cache;
+  const guided = { steps: 64, cfg: 1, temperature: 0 };
+  const off = await run(m, counting, t2i(4, guided), 64);
+  const on = await run(m, counting, t2i(4, { ...guided, cache: true }), 64);
+  let agree = 0;
+  let total = 0;
+  off.seqs.forEach((s, i) => {
+    s.region.forEach((t, j) => {
+      total++;
+      if (on.seqs[i]!.region[j] === t) agree++;
+    });
+  });
+  out.push(`   wall time: off ${off.ms.toFixed(0)} ms, on ${on.ms.toFixed(0)} ms → ${(off.ms / on.ms).toFixed(2)}× faster`);
+  out.push(`   positions computed: off ${off.positions}, on ${on.positions} → ${(off.positions / on.positions).toFixed(2)}× fewer (ideal ${(64 / idealCost(64, cache)).toFixed(2)}×)`);
+  out.push(`   token agreement with the uncached run: ${((100 * agree) / total).toFixed(1)}%`);
+
+  out.push('', '3. host time per step (batch 8, t2i, 16 steps, cfg 1)');
+  for (const useCache of [false, true]) {
+    const r = await run(m, counting, t2i(8, { steps: 16, cfg: 1, ...(useCache ? { cache: true } : {}) }), 64);
+    const host = r.ms - r.modelMs;
+    out.push(
+      `   cache ${useCache ? 'on ' : 'off'}: ${((1000 * host) / r.steps / 8).toFixed(0)} µs host per step per sequence, ${((100 * host) / r.modelMs).toFixed(1)}% of model time (model ${(r.modelMs / r.steps).toFixed(2)} ms/step)`,
+    );
+  }
+
+  out.push('', '4. bytes crossing the runtime boundary per image');
+  for (const useCache of [false, true]) {
+    const r = await run(m, counting, t2i(4, { steps: 64, cfg: 1, ...(useCache ? { cache: true } : {}) }), 64);
+    out.push(`   tiny, 64 steps, cfg on, cache ${useCache ? 'on ' : 'off'}: ${(r.bytes / 4 / 1024).toFixed(0)} KiB per image`);
+  }
+  out.push(...realModelBytes());
+  console.log(out.join('\n'));
+}
+
+/** The same accounting for Lumina-DiMOO's shapes at 1024² (64 steps, cfg on: 2 rows), from docs/model-interface.md §4. */
+function realModelBytes(): string[] {
+  const P = 40; // prompt tokens
+  const N = 64 * 64;
+  const L = P + 2 + 64 * 65 + 2;
+  const G = 2;
+  const steps = 64;
+  const nLayers = 32;
+  const d = 4096;
+  const K = 8192;
+  const perStep = G * L * 3 * 8 + G * N * 8 + G * 4 + 16 + 4 + N * 4 + N * (8 + 4) + G * L * 4;
+  const kvPerFull = nLayers * 2 * G * L * d * 4;
+  const logitsPerFull = G * N * K * 4;
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  return [
+    `   real model 1024² (L = ${L}, N = ${N}, V slice 8192), uncached: ${mib(perStep)} per step, ${mib(perStep * steps)} per image`,
+    `   real model 1024², CPU ML-Cache path: K/V ${gib(kvPerFull)} + target logits ${gib(logitsPerFull)} out per full step, the K/V back in per partial step`,
+    `     → why the GPU path keeps the cache inside one run per refresh segment (docs/model-interface.md §4.6): ${mib(perStep * steps)} per image`,
+  ];
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
