@@ -1,3 +1,5 @@
+export * from './engine-host';
+export * from './engine-protocol';
 export * from './errors';
 export * from './image';
 export * from './manifest';

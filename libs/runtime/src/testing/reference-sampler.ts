@@ -110,7 +110,9 @@ export class ReferenceSampler {
     if (withKv) {
       const d = await this.denoiseGraph.run(
         {
-          ...t,
+          input_ids: t.input_ids,
+          position_ids: t.position_ids,
+          attention_mask: t.attention_mask,
           target_positions: new ort.Tensor('int64', BigInt64Array.of(0n), [1, 1]),
           guidance_weights: new ort.Tensor('float32', Float32Array.of(1), [1, 1]),
           vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),

@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ManifestSchema } from './manifest';
+
+const tiny = JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')) as Record<string, unknown>;
+
+const issues = (m: unknown) => {
+  const r = ManifestSchema.safeParse(m);
+  return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+};
+
+describe('ManifestSchema', () => {
+  it('accepts the committed tiny model manifest', () => {
+    expect(issues(tiny)).toEqual([]);
+  });
+
+  it('names the field and the reason when ids are inconsistent', () => {
+    const tokens = tiny['tokens'] as Record<string, number>;
+    expect(issues({ ...tiny, tokens: { ...tokens, eoa: tokens['boa'] } })).toContain('tokens.eoa: same id as boa');
+    expect(issues({ ...tiny, tokens: { ...tokens, codeOffset: tokens['codeOffset']! + 1 } })).toEqual(
+      expect.arrayContaining(['tokens.codeOffset: codeOffset + codebookSize must equal architecture.vocabSize']),
+    );
+  });
+
+  it('requires a checksum for every graph and plain file names', () => {
+    const graphs = tiny['graphs'] as Record<string, string>;
+    expect(issues({ ...tiny, graphs: { ...graphs, denoise: 'other.onnx' } })).toContain('graphs.denoise: other.onnx has no checksum in files');
+    expect(issues({ ...tiny, graphs: { ...graphs, denoise: '../escape.onnx' } })[0]).toMatch(/^graphs.denoise: /);
+  });
+
+  it('rejects an unknown interface version', () => {
+    expect(issues({ ...tiny, interfaceVersion: 2 })[0]).toMatch(/^interfaceVersion/);
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * Runs the engine on its own thread (engine-thread.ts) and gives the caller one promise per job. Everything the
+ * engine does — VQ, sampling, PNG encoding — happens off the caller's event loop.
+ */
+import { extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { EngineError, EngineOutput, EngineThreadOptions, FromThread, JobTimings, StepStats, ToThread } from './engine-protocol';
+import { ModelLoadError } from './errors';
+import type { TaskRequest } from './pipeline';
+
+/** A job the engine could not run. `retryable` is false for bad input: retrying cannot help. */
+export class EngineJobError extends Error {
+  readonly field: string | undefined;
+  readonly retryable: boolean;
+
+  constructor(e: EngineError) {
+    super(e.message);
+    this.name = e.name;
+    this.field = e.field;
+    this.retryable = e.retryable;
+  }
+}
+
+export class JobCanceledError extends Error {
+  constructor(id: string) {
+    super(`job ${id} was canceled`);
+    this.name = 'JobCanceledError';
+  }
+}
+
+interface Pending {
+  resolve: (r: { output: EngineOutput; timings: JobTimings }) => void;
+  reject: (e: Error) => void;
+  onProgress?: (step: number, steps: number) => void;
+}
+
+export interface EngineHostHooks {
+  onStep?: (stats: StepStats) => void;
+  onLog?: (message: string) => void;
+}
+
+export class EngineHost {
+  private readonly pending = new Map<string, Pending>();
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly model: { name: string; version: string; checksum: string },
+    readonly provider: string,
+  ) {}
+
+  static start(options: EngineThreadOptions, hooks: EngineHostHooks = {}): Promise<EngineHost> {
+    // a compiled build ships engine-thread.js next to this file; from sources the thread registers tsx's require hook
+    const file = join(__dirname, `engine-thread${extname(__filename)}`);
+    const worker = file.endsWith('.ts')
+      ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData: options })
+      : new Worker(file, { workerData: options });
+    return new Promise((resolve, reject) => {
+      let host: EngineHost | null = null;
+      worker.on('message', (m: FromThread) => {
+        switch (m.type) {
+          case 'ready':
+            host = new EngineHost(worker, m.model, m.provider);
+            resolve(host);
+            return;
+          case 'failed-start':
+            reject(new ModelLoadError(m.error.message));
+            return;
+          case 'log':
+            hooks.onLog?.(m.message);
+            return;
+          case 'step':
+            hooks.onStep?.(m.stats);
+            return;
+          case 'progress':
+          case 'done':
+          case 'error':
+          case 'canceled':
+            host?.settle(m);
+            return;
+        }
+      });
+      worker.on('error', (err) => {
+        if (!host) reject(err);
+        else host.failAll(err);
+      });
+      worker.on('exit', (code) => {
+        if (!host) reject(new ModelLoadError(`engine thread exited with code ${code} before it was ready`));
+        else host.failAll(new Error(`engine thread exited with code ${code}`));
+      });
+    });
+  }
+
+  /** Runs one job; resolves with its output, rejects with EngineJobError or JobCanceledError. */
+  run(id: string, request: TaskRequest, onProgress?: (step: number, steps: number) => void): Promise<{ output: EngineOutput; timings: JobTimings }> {
+    if (this.closed) return Promise.reject(new Error('engine host is closed'));
+    if (this.pending.has(id)) return Promise.reject(new Error(`job ${id} is already running`));
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, ...(onProgress ? { onProgress } : {}) });
+      this.send({ type: 'submit', id, request });
+    });
+  }
+
+  /** Asks the engine to drop a job at its next step; its run() rejects with JobCanceledError. */
+  cancel(id: string): void {
+    if (this.pending.has(id)) this.send({ type: 'cancel', id });
+  }
+
+  get running(): number {
+    return this.pending.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.send({ type: 'shutdown' });
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void this.worker.terminate().then(() => resolve()), 5000);
+      this.worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private send(m: ToThread): void {
+    this.worker.postMessage(m);
+  }
+
+  private settle(m: Extract<FromThread, { id: string }>): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    switch (m.type) {
+      case 'progress':
+        p.onProgress?.(m.step, m.steps);
+        return;
+      case 'done':
+        this.pending.delete(m.id);
+        p.resolve({ output: m.output, timings: m.timings });
+        return;
+      case 'error':
+        this.pending.delete(m.id);
+        p.reject(new EngineJobError(m.error));
+        return;
+      case 'canceled':
+        this.pending.delete(m.id);
+        p.reject(new JobCanceledError(m.id));
+        return;
+    }
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(err);
+    }
+  }
+}
