@@ -32,7 +32,7 @@ interface Common {
   temperature?: number;
   seed: number;
   /** ML-Cache settings; `true` takes the manifest's defaults */
-  cache?: CacheSettings | true | null;
+  cache?: CacheSettings | boolean | null;
 }
 
 export type TaskRequest =
@@ -82,7 +82,7 @@ function checkSize(m: ModelManifest, field: string, height: number, width: numbe
 }
 
 function cacheFor(m: ModelManifest, cache: Common['cache']): CacheSettings | null {
-  return cache === true ? m.defaults.cache : (cache ?? null);
+  return cache === true ? m.defaults.cache : cache || null;
 }
 
 /** Builds the sampler sequence for a request (VQ-encodes its input images). */

@@ -1,0 +1,59 @@
+import type { DynamicModule } from '@nestjs/common';
+import { Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { BullModule } from '@nestjs/bullmq';
+import type { ModelManifest } from '@dimoo/contracts';
+import { QUEUE_NAMES } from '@dimoo/contracts';
+import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
+import { ObjectStore } from '@dimoo/storage';
+import { AdminController } from './auth/admin.controller';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import { ProblemFilter } from './common/problem';
+import type { ApiEnv } from './config';
+import { redisConnection } from '@dimoo/queue';
+import { HealthController } from './health/health.controller';
+import { JobsController } from './jobs/jobs.controller';
+import { JobsService } from './jobs/jobs.service';
+import { OutboxService } from './jobs/outbox.service';
+import { API_ENV, MODEL_MANIFEST } from './tokens';
+
+@Module({})
+export class AppModule {
+  static forRoot(env: ApiEnv, manifest: ModelManifest): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        BullModule.forRoot({ connection: redisConnection(env.REDIS_URL, { offlineQueue: false }), prefix: env.QUEUE_PREFIX }),
+        BullModule.registerQueue({ name: QUEUE_NAMES.generation }),
+      ],
+      controllers: [JobsController, AdminController, HealthController],
+      providers: [
+        { provide: API_ENV, useValue: env },
+        { provide: MODEL_MANIFEST, useValue: manifest },
+        { provide: PrismaClient, useFactory: () => createPrisma(env.DATABASE_URL) },
+        { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
+        { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
+        {
+          provide: ObjectStore,
+          useFactory: async () => {
+            const store = new ObjectStore({
+              endPoint: env.S3_ENDPOINT,
+              port: env.S3_PORT,
+              useSSL: env.S3_USE_SSL,
+              accessKey: env.S3_ACCESS_KEY,
+              secretKey: env.S3_SECRET_KEY,
+              bucket: env.S3_BUCKET,
+              region: env.S3_REGION,
+            });
+            await store.ensureBucket();
+            return store;
+          },
+        },
+        ApiKeyGuard,
+        JobsService,
+        OutboxService,
+        { provide: APP_FILTER, useClass: ProblemFilter },
+      ],
+    };
+  }
+}

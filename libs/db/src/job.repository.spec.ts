@@ -1,0 +1,325 @@
+import { randomUUID } from 'node:crypto';
+
+import { ApiKeyRepository } from './api-key.repository';
+import { BatchRepository } from './batch.repository';
+import { AlreadyExists, NotFound, TransitionRejected } from './errors';
+import { type CreateJobInput, JobRepository } from './job.repository';
+import { createPrisma, JobStatus, Prisma, type PrismaClient } from './prisma';
+import { createTestDatabase, type TestDatabase } from './testing';
+
+describe('JobRepository (PostgreSQL)', () => {
+  let db: TestDatabase;
+  let prisma: PrismaClient;
+  let jobs: JobRepository;
+  let teamId: string;
+  let otherTeamId: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    prisma = createPrisma(db.url);
+    jobs = new JobRepository(prisma);
+    const teams = new ApiKeyRepository(prisma);
+    teamId = (await teams.createTeam('acme')).id;
+    otherTeamId = (await teams.createTeam('globex')).id;
+  });
+
+  afterAll(async () => {
+    await prisma?.$disconnect();
+    await db?.drop();
+  });
+
+  const input = (overrides: Partial<CreateJobInput> = {}): CreateJobInput => ({
+    teamId,
+    task: 't2i',
+    params: { prompt: 'a red fox', steps: 8 },
+    inputs: {},
+    model: 'tiny',
+    seed: 42n,
+    ...overrides,
+  });
+
+  const eventTypes = async (id: string, team = teamId): Promise<string[]> => (await jobs.events(id, team)).map((e) => e.type);
+
+  const runningJob = async (): Promise<string> => {
+    const job = await jobs.create(input());
+    expect(await jobs.start(job.id, 'worker-1')).toBe(true);
+    return job.id;
+  };
+
+  it('applied the committed migrations', async () => {
+    const rows = await prisma.$queryRaw<{ migration_name: string; finished_at: Date | null }[]>`
+      SELECT migration_name, finished_at FROM _prisma_migrations`;
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.finished_at !== null)).toBe(true);
+  });
+
+  describe('create', () => {
+    it('inserts a queued, not yet enqueued job with its queued event', async () => {
+      const job = await jobs.create(input({ inputs: { image: 'teams/x/inputs/image.png' } }));
+      expect(job).toMatchObject({ teamId, task: 't2i', status: JobStatus.queued, enqueuedAt: null, seed: 42n, attempts: 0, progress: 0 });
+      expect(job.inputs).toEqual({ image: 'teams/x/inputs/image.png' });
+      expect(await eventTypes(job.id)).toEqual(['queued']);
+    });
+
+    it('takes a caller-chosen id and a missing seed', async () => {
+      const id = randomUUID();
+      const job = await jobs.create(input({ id, seed: undefined }));
+      expect(job.id).toBe(id);
+      expect(job.seed).toBeNull();
+    });
+
+    it('is NotFound for an unknown team and AlreadyExists for a taken id, writing nothing', async () => {
+      const id = randomUUID();
+      await expect(jobs.create(input({ id, teamId: randomUUID() }))).rejects.toBeInstanceOf(NotFound);
+      expect(await prisma.job.count({ where: { id } })).toBe(0);
+      expect(await prisma.jobEvent.count({ where: { jobId: id } })).toBe(0);
+      await jobs.create(input({ id }));
+      await expect(jobs.create(input({ id }))).rejects.toBeInstanceOf(AlreadyExists);
+      expect(await eventTypes(id)).toEqual(['queued']);
+    });
+  });
+
+  describe('outbox', () => {
+    it('markEnqueued stamps a queued job once handed to Redis', async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.markEnqueued(job.id)).toBe(true);
+      expect((await jobs.get(job.id, teamId))!.enqueuedAt).toBeInstanceOf(Date);
+      expect(await eventTypes(job.id)).toEqual(['queued', 'enqueued']);
+    });
+
+    it('markEnqueued does not apply to a job a worker already took', async () => {
+      const id = await runningJob();
+      expect(await jobs.markEnqueued(id)).toBe(false);
+    });
+
+    it('pendingEnqueue lists never-enqueued jobs, and stale enqueued ones on request', async () => {
+      await prisma.job.deleteMany({ where: { status: JobStatus.queued } });
+      const fresh = await jobs.create(input());
+      const recent = await jobs.create(input());
+      await jobs.markEnqueued(recent.id);
+      const stale = await jobs.create(input());
+      await jobs.markEnqueued(stale.id);
+      await prisma.job.update({ where: { id: stale.id }, data: { enqueuedAt: new Date(Date.now() - 10 * 60_000) } });
+      const running = await runningJob();
+
+      const ids = (list: { id: string }[]): string[] => list.map((j) => j.id);
+      expect(ids(await jobs.pendingEnqueue(10))).toEqual([fresh.id]);
+      expect(ids(await jobs.pendingEnqueue(10, 60_000))).toEqual([fresh.id, stale.id]);
+      expect(ids(await jobs.pendingEnqueue(1, 60_000))).toEqual([fresh.id]);
+      expect(ids(await jobs.pendingEnqueue(10, 60_000))).not.toContain(running);
+    });
+  });
+
+  describe('start', () => {
+    it('moves a queued job to running and counts the attempt', async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.start(job.id, 'worker-1', 'batch-1')).toBe(true);
+      const row = (await jobs.get(job.id, teamId))!;
+      expect(row).toMatchObject({ status: JobStatus.running, workerId: 'worker-1', batchId: 'batch-1', attempts: 1 });
+      expect(row.startedAt).toBeInstanceOf(Date);
+      const started = (await jobs.events(job.id, teamId)).find((e) => e.type === 'started');
+      expect(started?.data).toEqual({ workerId: 'worker-1', batchId: 'batch-1', attempt: 1 });
+    });
+
+    it('restarts a stalled running job: attempts + 1, progress reset, retried recorded', async () => {
+      const id = await runningJob();
+      await jobs.progress(id, 3, 8);
+      expect(await jobs.start(id, 'worker-2')).toBe(true);
+      expect(await jobs.get(id, teamId)).toMatchObject({ status: JobStatus.running, workerId: 'worker-2', attempts: 2, step: 0, progress: 0 });
+      expect(await eventTypes(id)).toEqual(['queued', 'started', 'progress', 'retried', 'started']);
+    });
+
+    it('cancels instead of restarting a stalled job whose cancel was requested', async () => {
+      const id = await runningJob();
+      expect(await jobs.requestCancel(id, teamId)).toBe('cancelRequested');
+      expect(await jobs.start(id, 'worker-2')).toBe(false);
+      expect((await jobs.get(id, teamId))!.status).toBe(JobStatus.canceled);
+      expect(await eventTypes(id)).toEqual(['queued', 'started', 'canceled']);
+    });
+
+    it.each([
+      ['succeeded', (id: string) => jobs.succeed(id, { resultKey: 'r.png' })],
+      ['failed', (id: string) => jobs.fail(id, { code: 'E', message: 'boom' })],
+      ['canceled', (id: string) => jobs.canceled(id)],
+    ])('never takes a %s job back to running', async (status, finish) => {
+      const id = await runningJob();
+      expect(await finish(id)).toBe(true);
+      expect(await jobs.start(id, 'worker-9')).toBe(false);
+      const row = (await jobs.get(id, teamId))!;
+      expect(row.status).toBe(status);
+      expect(row.attempts).toBe(1);
+      expect(await eventTypes(id)).not.toContain('retried');
+    });
+
+    it('throws NotFound for unknown and malformed ids', async () => {
+      await expect(jobs.start(randomUUID(), 'w')).rejects.toBeInstanceOf(NotFound);
+      await expect(jobs.start('not-a-uuid', 'w')).rejects.toBeInstanceOf(NotFound);
+    });
+  });
+
+  describe('progress and preview', () => {
+    it('apply only while running', async () => {
+      const queued = await jobs.create(input());
+      expect(await jobs.progress(queued.id, 1, 8)).toBe(false);
+      expect(await jobs.preview(queued.id, 1, 'p.png')).toBe(false);
+
+      const id = await runningJob();
+      expect(await jobs.progress(id, 2, 8)).toBe(true);
+      expect(await jobs.preview(id, 2, 'teams/t/jobs/j/preview-0002.png')).toBe(true);
+      expect(await jobs.get(id, teamId)).toMatchObject({ step: 2, steps: 8, progress: 0.25 });
+
+      await jobs.succeed(id, { resultKey: 'r.png' });
+      expect(await jobs.progress(id, 3, 8)).toBe(false);
+      expect(await jobs.preview(id, 3, 'p.png')).toBe(false);
+      const events = await jobs.events(id, teamId);
+      expect(events.map((e) => e.type)).toEqual(['queued', 'started', 'progress', 'preview', 'succeeded']);
+      expect(events[2]!.data).toEqual({ step: 2, steps: 8 });
+      expect(events[3]!.data).toEqual({ step: 2, key: 'teams/t/jobs/j/preview-0002.png' });
+    });
+  });
+
+  describe('succeed', () => {
+    it('stores the result once: a duplicate delivery changes nothing and adds no event', async () => {
+      const id = await runningJob();
+      const first = { resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 7n, timings: { totalMs: 12 } };
+      expect(await jobs.succeed(id, first)).toBe(true);
+      expect(await jobs.succeed(id, { resultKey: 'second.png', modelChecksum: 'sha256:bb', seed: 8n })).toBe(false);
+      const row = (await jobs.get(id, teamId))!;
+      expect(row).toMatchObject({ status: JobStatus.succeeded, resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 7n, progress: 1 });
+      expect(row.timings).toEqual({ totalMs: 12 });
+      expect(row.finishedAt).toBeInstanceOf(Date);
+      expect((await eventTypes(id)).filter((t) => t === 'succeeded')).toHaveLength(1);
+    });
+
+    it('lets exactly one of two concurrent deliveries win', async () => {
+      const id = await runningJob();
+      const results = await Promise.all([jobs.succeed(id, { resultKey: 'a.png' }), jobs.succeed(id, { resultKey: 'b.png' })]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await prisma.jobEvent.count({ where: { jobId: id, type: 'succeeded' } })).toBe(1);
+    });
+
+    it('takes a text result (mmu)', async () => {
+      const job = await jobs.create(input({ task: 'mmu' }));
+      await jobs.start(job.id, 'w');
+      expect(await jobs.succeed(job.id, { resultText: 'a fox' })).toBe(true);
+      expect(await jobs.get(job.id, teamId)).toMatchObject({ resultText: 'a fox', resultKey: null });
+    });
+
+    it('does not apply to a queued job', async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.succeed(job.id, { resultKey: 'x.png' })).toBe(false);
+      expect((await jobs.get(job.id, teamId))!.status).toBe(JobStatus.queued);
+    });
+  });
+
+  describe('fail', () => {
+    it('applies from queued and from running, not from a finished job', async () => {
+      const queued = await jobs.create(input());
+      expect(await jobs.fail(queued.id, { code: 'INVALID_INPUT', message: 'bad mask' })).toBe(true);
+      const id = await runningJob();
+      expect(await jobs.fail(id, { code: 'OOM', message: 'out of memory', details: { bytes: 1 } })).toBe(true);
+      expect(await jobs.get(id, teamId)).toMatchObject({ status: JobStatus.failed, error: { code: 'OOM', message: 'out of memory', details: { bytes: 1 } } });
+      expect(await jobs.fail(id, { code: 'AGAIN', message: 'again' })).toBe(false);
+      expect(await jobs.succeed(id, { resultKey: 'late.png' })).toBe(false);
+      expect((await jobs.get(id, teamId))!.error).toMatchObject({ code: 'OOM' });
+    });
+  });
+
+  describe('cancel', () => {
+    it('cancels a queued job at once, and a worker can no longer start it', async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.requestCancel(job.id, teamId)).toBe('canceled');
+      expect(await jobs.get(job.id, teamId)).toMatchObject({ status: JobStatus.canceled, cancelRequested: true });
+      expect(await jobs.start(job.id, 'w')).toBe(false);
+      expect(await jobs.requestCancel(job.id, teamId)).toBe('canceled');
+      expect(await eventTypes(job.id)).toEqual(['queued', 'canceled']);
+    });
+
+    it('flags a running job; its worker then reports it canceled', async () => {
+      const id = await runningJob();
+      expect(await jobs.isCancelRequested(id)).toBe(false);
+      expect(await jobs.requestCancel(id, teamId)).toBe('cancelRequested');
+      expect(await jobs.isCancelRequested(id)).toBe(true);
+      expect((await jobs.get(id, teamId))!.status).toBe(JobStatus.running);
+      expect(await jobs.canceled(id)).toBe(true);
+      expect(await jobs.canceled(id)).toBe(false);
+      expect((await jobs.get(id, teamId))!.status).toBe(JobStatus.canceled);
+      expect(await eventTypes(id)).toEqual(['queued', 'started', 'canceled']);
+    });
+
+    it('rejects canceling a finished job with TransitionRejected', async () => {
+      const id = await runningJob();
+      await jobs.succeed(id, { resultKey: 'r.png' });
+      const error = await jobs.requestCancel(id, teamId).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TransitionRejected);
+      expect(error).toMatchObject({ jobId: id, transition: 'requestCancel', status: JobStatus.succeeded });
+      expect(await jobs.get(id, teamId)).toMatchObject({ status: JobStatus.succeeded, cancelRequested: false });
+    });
+
+    it("is NotFound for another team's job and unknown ids", async () => {
+      const job = await jobs.create(input());
+      await expect(jobs.requestCancel(job.id, otherTeamId)).rejects.toBeInstanceOf(NotFound);
+      await expect(jobs.requestCancel(randomUUID(), teamId)).rejects.toBeInstanceOf(NotFound);
+      await expect(jobs.requestCancel('nope', teamId)).rejects.toBeInstanceOf(NotFound);
+      expect((await jobs.get(job.id, teamId))!.status).toBe(JobStatus.queued);
+    });
+
+    it('canceled() does not apply to a queued job', async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.canceled(job.id)).toBe(false);
+    });
+  });
+
+  describe('team scoping', () => {
+    it("hides another team's job and events", async () => {
+      const job = await jobs.create(input());
+      expect(await jobs.get(job.id, otherTeamId)).toBeNull();
+      expect(await jobs.events(job.id, otherTeamId)).toEqual([]);
+      expect(await jobs.get(job.id, teamId)).not.toBeNull();
+      expect(await jobs.get(randomUUID(), teamId)).toBeNull();
+      expect(await jobs.get('../../etc', teamId)).toBeNull();
+      expect((await jobs.getUnscoped(job.id))!.teamId).toBe(teamId);
+    });
+
+    it('pages events after a given id', async () => {
+      const id = await runningJob();
+      for (let step = 1; step <= 4; step++) await jobs.progress(id, step, 4);
+      const all = await jobs.events(id, teamId);
+      expect(all).toHaveLength(6);
+      const after = await jobs.events(id, teamId, { afterId: all[2]!.id, limit: 2 });
+      expect(after.map((e) => e.id)).toEqual([all[3]!.id, all[4]!.id]);
+    });
+  });
+
+  describe('one terminal event per job (partial unique index)', () => {
+    it('rejects a second terminal event even when written directly', async () => {
+      const id = await runningJob();
+      await jobs.succeed(id, { resultKey: 'r.png' });
+      for (const type of ['succeeded', 'failed', 'canceled']) {
+        const error = await prisma.jobEvent.create({ data: { jobId: id, type } }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(Prisma.PrismaClientKnownRequestError);
+        expect((error as Prisma.PrismaClientKnownRequestError).code).toBe('P2002');
+      }
+      await expect(prisma.$executeRaw`INSERT INTO job_events (job_id, type) VALUES (${id}::uuid, 'failed')`).rejects.toThrow();
+      expect(await prisma.jobEvent.count({ where: { jobId: id, type: { in: ['succeeded', 'failed', 'canceled'] } } })).toBe(1);
+    });
+
+    it('allows any number of non-terminal events', async () => {
+      const job = await jobs.create(input());
+      await prisma.jobEvent.createMany({ data: [{ jobId: job.id, type: 'enqueued' }, { jobId: job.id, type: 'enqueued' }] });
+      expect(await eventTypes(job.id)).toEqual(['queued', 'enqueued', 'enqueued']);
+    });
+  });
+
+  describe('BatchRepository', () => {
+    it('opens and closes a batch with its stats', async () => {
+      const batches = new BatchRepository(prisma);
+      const batch = await batches.open('worker-1');
+      expect(batch.finishedAt).toBeNull();
+      const closed = await batches.close(batch.id, { jobs: 4, msPerStep: 3.5 });
+      expect(closed.finishedAt).toBeInstanceOf(Date);
+      expect(closed.stats).toEqual({ jobs: 4, msPerStep: 3.5 });
+      await expect(batches.close(randomUUID())).rejects.toBeInstanceOf(NotFound);
+    });
+  });
+});

@@ -1,0 +1,300 @@
+import { AlreadyExists, NotFound, TransitionRejected } from './errors';
+import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, JobStatus, type JobTask, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
+
+/** The event types a job's history can hold (column `job_events.type`). */
+export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'retried'] as const;
+export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
+
+/** Statuses a job never leaves. The database allows at most one event of the matching types per job. */
+export const TERMINAL_STATUSES: readonly JobStatus[] = [JobStatus.succeeded, JobStatus.failed, JobStatus.canceled];
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+export interface CreateJobInput {
+  /** Pass an id to upload inputs under the job's key before the row exists; a random uuid otherwise. */
+  id?: string;
+  teamId: string;
+  task: JobTask;
+  params: Prisma.InputJsonValue;
+  /** Object keys of the uploaded inputs, e.g. `{ image: 'teams/…/inputs/image.png' }`. */
+  inputs: Prisma.InputJsonValue;
+  model: string;
+  seed?: bigint | number | null;
+}
+
+interface SucceedCommon {
+  modelChecksum?: string | null;
+  /** The seed actually used (when the request left it to the worker). */
+  seed?: bigint | number | null;
+  timings?: Prisma.InputJsonValue | null;
+}
+
+/** A result is an object in storage (images), a text (mmu answers), or both. */
+export type SucceedInput = SucceedCommon & ({ resultKey: string; resultText?: string | null } | { resultKey?: string | null; resultText: string });
+
+export interface JobFailure {
+  code: string;
+  message: string;
+  details?: Prisma.InputJsonValue;
+}
+
+/** What `requestCancel` did: canceled a queued job at once, or flagged a running one for its worker. */
+export type CancelOutcome = 'canceled' | 'cancelRequested';
+
+export interface EventsQuery {
+  /** Only events with a larger id (for resuming a stream). */
+  afterId?: bigint;
+  /** @defaultValue 500 */
+  limit?: number;
+}
+
+type Tx = Prisma.TransactionClient;
+
+/**
+ * Job state in Postgres, the record of every accepted job. Every transition is one conditional UPDATE (guarded by the
+ * current status) plus its event, in one transaction; a transition that does not apply changes nothing and returns
+ * false. Transitions on an id that does not exist throw `NotFound`.
+ */
+export class JobRepository {
+  public constructor(private readonly prisma: PrismaClient) {}
+
+  /**
+   * Inserts the job (status queued, not yet enqueued: the outbox) and its 'queued' event, atomically.
+   * @throws NotFound when the team does not exist
+   * @throws AlreadyExists when a caller-chosen id is taken
+   */
+  public async create(input: CreateJobInput): Promise<Job> {
+    if (!isUuid(input.teamId)) throw new NotFound('team', input.teamId);
+    if (input.id !== undefined && !isUuid(input.id)) throw new TypeError(`job id must be a uuid, got ${input.id}`);
+    try {
+      return await this.prisma.job.create({
+        data: {
+          ...(input.id === undefined ? {} : { id: input.id }),
+          teamId: input.teamId,
+          task: input.task,
+          params: input.params,
+          inputs: input.inputs,
+          model: input.model,
+          seed: input.seed ?? null,
+          events: { create: { type: 'queued' satisfies JobEventType } },
+        },
+      });
+    } catch (error) {
+      const code = prismaErrorCode(error);
+      if (code === FOREIGN_KEY_VIOLATION) throw new NotFound('team', input.teamId);
+      if (code === UNIQUE_VIOLATION) throw new AlreadyExists('job', 'id', { cause: error });
+      throw error;
+    }
+  }
+
+  /** Records that the job was handed to Redis. Applies only while queued; calling it again refreshes the time. */
+  public async markEnqueued(id: string): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const { count } = await tx.job.updateMany({ where: { id, status: JobStatus.queued }, data: { enqueuedAt: new Date() } });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'enqueued');
+      return true;
+    });
+  }
+
+  /**
+   * Queued jobs to hand (again) to Redis, oldest first: those never enqueued, and with `olderThanMs` also those
+   * enqueued longer ago than that (Redis keeps nothing on disk and may have lost them; re-adding a job that is still
+   * there is a no-op because the BullMQ job id is the job id).
+   */
+  public async pendingEnqueue(limit: number, olderThanMs?: number): Promise<Job[]> {
+    const stale: Prisma.JobWhereInput[] =
+      olderThanMs === undefined ? [] : [{ enqueuedAt: { lt: new Date(Date.now() - olderThanMs) } }];
+    return this.prisma.job.findMany({
+      where: { status: JobStatus.queued, OR: [{ enqueuedAt: null }, ...stale] },
+      orderBy: { createdAt: 'asc' },
+      take: limit,
+    });
+  }
+
+  /**
+   * A worker takes the job. Applies from queued ('started'), or from running when a stalled job is delivered again
+   * ('retried' then 'started'; a stalled job whose cancel was requested is canceled instead, and this returns false).
+   * Never applies to a finished job. Increments `attempts` each time it applies.
+   */
+  public async start(id: string, workerId: string, batchId?: string): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const data = {
+        status: JobStatus.running,
+        workerId,
+        batchId: batchId ?? null,
+        startedAt: new Date(),
+        attempts: { increment: 1 },
+        step: 0,
+        progress: 0,
+      } satisfies Prisma.JobUpdateManyMutationInput;
+      const fresh = await tx.job.updateManyAndReturn({ where: { id, status: JobStatus.queued }, data, select: { attempts: true } });
+      if (fresh[0]) {
+        await addEvent(tx, id, 'started', { workerId, batchId: batchId ?? null, attempt: fresh[0].attempts });
+        return true;
+      }
+      const retried = await tx.job.updateManyAndReturn({
+        where: { id, status: JobStatus.running, cancelRequested: false },
+        data,
+        select: { attempts: true },
+      });
+      if (retried[0]) {
+        await addEvent(tx, id, 'retried', { workerId, attempt: retried[0].attempts });
+        await addEvent(tx, id, 'started', { workerId, batchId: batchId ?? null, attempt: retried[0].attempts });
+        return true;
+      }
+      await this.cancelRunning(tx, id, { reason: 'cancel requested before retry' });
+      return false;
+    });
+  }
+
+  /** Step `step` of `steps` done. Applies only while running. */
+  public async progress(id: string, step: number, steps: number): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const { count } = await tx.job.updateMany({
+        where: { id, status: JobStatus.running },
+        data: { step, steps, progress: steps > 0 ? Math.min(1, Math.max(0, step / steps)) : 0 },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'progress', { step, steps });
+      return true;
+    });
+  }
+
+  /** A preview image of step `step` was stored at `key`. Applies only while running. */
+  public async preview(id: string, step: number, key: string): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const running = await tx.job.count({ where: { id, status: JobStatus.running } });
+      if (running === 0) return false;
+      await addEvent(tx, id, 'preview', { step, key });
+      return true;
+    });
+  }
+
+  /**
+   * The job finished with a result. Applies only from running: a duplicate delivery returns false and neither adds a
+   * second 'succeeded' event nor changes the stored result.
+   */
+  public async succeed(id: string, result: SucceedInput): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const { count } = await tx.job.updateMany({
+        where: { id, status: JobStatus.running },
+        data: {
+          status: JobStatus.succeeded,
+          resultKey: result.resultKey ?? null,
+          resultText: result.resultText ?? null,
+          ...(result.modelChecksum === undefined ? {} : { modelChecksum: result.modelChecksum }),
+          ...(result.seed === undefined ? {} : { seed: result.seed }),
+          timings: result.timings ?? Prisma.DbNull,
+          progress: 1,
+          finishedAt: new Date(),
+        },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'succeeded', { resultKey: result.resultKey ?? null, resultText: result.resultText ?? null });
+      return true;
+    });
+  }
+
+  /** The job failed for good (no retry left, or invalid before it ran). Applies from queued or running. */
+  public async fail(id: string, error: JobFailure): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const failure = { ...error } satisfies Prisma.InputJsonObject;
+      const { count } = await tx.job.updateMany({
+        where: { id, status: { in: [JobStatus.queued, JobStatus.running] } },
+        data: { status: JobStatus.failed, error: failure, finishedAt: new Date() },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'failed', failure);
+      return true;
+    });
+  }
+
+  /**
+   * A team asks to cancel its job: a queued job is canceled at once ('canceled'); a running one is flagged
+   * (`cancelRequested`) for its worker, which then calls `canceled`. Canceling a canceled job is a no-op.
+   * @throws NotFound when the job does not exist or belongs to another team
+   * @throws TransitionRejected when the job already succeeded or failed
+   */
+  public async requestCancel(id: string, teamId: string): Promise<CancelOutcome> {
+    if (!isUuid(id)) throw new NotFound('job', id);
+    const canceled = await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.job.updateMany({
+        where: { id, teamId, status: JobStatus.queued },
+        data: { status: JobStatus.canceled, cancelRequested: true, finishedAt: new Date() },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'canceled', { by: 'team' });
+      return true;
+    });
+    if (canceled) return 'canceled';
+    const { count } = await this.prisma.job.updateMany({
+      where: { id, teamId, status: JobStatus.running },
+      data: { cancelRequested: true },
+    });
+    if (count === 1) return 'cancelRequested';
+    const job = await this.prisma.job.findFirst({ where: { id, teamId }, select: { status: true } });
+    if (!job) throw new NotFound('job', id);
+    if (job.status === JobStatus.canceled) return 'canceled';
+    throw new TransitionRejected(id, 'requestCancel', job.status);
+  }
+
+  /** Whether the job's team asked to cancel it (workers poll this between steps). */
+  public async isCancelRequested(id: string): Promise<boolean> {
+    if (!isUuid(id)) throw new NotFound('job', id);
+    const job = await this.prisma.job.findUnique({ where: { id }, select: { cancelRequested: true } });
+    if (!job) throw new NotFound('job', id);
+    return job.cancelRequested;
+  }
+
+  /** The worker stopped the job on request. Applies only from running. */
+  public async canceled(id: string): Promise<boolean> {
+    return this.transition(id, (tx) => this.cancelRunning(tx, id, { by: 'worker' }));
+  }
+
+  /** The job if it belongs to `teamId`; null for unknown ids and other teams' jobs alike. */
+  public async get(id: string, teamId: string): Promise<Job | null> {
+    if (!isUuid(id)) return null;
+    return this.prisma.job.findFirst({ where: { id, teamId } });
+  }
+
+  /** The job whoever owns it: for workers and admin tools, never for team-facing reads. */
+  public async getUnscoped(id: string): Promise<Job | null> {
+    if (!isUuid(id)) return null;
+    return this.prisma.job.findUnique({ where: { id } });
+  }
+
+  /** The job's events in order (empty for unknown ids and other teams' jobs). */
+  public async events(jobId: string, teamId: string, query: EventsQuery = {}): Promise<JobEvent[]> {
+    if (!isUuid(jobId)) return [];
+    return this.prisma.jobEvent.findMany({
+      where: { jobId, job: { teamId }, ...(query.afterId === undefined ? {} : { id: { gt: query.afterId } }) },
+      orderBy: { id: 'asc' },
+      take: query.limit ?? 500,
+    });
+  }
+
+  private async cancelRunning(tx: Tx, id: string, data: Prisma.InputJsonObject): Promise<boolean> {
+    const { count } = await tx.job.updateMany({
+      where: { id, status: JobStatus.running },
+      data: { status: JobStatus.canceled, finishedAt: new Date() },
+    });
+    if (count === 0) return false;
+    await addEvent(tx, id, 'canceled', data);
+    return true;
+  }
+
+  /** Runs a guarded transition; when it does not apply, tells a missing job (NotFound) from a rejected one (false). */
+  private async transition(id: string, apply: (tx: Tx) => Promise<boolean>): Promise<boolean> {
+    if (!isUuid(id)) throw new NotFound('job', id);
+    const applied = await this.prisma.$transaction(apply);
+    if (!applied && (await this.prisma.job.count({ where: { id } })) === 0) throw new NotFound('job', id);
+    return applied;
+  }
+}
+
+async function addEvent(tx: Tx, jobId: string, type: JobEventType, data?: Prisma.InputJsonObject): Promise<void> {
+  await tx.jobEvent.create({ data: { jobId, type, ...(data === undefined ? {} : { data }) } });
+}

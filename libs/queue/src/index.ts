@@ -1,0 +1,3 @@
+export * from './env';
+export * from './job-options';
+export * from './redis';

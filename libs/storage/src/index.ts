@@ -1,0 +1,3 @@
+export * from './errors';
+export * from './keys';
+export * from './object-store';

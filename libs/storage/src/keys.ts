@@ -1,0 +1,30 @@
+// Object keys. Everything a team owns lives under `teams/<teamId>/`, a job's objects under `teams/<teamId>/jobs/<jobId>/`.
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const EXT = /^[A-Za-z0-9]{1,10}$/;
+
+function check(kind: string, value: string, pattern: RegExp): string {
+  if (!pattern.test(value) || value.includes('..')) throw new TypeError(`invalid ${kind} for an object key: ${JSON.stringify(value)}`);
+  return value;
+}
+
+function jobPrefix(teamId: string, jobId: string): string {
+  return `teams/${check('team id', teamId, ID)}/jobs/${check('job id', jobId, ID)}`;
+}
+
+/** `teams/<teamId>/jobs/<jobId>/result.<ext>` */
+export function resultKey(teamId: string, jobId: string, ext: string): string {
+  return `${jobPrefix(teamId, jobId)}/result.${check('extension', ext.replace(/^\./, ''), EXT)}`;
+}
+
+/** `teams/<teamId>/jobs/<jobId>/inputs/<name>` (name as uploaded, e.g. `image.png`, `mask.png`) */
+export function inputKey(teamId: string, jobId: string, name: string): string {
+  return `${jobPrefix(teamId, jobId)}/inputs/${check('input name', name, NAME)}`;
+}
+
+/** `teams/<teamId>/jobs/<jobId>/previews/<step, 4 digits>.<ext>`, so previews list in step order. */
+export function previewKey(teamId: string, jobId: string, step: number, ext = 'png'): string {
+  if (!Number.isInteger(step) || step < 0) throw new TypeError(`invalid preview step ${step}`);
+  return `${jobPrefix(teamId, jobId)}/previews/${String(step).padStart(4, '0')}.${check('extension', ext.replace(/^\./, ''), EXT)}`;
+}
