@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import type { LogLevel } from '@nestjs/common';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
@@ -29,9 +30,9 @@ function bodyErrors(err: { type?: string; status?: number; message?: string }, _
   next(err);
 }
 
-export async function createApi(env: ApiEnv): Promise<NestExpressApplication> {
+export async function createApi(env: ApiEnv, logger: LogLevel[] = ['error', 'warn', 'log']): Promise<NestExpressApplication> {
   const manifest = await loadManifest(env.MODEL_DIR, { verify: false });
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(env, manifest), { bodyParser: false, abortOnError: false, logger: ['error', 'warn', 'log'] });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(env, manifest), { bodyParser: false, abortOnError: false, logger });
   app.use(express.json({ limit: env.MAX_BODY_BYTES }));
   app.use(bodyErrors);
   app.enableShutdownHooks();

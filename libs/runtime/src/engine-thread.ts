@@ -105,7 +105,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
         if (result.kind === 'image') {
           const png = new Uint8Array(await encodePng(result.rgb));
           const timings = { prepareMs: a.prepareMs, samplingMs: t1 - a.startedAt, decodeMs: performance.now() - t1, steps: seq.step };
-          post({ type: 'done', id: seq.id, output: { kind: 'image', png, width: result.width, height: result.height }, timings }, [png.buffer as ArrayBuffer]);
+          post({ type: 'done', id: seq.id, output: { kind: 'image', png, width: result.width, height: result.height }, timings }, [png.buffer]);
         } else {
           const timings = { prepareMs: a.prepareMs, samplingMs: t1 - a.startedAt, decodeMs: performance.now() - t1, steps: seq.step };
           post({ type: 'done', id: seq.id, output: { kind: 'text', text: result.text }, timings });

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { TestDatabase } from '@dimoo/db/testing';
@@ -56,7 +56,7 @@ export class RedisServer {
 
 const canConnect = (port: number) =>
   new Promise<boolean>((r) => {
-    const s = require('node:net').connect(port, '127.0.0.1') as import('node:net').Socket;
+    const s = connect(port, '127.0.0.1');
     s.once('connect', () => {
       s.destroy();
       r(true);
@@ -105,7 +105,7 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(): Promise<Platform> {
+export async function startPlatform(options: { quiet?: boolean } = {}): Promise<Platform> {
   const db = await createTestDatabase();
   const s3 = await startS3Server();
   const redis = new RedisServer(await freePort());
@@ -122,7 +122,7 @@ export async function startPlatform(): Promise<Platform> {
     MODEL_DIR: resolve(ROOT, 'models/tiny'),
   };
   const env = ApiEnvSchema.parse({ ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: '0', OUTBOX_INTERVAL_MS: '300', MAX_BODY_BYTES: String(2 * 1024 * 1024) });
-  const api = await createApi(env);
+  const api = await createApi(env, options.quiet ? ['error', 'warn'] : undefined);
   await api.listen(0, '127.0.0.1');
   const { port } = api.getHttpServer().address() as { port: number };
   return {
