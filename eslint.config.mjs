@@ -2,7 +2,7 @@ import nx from '@nx/eslint-plugin';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist/**', '**/*.js', '**/*.mjs', 'models/**', 'tools/model/**'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', '**/*.js', '**/*.mjs', 'models/**', 'tools/model/**', 'libs/db/src/generated/**'] },
   ...nx.configs['flat/base'],
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -36,7 +36,9 @@ export default tseslint.config(
             },
             { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: ['type:contracts'], bannedExternalImports: ['@nestjs/*', 'onnxruntime-node'] },
             { sourceTag: 'type:runtime', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts'], bannedExternalImports: ['@nestjs/*'] },
-            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime'] },
+            // Data access (Postgres, object storage): plain classes, usable from apps and workers alike.
+            { sourceTag: 'type:data', onlyDependOnLibsWithTags: ['type:contracts', 'type:data'], bannedExternalImports: ['@nestjs/*'] },
+            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime', 'type:data'] },
             { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime'] },
           ],
         },
