@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { checkAgainstManifest, JobRequestSchema } from './jobs';
+import type { ModelManifest } from './manifest';
+import { ManifestSchema } from './manifest';
+
+const manifest: ModelManifest = ManifestSchema.parse(JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')));
+const parse = (body: unknown) => JobRequestSchema.safeParse(body);
+const fields = (body: unknown) => {
+  const r = parse(body);
+  return r.success ? checkAgainstManifest(r.data, manifest).map((i) => i.field) : r.error.issues.map((i) => i.path.join('.'));
+};
+
+describe('job requests', () => {
+  it('accepts a minimal text-to-image request and fills nothing in', () => {
+    const r = parse({ task: 't2i', prompt: '  a red circle  ' });
+    expect(r.success && r.data).toEqual({ task: 't2i', prompt: 'a red circle' });
+  });
+
+  it('names the field of every shape error', () => {
+    expect(fields({ task: 't2i' })).toEqual(['prompt']);
+    expect(fields({ task: 't2i', prompt: '' })).toEqual(['prompt']);
+    expect(fields({ task: 'video', prompt: 'x' })).toEqual(['task']);
+    expect(fields({ task: 't2i', prompt: 'x', seed: -1 })).toEqual(['seed']);
+    expect(fields({ task: 'i2i', prompt: 'x', editType: 'edit', images: [] })).toEqual(['images']);
+    expect(fields({ task: 'mmu', question: 'q', image: 'not base64!' })).toEqual(['image']);
+  });
+
+  it("checks sizes, steps and guidance against the served model's manifest", () => {
+    const g = manifest.image.gridFactor;
+    expect(fields({ task: 't2i', prompt: 'x', height: g * 8 - 1 })).toEqual(['height']);
+    expect(fields({ task: 't2i', prompt: 'x', width: manifest.image.maxSize + g })).toEqual(['width']);
+    expect(fields({ task: 't2i', prompt: 'x', steps: manifest.limits.maxSteps + 1 })).toEqual(['steps']);
+    expect(fields({ task: 't2i', prompt: 'x', cfg: manifest.limits.maxCfg + 1 })).toEqual(['cfg']);
+    expect(fields({ task: 't2i', prompt: 'x', height: manifest.image.defaultHeight, steps: 8, cfg: 1 })).toEqual([]);
+  });
+
+  it('checks the understanding block layout', () => {
+    expect(fields({ task: 'mmu', question: 'q', image: 'AAAA', genLength: 8, blockLength: 3 })).toEqual(['blockLength']);
+    expect(fields({ task: 'mmu', question: 'q', image: 'AAAA', genLength: 8, blockLength: 4, steps: 3 })).toEqual(['steps']);
+    expect(fields({ task: 'mmu', question: 'q', image: 'AAAA', genLength: manifest.limits.maxGenLength + 1 })).toEqual(['genLength']);
+  });
+
+  it('needs a style image for style transfer', () => {
+    expect(fields({ task: 'i2i', prompt: 'x', editType: 'style', images: ['AAAA'] })).toEqual(['images']);
+  });
+});
