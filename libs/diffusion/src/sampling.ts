@@ -24,7 +24,11 @@ export function combineGuidance(branchLogits: readonly Float32Array[], weights: 
   return z;
 }
 
-/** Draw from softmax(z/τ) by inverse CDF with one uniform (argmax, first on ties, at τ = 0). */
+/**
+ * Draw from softmax(z/τ) by inverse CDF with one uniform (argmax, first on ties, at τ = 0). The guided logits are
+ * float32; the CDF and the confidence are computed in float64 and the confidence rounded to float32, so that the
+ * graphs and this definition agree whatever order a kernel sums in.
+ */
 export function sampleFromLogits(z: Float32Array, temperature: number, u: number): Sample {
   let max = -Infinity;
   let argmax = 0;
@@ -34,21 +38,18 @@ export function sampleFromLogits(z: Float32Array, temperature: number, u: number
       argmax = j;
     }
   }
-  let sum = 0;
-  for (let j = 0; j < z.length; j++) sum = f(sum + f(Math.exp(f(z[j]! - max))));
   let index = argmax;
   if (temperature > 0) {
     const tau = f(temperature);
     let total = 0;
-    const cumulative = new Float32Array(z.length);
-    for (let j = 0; j < z.length; j++) {
-      total = f(total + f(Math.exp(f(f(z[j]! - max) / tau))));
-      cumulative[j] = total;
-    }
-    const threshold = f(f(u) * total);
+    const cumulative = new Float64Array(z.length);
+    for (let j = 0; j < z.length; j++) cumulative[j] = total += Math.exp(f(z[j]! - max) / tau);
+    const threshold = f(u) * total;
     let count = 0;
     for (let j = 0; j < z.length; j++) if (cumulative[j]! < threshold) count++;
     index = Math.min(count, z.length - 1);
   }
-  return { index, prob: f(f(Math.exp(f(z[index]! - max))) / sum) };
+  let sum = 0;
+  for (let j = 0; j < z.length; j++) sum += Math.exp(f(z[j]! - max));
+  return { index, prob: f(Math.exp(f(z[index]! - max)) / sum) };
 }

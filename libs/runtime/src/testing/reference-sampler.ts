@@ -1,7 +1,7 @@
 /**
  * An independent reference sampler for the parity tests, written straight from the spec (§2.1–2.3, §2.6, §3):
- * one sequence at a time, one model forward per branch, full logits from `forward_logits`, and for ML-Cache a plain
- * K/V + logit cache per branch. It shares no code with libs/diffusion and uses no sampling rule embedded in a graph:
+ * one sequence at a time, one model forward per branch reading the vocabulary slice's logits at every position, and
+ * for ML-Cache a plain K/V + logit cache per branch. It shares no code with libs/diffusion and uses no sampling rule embedded in a graph:
  * its random numbers come from its own Philox (BigInt arithmetic), its schedule, guidance, sampling and remasking are
  * its own. Rows are padded to the model's length bucket, as any call to the model is.
  */
@@ -66,14 +66,13 @@ export class ReferenceSampler {
 
   private constructor(
     private readonly m: ModelManifest,
-    private readonly logitsGraph: ort.InferenceSession,
     private readonly denoiseGraph: ort.InferenceSession,
     private readonly partialGraph: ort.InferenceSession,
   ) {}
 
   static async open(dir: string, m: ModelManifest): Promise<ReferenceSampler> {
     const open = (file: string) => ort.InferenceSession.create(join(dir, file));
-    return new ReferenceSampler(m, await open(m.graphs.forward_logits), await open(m.graphs.denoise), await open(m.graphs.denoise_partial));
+    return new ReferenceSampler(m, await open(m.graphs.denoise), await open(m.graphs.denoise_partial));
   }
 
   private padded(len: number): number {
@@ -98,31 +97,33 @@ export class ReferenceSampler {
     };
   }
 
-  /** Full forward of one row: slice logits at every real position, and K/V when caching. */
+  /**
+   * Full forward of one row: slice logits at every real position, and K/V when caching. The logits are the network's
+   * own outputs at those positions (`denoise`'s per-branch `target_logits`, with every position as a target), so the
+   * reference and the engine read bit-identical logits; the conformance test holds them to `forward_logits`. Nothing of
+   * the graph's sampling rule is used.
+   */
   private async full(row: number[], vocab: [number, number], withKv: boolean): Promise<BranchState> {
     this.forwards++;
     const t = this.rowTensors(row);
-    const V = this.m.architecture.vocabSize;
-    const out = await this.logitsGraph.run({ input_ids: t.input_ids, position_ids: t.position_ids, attention_mask: t.attention_mask });
-    const logits = out['logits']!.data as Float32Array;
-    const slice = row.map((_, i) => logits.slice(i * V + vocab[0], i * V + vocab[1]));
-    let kv: Float32Array | null = null;
-    if (withKv) {
-      const d = await this.denoiseGraph.run(
-        {
-          input_ids: t.input_ids,
-          position_ids: t.position_ids,
-          attention_mask: t.attention_mask,
-          target_positions: new ort.Tensor('int64', BigInt64Array.of(0n), [1, 1]),
-          guidance_weights: new ort.Tensor('float32', Float32Array.of(1), [1, 1]),
-          vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
-          temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
-          uniforms: new ort.Tensor('float32', Float32Array.of(0.5), [1, 1]),
-        },
-        ['present_kv'],
-      );
-      kv = Float32Array.from(d['present_kv']!.data as Float32Array);
-    }
+    const n = row.length;
+    const out = await this.denoiseGraph.run(
+      {
+        input_ids: t.input_ids,
+        position_ids: t.position_ids,
+        attention_mask: t.attention_mask,
+        target_positions: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(i)), [1, n]),
+        guidance_weights: new ort.Tensor('float32', Float32Array.of(1), [1, 1]),
+        vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
+        temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
+        uniforms: new ort.Tensor('float32', new Float32Array(n).fill(0.5), [1, n]),
+      },
+      withKv ? ['target_logits', 'present_kv'] : ['target_logits'],
+    );
+    const K = vocab[1] - vocab[0];
+    const logits = out['target_logits']!.data as Float32Array;
+    const slice = row.map((_, i) => logits.slice(i * K, (i + 1) * K));
+    const kv = withKv ? Float32Array.from(out['present_kv']!.data as Float32Array) : null;
     return { slice, kv, rowMax: slice.map((s) => s.reduce((a, b) => Math.max(a, b), -Infinity)) };
   }
 
@@ -187,18 +188,19 @@ export class ReferenceSampler {
           const l = states[g]!.slice[b.prefix.length + c]!;
           for (let j = 0; j < z.length; j++) z[j] = f(z[j]! + f(f(job.weights[g]!) * l[j]!));
         });
+        // guided logits in float32; CDF and confidence in float64 (docs/model-interface.md §3)
         const m = Math.max(...z);
-        let denom = 0;
-        for (const v of z) denom = f(denom + f(Math.exp(f(v - m))));
+        const gap = Array.from(z, (v) => f(v - m));
         let k = z.indexOf(m);
         if (job.temperature > 0) {
           const cdf: number[] = [];
           let acc = 0;
-          for (const v of z) cdf.push((acc = f(acc + f(Math.exp(f(f(v - m) / f(job.temperature)))))));
-          const target = f(f(referenceUniform(job.seed, s, 0, n)) * acc);
+          for (const g of gap) cdf.push((acc += Math.exp(g / f(job.temperature))));
+          const target = f(referenceUniform(job.seed, s, 0, n)) * acc;
           k = Math.min(cdf.filter((cv) => cv < target).length, z.length - 1);
         }
-        return { c, n, token: job.vocab[0] + k, p: f(f(Math.exp(f(z[k]! - m))) / denom) };
+        const denom = gap.reduce((a, g) => a + Math.exp(g), 0);
+        return { c, n, token: job.vocab[0] + k, p: f(Math.exp(gap[k]!) / denom) };
       });
 
       if (job.sampler === 'maskgit') {
