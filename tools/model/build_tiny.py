@@ -128,6 +128,14 @@ def write_readme(out_dir, report):
         "",
         r["table"],
         "",
+        "Targets: " + ", ".join(f"{k} {v['value']:.3f} (>= {v['threshold']}: {'ok' if v['ok'] else 'SHORT'})"
+                                for k, v in r["thresholds"].items()) + ".",
+        "",
+        "Token ids: " + ", ".join(f"{k} {v}" for k, v in r["tokens"].items() if v is not None) +
+        f", V {r['architecture']['vocabSize']} (no BOS/EOS); `<system>` {r['specialIds']['<system>']}, "
+        f"`</system>` {r['specialIds']['</system>']}, `<user>` {r['specialIds']['<user>']}, "
+        f"`</user>` {r['specialIds']['</user>']}.",
+        "",
         "`weights.npz` holds the float16 transformer weights (names as the LLaDA checkpoint) and the float32 VQ",
         "codebook, so the graphs can be re-exported without retraining (`tools/model/export.py --from models/tiny`).",
         "",
@@ -139,10 +147,11 @@ def write_readme(out_dir, report):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models/tiny")
-    ap.add_argument("--steps", type=int, default=1600)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--warm-t2i", type=int, default=600, help="first N batches t2i only (curriculum)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -173,7 +182,7 @@ def main():
 
     # 3. training
     lm, tinfo = train.train(tok, codes, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=args.warmup,
-                            seed=args.seed, log=log)
+                            seed=args.seed, log=log, warm_t2i=args.warm_t2i)
     export.round_weights_fp16(lm)
 
     # 4. evaluation
@@ -201,10 +210,10 @@ def main():
         f.write("\n")
 
     report = {
-        "command": "/usr/bin/python3 tools/model/build_tiny.py --out models/tiny" +
-                   ("" if args.steps == ap.get_default("steps") else f" --steps {args.steps}"),
+        "command": "/usr/bin/python3 tools/model/build_tiny.py " + " ".join(sys.argv[1:]),
         "architecture": lm.cfg.to_dict(),
         "tokens": tok.tokens_manifest(),
+        "specialIds": tok.special,
         "training": {k: v for k, v in tinfo.items()},
         "evaluation": rep,
         "thresholds": thr,

@@ -216,3 +216,27 @@ def thresholds_met(rep):
         a, b = k.split(".")
         out[k] = {"value": rep[a][b], "threshold": v, "ok": rep[a][b] >= v}
     return out
+
+
+def main(argv=None):
+    """Evaluate a built model directory from its weights.npz:  /usr/bin/python3 tools/model/evaluate.py models/tiny"""
+    import os
+    import sys
+
+    import build_tiny
+    from tokenizer import Tokenizer
+    argv = sys.argv[1:] if argv is None else argv
+    d = argv[0] if argv else "models/tiny"
+    torch.set_num_threads(2)
+    tok = Tokenizer.load(os.path.join(d, "tokenizer.json"))
+    lm, book = build_tiny.load_weights(os.path.join(d, "weights.npz"))
+    codes = build_tiny.world_codes(book)
+    rep = evaluate(lm, tok, book, codes)
+    print(table(rep))
+    for k, v in thresholds_met(rep).items():
+        print(f"{k}: {v['value']:.3f} (>= {v['threshold']}) {'ok' if v['ok'] else 'SHORT'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

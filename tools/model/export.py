@@ -221,3 +221,49 @@ def torch_checks(lm, tok, log=print):
     res["ok"] = bool(ok)
     log(f"torch checks: {res}")
     return res
+
+
+def main(argv=None):
+    """Re-export the graphs of a built model directory from its weights.npz (no retraining):
+
+        /usr/bin/python3 tools/model/export.py --from models/tiny [--out DIR]
+
+    and refresh the manifest's file hashes.
+    """
+    import argparse
+    import json
+
+    import build_tiny
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--from", dest="src", required=True)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    out = args.out or args.src
+    os.makedirs(out, exist_ok=True)
+    from tokenizer import Tokenizer
+    tok = Tokenizer.load(os.path.join(args.src, "tokenizer.json"))
+    lm, book = build_tiny.load_weights(os.path.join(args.src, "weights.npz"))
+    export_all(lm, tok, book, out)
+    if not torch_checks(lm, tok)["ok"]:
+        return 1
+    if os.path.abspath(out) != os.path.abspath(args.src):
+        import shutil
+        for f in ("tokenizer.json", "world.json", "weights.npz", "train-report.json", "README.md"):
+            if os.path.exists(os.path.join(args.src, f)):
+                shutil.copy(os.path.join(args.src, f), os.path.join(out, f))
+    with open(os.path.join(args.src, "manifest.json")) as f:
+        man = json.load(f)
+    for name in man["files"]:
+        p = os.path.join(out, name)
+        man["files"][name] = {"sha256": build_tiny.sha256(p), "bytes": os.path.getsize(p)}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(man, f, indent=1)
+        f.write("\n")
+    print(f"exported to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -224,17 +224,19 @@ def sample_rule(target_logits, guidance_weights, temperature, uniforms):
     z = (lg * guidance_weights.unsqueeze(-1).unsqueeze(-1)).sum(1)  # [B, N, K]
     m = z.max(dim=-1, keepdim=True)[0]
     greedy = torch.argmax(z, dim=-1)  # first index on ties
-    tau = temperature.unsqueeze(-1).unsqueeze(-1)  # [B, 1, 1]
+    tau = temperature.unsqueeze(-1).unsqueeze(-1).double()  # [B, 1, 1]
     is_zero = tau == 0
     tau_safe = torch.where(is_zero, torch.ones_like(tau), tau)
-    e = torch.exp((z - m) / tau_safe)
+    # the CDF and the confidence are computed in float64: float32 sums depend on the kernel's reduction order, and a
+    # one-ulp difference in p reorders near-tied confidences (docs/model-interface.md §3)
+    zd = (z - m).double()
+    e = torch.exp(zd / tau_safe)
     c = torch.cumsum(e, dim=-1)
-    thresh = uniforms.unsqueeze(-1) * c[..., -1:]
+    thresh = uniforms.unsqueeze(-1).double() * c[..., -1:]
     k = (c < thresh).to(torch.int64).sum(-1)
     kmax = (torch.ones_like(greedy) * K) - 1
     k = torch.minimum(k, kmax)
     idx = torch.where(is_zero.squeeze(-1), greedy, k)
-    ez = torch.exp(z - m)
-    zk = torch.gather(z, 2, idx.unsqueeze(-1))
-    p = torch.exp(zk - m).squeeze(-1) / ez.sum(-1)
+    zk = torch.gather(zd, 2, idx.unsqueeze(-1))
+    p = (torch.exp(zk).squeeze(-1) / torch.exp(zd).sum(-1)).float()
     return idx, p

@@ -116,8 +116,9 @@ def seed_all(seed):
     torch.manual_seed(seed)
 
 
-def train(tok, codes_by_combo, steps, batch_size=32, lr=2e-3, warmup=100, weight_decay=0.01, seed=0,
-          cfg_kwargs=None, log=print, log_every=50):
+def train(tok, codes_by_combo, steps, batch_size=16, lr=5e-4, warmup=100, weight_decay=0.01, seed=0,
+          cfg_kwargs=None, log=print, log_every=50, task_mix=TASK_MIX, betas=(0.9, 0.95), hook=None, hook_every=0,
+          warm_t2i=0):
     seed_all(seed)
     cfg = Config(vocab_size=tok.vocab_size, **(cfg_kwargs or {}))
     model = DimooLM(cfg)
@@ -126,17 +127,21 @@ def train(tok, codes_by_combo, steps, batch_size=32, lr=2e-3, warmup=100, weight
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95), eps=1e-8)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas, eps=1e-8)
     data = Data(tok, codes_by_combo)
     rng = random.Random(seed)
-    tasks = [t for t, _ in TASK_MIX]
-    weights = [w for _, w in TASK_MIX]
+    tasks = [t for t, _ in task_mix]
+    weights = [w for _, w in task_mix]
+    # curriculum: the first `warm_t2i` batches are t2i only; the rest use a mix chosen so that the whole run still
+    # has the task_mix proportions in expectation
+    warm_t2i = min(warm_t2i, int(dict(task_mix).get("t2i", 0) * steps))
+    weights2 = [(w * steps - (warm_t2i if t == "t2i" else 0)) / max(1, steps - warm_t2i) for t, w in task_mix]
     ema = {t: None for t in tasks}
     history = []
     t0 = time.time()
     model.train()
     for step in range(steps):
-        task = rng.choices(tasks, weights)[0]
+        task = "t2i" if step < warm_t2i else rng.choices(tasks, weights2)[0]
         ids, pos, att, flat, labels = data.batch(rng, task, batch_size)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
@@ -155,6 +160,10 @@ def train(tok, codes_by_combo, steps, batch_size=32, lr=2e-3, warmup=100, weight
             log(f"step {step + 1}/{steps} loss {lv:.4f} ema[{msg}] lr {opt.param_groups[0]['lr']:.2e} "
                 f"{el:.0f}s ({(step + 1) / el:.2f} it/s)")
             history.append({"step": step + 1, "loss": lv, **{f"ema_{t}": ema[t] for t in tasks}, "seconds": el})
+        if hook is not None and hook_every and (step + 1) % hook_every == 0:
+            model.eval()
+            hook(step + 1, model)
+            model.train()
     model.eval()
     info = {
         "parameters": n_params,
@@ -164,7 +173,9 @@ def train(tok, codes_by_combo, steps, batch_size=32, lr=2e-3, warmup=100, weight
         "warmup": warmup,
         "weightDecay": weight_decay,
         "seed": seed,
-        "taskMix": dict(TASK_MIX),
+        "taskMix": dict(task_mix),
+        "warmT2iSteps": warm_t2i,
+        "taskMixAfterWarm": dict(zip(tasks, weights2)),
         "seconds": time.time() - t0,
         "finalLoss": history[-1]["loss"],
         "finalEma": {t: ema[t] for t in tasks},

@@ -41,9 +41,11 @@ const t2i = (n: number, extra: Partial<TaskRequest> = {}): TaskRequest[] =>
   Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: 1 + i, ...extra }) as TaskRequest);
 
 async function main(): Promise<void> {
-  const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });
+  // onnxruntime's intra-op threads (BENCH_THREADS, default 1: on these 2 cores one thread was fastest for small graphs)
+  const threads = Number(process.env['BENCH_THREADS'] ?? 1);
+  const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false, intraOpThreads: threads });
   const counting = new CountingModel(m.model);
-  const out: string[] = [`engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${new Date().toISOString()}`];
+  const out: string[] = [`engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${threads} intra-op thread(s), ${new Date().toISOString()}`];
   await run(m, counting, t2i(4), 64); // warm-up
 
   out.push('', '1. throughput (t2i, 16 steps, greedy, no guidance)');

@@ -1,0 +1,413 @@
+"""Conformance of a model directory with docs/model-interface.md (Python side).
+
+    /usr/bin/python3 tools/model/conformance.py models/tiny
+
+Exits non-zero on any violation.  Checks: the manifest schema (§7); every listed file exists with its sha256 and
+size; the id map (V = codeOffset + codebookSize, specials distinct and below textVocabSize, tokenizer.json agrees);
+every graph's opset, input/output names, dtypes, ranks and dynamic axes (§4); and the numerics, by running the
+graphs with the NumPy interpreter onnx_eval.py (there is no onnxruntime for Python here): `denoise` agrees with
+`forward_logits` through the §3 rule, `sample_head` on `denoise`'s target logits equals `denoise`'s samples, a partial
+step that recomputes every position equals a full step (and a subset step on the full step's cache matches it), and
+`vq_decode(vq_encode(x))` round-trips world images (when world.json is present).
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import onnx_eval  # noqa: E402
+
+F32, I64 = 1, 7
+
+# name -> (inputs, outputs); each (name, elem type, rank, dynamic axes)
+SIGNATURES = {
+    "denoise": (
+        [("input_ids", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)), ("attention_mask", I64, 2, (0, 1)),
+         ("target_positions", I64, 2, (0, 1)), ("guidance_weights", F32, 2, (0, 1)), ("vocab_range", I64, 1, ()),
+         ("temperature", F32, 1, (0,)), ("uniforms", F32, 2, (0, 1))],
+        [("sample_index", I64, 2, (0, 1)), ("sample_prob", F32, 2, (0, 1)), ("row_max", F32, 2, (0, 1)),
+         ("present_kv", F32, 5, (2, 3)), ("target_logits", F32, 3, (0, 1, 2))],
+    ),
+    "denoise_partial": (
+        [("input_ids", I64, 2, (0, 1)), ("query_index", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)),
+         ("past_kv", F32, 5, (2, 3)), ("key_position_ids", I64, 2, (0, 1)), ("attention_mask", I64, 2, (0, 1)),
+         ("vocab_range", I64, 1, ())],
+        [("logits", F32, 3, (0, 1, 2)), ("row_max", F32, 2, (0, 1)), ("new_kv", F32, 5, (2, 3))],
+    ),
+    "sample_head": (
+        [("logits", F32, 3, (0, 1, 2)), ("guidance_weights", F32, 2, (0, 1)), ("temperature", F32, 1, (0,)),
+         ("uniforms", F32, 2, (0, 1))],
+        [("sample_index", I64, 2, (0, 1)), ("sample_prob", F32, 2, (0, 1))],
+    ),
+    "forward_logits": (
+        [("input_ids", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)), ("attention_mask", I64, 2, (0, 1))],
+        [("logits", F32, 3, (0, 1))],
+    ),
+    "vq_encode": ([("pixels", F32, 4, (0, 2, 3))], [("codes", I64, 3, (0, 1, 2))]),
+    "vq_decode": ([("codes", I64, 3, (0, 1, 2))], [("pixels", F32, 4, (0, 2, 3))]),
+}
+
+SCHEMA = {
+    "interfaceVersion": int, "name": str, "version": str, "description": str,
+    "architecture": {"nLayers": int, "nHeads": int, "dModel": int, "ffnHidden": int, "ropeTheta": (int, float),
+                     "vocabSize": int},
+    "tokens": {"textVocabSize": int, "codeOffset": int, "codebookSize": int, "mask": int, "newline": int, "boi": int,
+               "eoi": int, "uncondition": int, "boa": int, "eoa": int, "answerPad": int, "bos": (int, type(None)),
+               "eos": (int, type(None))},
+    "tokenizer": {"kind": str, "file": str},
+    "templates": {"prompt": str, "uncondition": str,
+                  "sys": {"t2i": str, "edit": str, "subject": str, "control": str, "style": str, "mmu": str}},
+    "image": {"gridFactor": int, "minSize": int, "maxSize": int, "defaultHeight": int, "defaultWidth": int,
+              "maxAspect": (int, float)},
+    "lengthBucket": int,
+    "defaults": {
+        "t2i": {"steps": int, "cfg": (int, float), "temperature": (int, float)},
+        "i2i": {"steps": int, "cfg": (int, float), "cfgImage": (int, float), "temperature": (int, float)},
+        "mmu": {"steps": int, "genLength": int, "blockLength": int, "cfg": (int, float), "temperature": (int, float)},
+        "cache": {"cacheRatio": (int, float), "warmupRatio": (int, float), "refreshInterval": int},
+    },
+    "limits": {"maxSteps": int, "maxCfg": (int, float), "maxTemperature": (int, float), "maxGenLength": int,
+               "maxBatchRows": int},
+    "graphs": {g: str for g in SIGNATURES},
+    "files": dict,
+}
+
+SPECIALS = ["mask", "newline", "boi", "eoi", "uncondition", "boa", "eoa", "answerPad"]
+
+
+class Checker:
+    def __init__(self):
+        self.failures = []
+        self.passes = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passes += 1
+        else:
+            self.failures.append(what)
+            print(f"FAIL {what}", flush=True)
+        return bool(cond)
+
+
+def _schema(c, obj, schema, path):
+    if not c.check(isinstance(obj, dict), f"{path} is an object"):
+        return
+    c.check(set(obj) == set(schema) if schema is not dict else True,
+            f"{path} keys {sorted(obj)} == {sorted(schema)}")
+    for k, t in schema.items():
+        if k not in obj:
+            continue
+        v = obj[k]
+        if isinstance(t, dict):
+            _schema(c, v, t, f"{path}.{k}")
+        elif t is dict:
+            c.check(isinstance(v, dict), f"{path}.{k} is an object")
+        else:
+            ok = isinstance(v, t) and not (isinstance(v, bool) and t is not bool)
+            c.check(ok, f"{path}.{k} has type {t}")
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_files(c, d, man):
+    files = man.get("files", {})
+    needed = [man["graphs"][g] for g in SIGNATURES] + [man["tokenizer"]["file"]]
+    if os.path.exists(os.path.join(d, "world.json")):
+        needed.append("world.json")
+    for f in needed:
+        c.check(f in files, f"files lists {f}")
+    for f, meta in files.items():
+        p = os.path.join(d, f)
+        if not c.check(os.path.isfile(p), f"{f} exists"):
+            continue
+        c.check(isinstance(meta, dict) and set(meta) == {"sha256", "bytes"}, f"files.{f} has sha256 and bytes")
+        c.check(meta.get("bytes") == os.path.getsize(p), f"{f} size {os.path.getsize(p)} == {meta.get('bytes')}")
+        c.check(meta.get("sha256") == sha256(p), f"{f} sha256 matches")
+
+
+def check_ids(c, d, man):
+    t = man["tokens"]
+    a = man["architecture"]
+    c.check(a["vocabSize"] == t["codeOffset"] + t["codebookSize"], "V = codeOffset + codebookSize")
+    c.check(t["textVocabSize"] <= t["codeOffset"], "textVocabSize <= codeOffset")
+    ids = [t[k] for k in SPECIALS]
+    c.check(len(set(ids)) == len(ids), f"specials distinct {ids}")
+    c.check(all(0 <= i < t["textVocabSize"] for i in ids), "specials below textVocabSize")
+    c.check(a["dModel"] % a["nHeads"] == 0 and (a["dModel"] // a["nHeads"]) % 2 == 0, "dModel = heads x even headDim")
+    c.check(man["interfaceVersion"] == 1, "interfaceVersion 1")
+    c.check(man["tokenizer"]["kind"] in ("word", "hf"), "tokenizer.kind")
+    c.check(man["templates"]["prompt"].count("{sys}") == 1 and man["templates"]["prompt"].count("{user}") == 1,
+            "prompt template has {sys} and {user}")
+    if man["tokenizer"]["kind"] != "word":
+        return None
+    with open(os.path.join(d, man["tokenizer"]["file"])) as f:
+        tj = json.load(f)
+    c.check(set(tj) == {"kind", "pattern", "lowercase", "unk", "vocab", "special"}, "tokenizer.json keys")
+    c.check(tj.get("kind") == "word", "tokenizer.json kind word")
+    vocab_ids = list(tj["vocab"].values())
+    c.check(len(set(vocab_ids)) == len(vocab_ids), "tokenizer vocab ids distinct")
+    c.check(all(0 <= i < t["textVocabSize"] for i in vocab_ids), "tokenizer vocab ids below textVocabSize")
+    c.check(not (set(vocab_ids) & set(ids)), "tokenizer words do not collide with specials")
+    sp = tj["special"]
+    want = {"<IMAGE>": "boi", "</IMAGE>": "eoi", "<uncondition>": "uncondition", "<answer>": "boa",
+            "</answer>": "eoa"}
+    for s, k in want.items():
+        c.check(sp.get(s) == t[k], f"tokenizer special {s} == tokens.{k}")
+    for s in ("<system>", "</system>", "<user>", "</user>"):
+        c.check(s in sp and 0 <= sp[s] < t["textVocabSize"] and sp[s] not in ids and sp[s] not in vocab_ids,
+                f"tokenizer special {s} is a distinct text id")
+    c.check(tj["vocab"].get("<unk>") == tj["unk"], "unk id")
+    from tokenizer import Tokenizer
+    tok = Tokenizer.load(os.path.join(d, man["tokenizer"]["file"]))
+    for task, s in man["templates"]["sys"].items():
+        ids_p = tok.encode(man["templates"]["prompt"].format(sys=s, user="x"))
+        c.check(ids_p[-1] == sp["</user>"] and ids_p[0] == sp["<system>"], f"prompt for {task} ends with </user>")
+        c.check(0 not in tok.encode(s), f"SYS sentence {task} has no unknown word")
+    return tok
+
+
+def _vi_info(vi):
+    tt = vi.type.tensor_type
+    dims = [("param" if d.HasField("dim_param") else ("value" if d.HasField("dim_value") else "none"))
+            for d in tt.shape.dim]
+    return tt.elem_type, dims
+
+
+def check_graph_signatures(c, d, man):
+    graphs = {}
+    for g, (ins, outs) in SIGNATURES.items():
+        p = os.path.join(d, man["graphs"][g])
+        try:
+            m = onnx.load(p)
+            onnx.checker.check_model(m)
+        except Exception as e:  # noqa: BLE001
+            c.check(False, f"{g}: loads and passes onnx.checker ({e})")
+            continue
+        opset = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
+        c.check(opset == [17], f"{g}: opset 17 ({opset})")
+        inits = {i.name for i in m.graph.initializer}
+        gin = [i for i in m.graph.input if i.name not in inits]
+        c.check([i.name for i in gin] == [n for n, *_ in ins], f"{g}: inputs {[i.name for i in gin]}")
+        c.check([o.name for o in m.graph.output] == [n for n, *_ in outs],
+                f"{g}: outputs {[o.name for o in m.graph.output]}")
+        for vis, spec in ((gin, ins), (list(m.graph.output), outs)):
+            byname = {v.name: v for v in vis}
+            for name, et, rank, dyn in spec:
+                if name not in byname:
+                    continue
+                t, dims = _vi_info(byname[name])
+                c.check(t == et, f"{g}.{name}: dtype {t} == {et}")
+                c.check(len(dims) == rank, f"{g}.{name}: rank {len(dims)} == {rank}")
+                for ax in dyn:
+                    c.check(ax < len(dims) and dims[ax] != "value", f"{g}.{name}: axis {ax} is dynamic")
+        graphs[g] = onnx_eval.Graph(m)
+    arch = man["architecture"]
+    return graphs, arch
+
+
+# ------------------------------------------------------------------------------------------------ numerics
+
+def rule_np(tl, w, tau, u):
+    """§3 in NumPy float32: tl [R, N, K] -> (index, prob) [B, N]."""
+    B, G = w.shape
+    R, N, K = tl.shape
+    z = (tl.reshape(B, G, N, K) * w[:, :, None, None]).sum(1, dtype=np.float32).astype(np.float32)
+    m = z.max(-1, keepdims=True)
+    idx = np.zeros((B, N), np.int64)
+    for b in range(B):
+        if tau[b] == 0:
+            idx[b] = np.argmax(z[b], -1)
+        else:
+            e = np.exp((z[b] - m[b]) / np.float32(tau[b])).astype(np.float32)
+            C = np.cumsum(e, -1, dtype=np.float32)
+            k = (C < (u[b][:, None] * C[:, -1:]).astype(np.float32)).sum(-1)
+            idx[b] = np.minimum(k, K - 1)
+    zk = np.take_along_axis(z, idx[..., None], -1)
+    p = (np.exp(zk - m)[..., 0] / np.exp(z - m).sum(-1)).astype(np.float32)
+    return idx, p
+
+
+def _rows_from(tok, kind):
+    """A realistic padded call: sequences of `kind` with guidance branches."""
+    import sequences as S
+    rng = np.random.RandomState(7)
+    grid = rng.randint(0, tok.codebook_size, size=(8, 8))
+    if kind == "t2i":
+        seqs = []
+        for cap in ("a red circle at the top left", "a blue square at the center", "a green triangle at the right"):
+            for unc in (False, True):
+                ids, tg = S.t2i(tok, cap, uncond=unc)
+                ids = list(ids)
+                for j, p in enumerate(tg):  # partially decoded
+                    if rng.rand() < 0.4:
+                        ids[p] = tok.code_offset + int(grid.reshape(-1)[j])
+                seqs.append((ids, tg))
+        G = 2
+        lo, hi = tok.code_offset, tok.vocab_size
+    elif kind == "i2i":
+        seqs = []
+        for instr in ("make it blue", "move it to the bottom"):
+            for form in ("cond", "uncondText", "uncondImage"):
+                seqs.append(S.i2i(tok, "edit", instr, grid, form=form))
+        G = 3
+        lo, hi = tok.code_offset, tok.vocab_size
+    else:
+        seqs = []
+        for q in ("what colour is the shape ?", "what shape is it ?", "where is the shape ?", "where is it ?"):
+            seqs.append(S.mmu(tok, q, grid, None, 8))
+        G = 1
+        lo, hi = 0, tok.text_vocab_size
+    ids, pos, att = S.pad_rows([s for s, _ in seqs])
+    L = ((ids.shape[1] + 15) // 16) * 16
+    ids, pos, att = S.pad_rows([s for s, _ in seqs], pad_to=L)
+    tp = np.array([t for _, t in seqs], dtype=np.int64)
+    return ids, pos, att, tp, G, lo, hi
+
+
+def check_numerics(c, graphs, arch, tok):
+    rng = np.random.RandomState(0)
+    nl, dm = arch["nLayers"], arch["dModel"]
+    cases = [("t2i", [[1.0, 0.0], [3.0, -2.0], [1.5, -0.5]], [0.0, 1.0, 0.7]),
+             ("i2i", [[2.0, -0.5, -0.5], [1.0, 0.0, 0.0]], [0.9, 0.0]),
+             ("mmu", [[1.0]] * 4, [0.0, 0.5, 0.0, 1.2])]
+    for kind, w, tau in cases:
+        ids, pos, att, tp, G, lo, hi = _rows_from(tok, kind)
+        w = np.array(w, np.float32)
+        tau = np.array(tau, np.float32)
+        B = w.shape[0]
+        N = tp.shape[1]
+        u = ((rng.randint(0, 1 << 24, size=(B, N)) + 0.5) / (1 << 24)).astype(np.float32)
+        vr = np.array([lo, hi], np.int64)
+        den = graphs["denoise"].run(dict(input_ids=ids, position_ids=pos, attention_mask=att, target_positions=tp,
+                                         guidance_weights=w, vocab_range=vr, temperature=tau, uniforms=u))
+        R, L = ids.shape
+        K = hi - lo
+        c.check(den["sample_index"].shape == (B, N) and den["sample_index"].dtype == np.int64,
+                f"{kind}: denoise sample_index [B, N] int64")
+        c.check(den["sample_prob"].shape == (B, N) and den["sample_prob"].dtype == np.float32,
+                f"{kind}: denoise sample_prob [B, N] float32")
+        c.check(den["row_max"].shape == (R, L), f"{kind}: denoise row_max [R, L]")
+        c.check(den["present_kv"].shape == (nl, 2, R, L, dm), f"{kind}: present_kv [nLayers, 2, R, L, dModel]")
+        c.check(den["target_logits"].shape == (R, N, K), f"{kind}: target_logits [R, N, K]")
+        fl = graphs["forward_logits"].run(dict(input_ids=ids, position_ids=pos, attention_mask=att))["logits"]
+        c.check(fl.shape == (R, L, arch["vocabSize"]), f"{kind}: forward_logits [R, L, V]")
+        sl = fl[..., lo:hi]
+        ref_tl = np.take_along_axis(sl, tp[..., None], 1)
+        c.check(np.allclose(den["target_logits"], ref_tl, atol=1e-4, rtol=1e-4),
+                f"{kind}: target_logits == forward_logits at the targets "
+                f"(max diff {np.abs(den['target_logits'] - ref_tl).max():.2e})")
+        valid = att.astype(bool)
+        c.check(np.allclose(den["row_max"][valid], sl.max(-1)[valid], atol=1e-4),
+                f"{kind}: row_max == max of the slice")
+        ri, rp = rule_np(ref_tl.astype(np.float32), w, tau, u)
+        same = den["sample_index"] == ri
+        c.check(same.mean() >= 0.999, f"{kind}: denoise sample_index == §3 on forward_logits ({same.mean():.4f})")
+        c.check(np.allclose(den["sample_prob"][same], rp[same], rtol=1e-4, atol=1e-6),
+                f"{kind}: denoise sample_prob == §3 on forward_logits")
+        sh = graphs["sample_head"].run(dict(logits=den["target_logits"], guidance_weights=w, temperature=tau,
+                                            uniforms=u))
+        c.check(np.array_equal(sh["sample_index"], den["sample_index"]), f"{kind}: sample_head index == denoise")
+        c.check(np.allclose(sh["sample_prob"], den["sample_prob"], rtol=1e-6, atol=0),
+                f"{kind}: sample_head prob == denoise")
+        # partial over every position (garbage cache) == full step
+        qi = np.tile(np.arange(L, dtype=np.int64), (R, 1))
+        past = rng.randn(nl, 2, R, L, dm).astype(np.float32)
+        pa = graphs["denoise_partial"].run(dict(input_ids=ids, query_index=qi, position_ids=pos, past_kv=past,
+                                                key_position_ids=pos, attention_mask=att, vocab_range=vr))
+        c.check(pa["logits"].shape == (R, L, K) and pa["new_kv"].shape == (nl, 2, R, L, dm),
+                f"{kind}: partial shapes")
+        c.check(np.allclose(pa["logits"][valid], sl[valid], atol=1e-4, rtol=1e-4),
+                f"{kind}: partial step over every position == full step "
+                f"(max diff {np.abs(pa['logits'][valid] - sl[valid]).max():.2e})")
+        c.check(np.allclose(pa["new_kv"], den["present_kv"], atol=1e-5, rtol=1e-5),
+                f"{kind}: partial new_kv == present_kv")
+        c.check(np.allclose(pa["row_max"][valid], den["row_max"][valid], atol=1e-4), f"{kind}: partial row_max")
+        # partial over a subset against the full step's own cache == full step there
+        S = 5
+        qs = np.stack([rng.choice(int(valid[r].sum()), S, replace=False) for r in range(R)]).astype(np.int64)
+        pb = graphs["denoise_partial"].run(dict(
+            input_ids=np.take_along_axis(ids, qs, 1), query_index=qs, position_ids=np.take_along_axis(pos, qs, 1),
+            past_kv=den["present_kv"], key_position_ids=pos, attention_mask=att, vocab_range=vr))
+        ref = np.take_along_axis(sl, qs[..., None], 1)
+        c.check(np.allclose(pb["logits"], ref, atol=1e-4, rtol=1e-4), f"{kind}: partial subset step == full step")
+        ref_kv = np.take_along_axis(den["present_kv"], qs[None, None, :, :, None], 3)
+        c.check(np.allclose(pb["new_kv"], ref_kv, atol=1e-5, rtol=1e-5), f"{kind}: partial subset new_kv")
+
+
+def check_vq(c, d, graphs):
+    wpath = os.path.join(d, "world.json")
+    enc, dec = graphs.get("vq_encode"), graphs.get("vq_decode")
+    if enc is None or dec is None:
+        return
+    rng = np.random.RandomState(1)
+    codes = rng.randint(0, 256, size=(2, 3, 5)).astype(np.int64)
+    px = dec.run(dict(codes=codes))["pixels"]
+    c.check(px.shape == (2, 3, 48, 80) and px.dtype == np.float32, "vq_decode [B, 3, 16Hg, 16Wg] float32")
+    c.check(px.min() >= 0 and px.max() <= 1, "vq_decode output in [0, 1]")
+    if not os.path.exists(wpath):
+        return
+    import world
+    with open(wpath) as f:
+        wj = json.load(f)
+    c.check(wj == json.loads(json.dumps(world.world_json())), "world.json == world.py's world")
+    combos = world.ALL_COMBOS[::7]
+    imgs = np.stack([world.to_chw01(world.render(*cb)) for cb in combos]).astype(np.float32)
+    cd = enc.run(dict(pixels=imgs))["codes"]
+    c.check(cd.shape == (len(combos), 8, 8) and cd.dtype == np.int64, "vq_encode [B, Hg, Wg] int64")
+    rt = dec.run(dict(codes=cd))["pixels"]
+    c.check(np.abs(rt - imgs).max() < 1e-6, "vq_decode(vq_encode(x)) == x on world images")
+    c.check(np.array_equal(enc.run(dict(pixels=rt))["codes"], cd), "vq_encode(vq_decode(c)) == c")
+    crop = np.ascontiguousarray(imgs[:3, :, 16:64, 0:96])
+    cc = enc.run(dict(pixels=crop))["codes"]
+    c.check(cc.shape == (3, 3, 6) and np.array_equal(cc, cd[:3, 1:4, 0:6]), "vq_encode with other H, W")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: conformance.py MODEL_DIR", file=sys.stderr)
+        return 2
+    d = argv[0]
+    c = Checker()
+    try:
+        with open(os.path.join(d, "manifest.json")) as f:
+            man = json.load(f)
+    except Exception as e:  # noqa: BLE001
+        print(f"FAIL manifest.json: {e}")
+        return 1
+    try:
+        _schema(c, man, SCHEMA, "manifest")
+        if not c.failures:
+            check_files(c, d, man)
+            tok = check_ids(c, d, man)
+            graphs, arch = check_graph_signatures(c, d, man)
+            if tok is not None and all(g in graphs for g in ("denoise", "denoise_partial", "sample_head",
+                                                              "forward_logits")):
+                check_numerics(c, graphs, arch, tok)
+            check_vq(c, d, graphs)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        c.check(False, f"exception: {e!r}")
+    if c.failures:
+        print(f"conformance: {c.passes} passed, {len(c.failures)} failed")
+        return 1
+    print(f"conformance: {c.passes} passed, 0 failed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
