@@ -5,7 +5,7 @@ import { BullModule } from '@nestjs/bullmq';
 import type { ModelManifest } from '@dimoo/contracts';
 import { QUEUE_NAMES } from '@dimoo/contracts';
 import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
-import { ObjectStore } from '@dimoo/storage';
+import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import { AdminController } from './auth/admin.controller';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { ProblemFilter } from './common/problem';
@@ -33,22 +33,7 @@ export class AppModule {
         { provide: PrismaClient, useFactory: () => createPrisma(env.DATABASE_URL) },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
-        {
-          provide: ObjectStore,
-          useFactory: async () => {
-            const store = new ObjectStore({
-              endPoint: env.S3_ENDPOINT,
-              port: env.S3_PORT,
-              useSSL: env.S3_USE_SSL,
-              accessKey: env.S3_ACCESS_KEY,
-              secretKey: env.S3_SECRET_KEY,
-              bucket: env.S3_BUCKET,
-              region: env.S3_REGION,
-            });
-            await store.ensureBucket();
-            return store;
-          },
-        },
+        { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         ApiKeyGuard,
         JobsService,
         OutboxService,

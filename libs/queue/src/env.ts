@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /** Validates the environment once at boot; a bad value stops the process naming every offending variable. */
 export function loadEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.infer<T> {
@@ -9,3 +9,20 @@ export function loadEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv =
   }
   return parsed.data;
 }
+
+/** Settings every service process shares: where the record, the queue, the objects and the model are. */
+export const ServiceEnvSchema = z.object({
+  DATABASE_URL: z.url(),
+  REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: z.string().min(1).default('dimoo'),
+  S3_ENDPOINT: z.string().min(1).default('127.0.0.1'),
+  S3_PORT: z.coerce.number().int().positive().default(9000),
+  S3_USE_SSL: z.stringbool().default(false),
+  S3_ACCESS_KEY: z.string().min(1),
+  S3_SECRET_KEY: z.string().min(1),
+  S3_BUCKET: z.string().min(3).default('dimoo'),
+  S3_REGION: z.string().default('us-east-1'),
+  /** the served model's directory */
+  MODEL_DIR: z.string().min(1),
+});
+export type ServiceEnv = z.infer<typeof ServiceEnvSchema>;

@@ -168,3 +168,26 @@ export class ObjectStore {
     }
   }
 }
+
+/** An ObjectStore from the services' S3_* settings, its bucket created if missing (run on boot). */
+export async function openObjectStore(env: {
+  S3_ENDPOINT: string;
+  S3_PORT: number;
+  S3_USE_SSL: boolean;
+  S3_ACCESS_KEY: string;
+  S3_SECRET_KEY: string;
+  S3_BUCKET: string;
+  S3_REGION: string;
+}): Promise<ObjectStore> {
+  const store = new ObjectStore({
+    endPoint: env.S3_ENDPOINT,
+    port: env.S3_PORT,
+    useSSL: env.S3_USE_SSL,
+    accessKey: env.S3_ACCESS_KEY,
+    secretKey: env.S3_SECRET_KEY,
+    bucket: env.S3_BUCKET,
+    region: env.S3_REGION,
+  });
+  await store.ensureBucket();
+  return store;
+}
