@@ -221,22 +221,24 @@ def check_graph_signatures(c, d, man):
 # ------------------------------------------------------------------------------------------------ numerics
 
 def rule_np(tl, w, tau, u):
-    """§3 in NumPy float32: tl [R, N, K] -> (index, prob) [B, N]."""
+    """§3 in NumPy: z and m in float32, d = z - m widened to float64, CDF and confidence in float64, p rounded once
+    to float32.  tl [R, N, K] -> (index, prob) [B, N]."""
     B, G = w.shape
     R, N, K = tl.shape
     z = (tl.reshape(B, G, N, K) * w[:, :, None, None]).sum(1, dtype=np.float32).astype(np.float32)
     m = z.max(-1, keepdims=True)
+    d = (z - m).astype(np.float64)
     idx = np.zeros((B, N), np.int64)
     for b in range(B):
         if tau[b] == 0:
             idx[b] = np.argmax(z[b], -1)
         else:
-            e = np.exp((z[b] - m[b]) / np.float32(tau[b])).astype(np.float32)
-            C = np.cumsum(e, -1, dtype=np.float32)
-            k = (C < (u[b][:, None] * C[:, -1:]).astype(np.float32)).sum(-1)
+            e = np.exp(d[b] / np.float64(tau[b]))
+            C = np.cumsum(e, -1)
+            k = (C < u[b][:, None].astype(np.float64) * C[:, -1:]).sum(-1)
             idx[b] = np.minimum(k, K - 1)
-    zk = np.take_along_axis(z, idx[..., None], -1)
-    p = (np.exp(zk - m)[..., 0] / np.exp(z - m).sum(-1)).astype(np.float32)
+    dk = np.take_along_axis(d, idx[..., None], -1)[..., 0]
+    p = (np.exp(dk) / np.exp(d).sum(-1)).astype(np.float32)
     return idx, p
 
 
@@ -314,7 +316,7 @@ def check_numerics(c, graphs, arch, tok):
                 f"{kind}: row_max == max of the slice")
         ri, rp = rule_np(ref_tl.astype(np.float32), w, tau, u)
         same = den["sample_index"] == ri
-        c.check(same.mean() >= 0.999, f"{kind}: denoise sample_index == §3 on forward_logits ({same.mean():.4f})")
+        c.check(same.all(), f"{kind}: denoise sample_index == §3 on forward_logits ({same.mean():.4f})")
         c.check(np.allclose(den["sample_prob"][same], rp[same], rtol=1e-4, atol=1e-6),
                 f"{kind}: denoise sample_prob == §3 on forward_logits")
         sh = graphs["sample_head"].run(dict(logits=den["target_logits"], guidance_weights=w, temperature=tau,

@@ -116,7 +116,7 @@ def seed_all(seed):
     torch.manual_seed(seed)
 
 
-def train(tok, codes_by_combo, steps, batch_size=16, lr=5e-4, warmup=100, weight_decay=0.01, seed=0,
+def train(tok, codes_by_combo, steps, batch_size=16, lr=1e-3, warmup=100, weight_decay=0.01, seed=0,
           cfg_kwargs=None, log=print, log_every=50, task_mix=TASK_MIX, betas=(0.9, 0.95), hook=None, hook_every=0,
           warm_t2i=0):
     seed_all(seed)

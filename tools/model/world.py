@@ -166,7 +166,8 @@ def world_json():
         "questions": {q: kind for kind, q in QUESTIONS.items()},
         "heldOut": {
             "rule": "(colourIndex + shapeIndex + positionIndex) % 3 == 0",
-            "note": "indices into colourOrder, shapes, positionOrder; held-out combinations appear in no training image",
+            "note": "indices into colourOrder, shapes, positionOrder; held-out combinations appear in no training "
+                    "image",
             "triples": [[COLOURS[c][0], SHAPES[s], POSITIONS[p][0]] for c, s, p in HELD_OUT],
         },
         "checker": {
