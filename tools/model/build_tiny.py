@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--warm-t2i", type=int, default=0, help="first N batches t2i only (curriculum; 0 = off)")
+    ap.add_argument("--warm-t2i", type=int, default=600, help="first N batches t2i only (curriculum; 0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -70,17 +70,13 @@ describe('text-to-image on held-out captions', () => {
     expect(score('shape') / scenes.length).toBeGreaterThanOrEqual(0.75);
   });
 
-  // SHORTFALL (issue 2 open): the committed tiny model gets colour right on 29.6% of held-out prompts (16/54); the
-  // multi-task training does not bind colour words yet (a t2i-only run of the same model reached 96%). Re-enable
-  // with the next model build.
-  it.skip('gets colour ≥ 95%', () => {
+  it('gets colour ≥ 95%', () => {
     expect(score('colour') / scenes.length).toBeGreaterThanOrEqual(0.95);
   });
 });
 
-// SHORTFALL (issue 2 open): the committed tiny model answers 61.7% (100/162): positions right, colours mostly wrong.
 describe('understanding on held-out images', () => {
-  it.skip('answers ≥ 90% of colour, shape and position questions right', async () => {
+  it('answers ≥ 90% of colour, shape and position questions right', async () => {
     const scenes = heldOutScenes(world);
     const asks = scenes.flatMap((s) => Object.entries(world.questions).map(([question, kind]) => ({ s, question, kind })));
     const seqs = await Promise.all(asks.map((a, i) => prepare(model, `q${i}`, { task: 'mmu', question: a.question, image: render(world, a.s), seed: i })));
@@ -91,9 +87,8 @@ describe('understanding on held-out images', () => {
   });
 });
 
-// SHORTFALL (issue 2 open): the committed tiny model succeeds on 17.3% of edits (14/81); the colour is usually lost.
 describe('editing into held-out combinations', () => {
-  it.skip('succeeds on ≥ 80% of edits (every attribute right)', async () => {
+  it('succeeds on ≥ 80% of edits (every attribute right)', async () => {
     const held = new Set(heldOutScenes(world).map((s) => `${s.colour}|${s.shape}|${s.position}`));
     const edits: { from: Scene; to: Scene; instruction: string }[] = [];
     for (const to of heldOutScenes(world)) {
