@@ -13,7 +13,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # torch's own 2 threads do t
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -29,20 +28,13 @@ import export  # noqa: E402
 import train  # noqa: E402
 import vq  # noqa: E402
 import world  # noqa: E402
+from conformance import sha256  # noqa: E402  (one definition of the manifest's file hash)
 from model import Config, DimooLM  # noqa: E402
 from tokenizer import PROMPT_TEMPLATE, SYS, UNCONDITION, Tokenizer  # noqa: E402
 
 NAME = "dimoo-tiny"
 VERSION = "1.0.0"
 GRAPHS = ["denoise", "denoise_partial", "sample_head", "forward_logits", "vq_encode", "vq_decode"]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def world_codes(book):
