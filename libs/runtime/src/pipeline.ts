@@ -168,8 +168,8 @@ export async function finish(m: LoadedModel, seq: Sequence): Promise<TaskResult>
     const tokens = answerTokens(m.layout, seq.region);
     return { kind: 'text', text: m.tokenizer.decode(tokens), tokens };
   }
-  const rows = seq.spec.targets.length / countCols(seq);
   const cols = countCols(seq);
+  const rows = seq.spec.targets.length / cols;
   const codes = regionCodes(m.layout, seq.region, rows, cols);
   if (codes.some((c) => c < 0)) throw new Error(`sequence ${seq.id} finished with masked cells`);
   const rgb = fromPlanar(await m.vq.decode({ rows, cols, codes }));
