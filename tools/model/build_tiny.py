@@ -2,7 +2,7 @@
 
     /usr/bin/python3 tools/model/build_tiny.py --out models/tiny
 
-Seeded and deterministic for a given machine/BLAS.  Writes into --out: tokenizer.json, world.json, the six graphs,
+Seeded and deterministic for a given machine/BLAS.  Writes into --out: tokenizer.json, world.json, the seven graphs,
 weights.npz (float16 transformer weights + float32 codebook, for re-export without retraining), manifest.json,
 train-report.json and README.md; then runs conformance.py on the result.
 """
@@ -34,7 +34,8 @@ from tokenizer import PROMPT_TEMPLATE, SYS, UNCONDITION, Tokenizer  # noqa: E402
 
 NAME = "dimoo-tiny"
 VERSION = "1.0.0"
-GRAPHS = ["denoise", "denoise_partial", "sample_head", "forward_logits", "vq_encode", "vq_decode"]
+GRAPHS = ["denoise", "denoise_partial", "sample_head", "forward_logits", "vq_encode", "vq_decode", "denoise_segment"]
+CACHE_DEFAULTS = {"cacheRatio": 0.9, "warmupRatio": 0.3, "refreshInterval": 5}
 
 
 def world_codes(book):
@@ -60,10 +61,11 @@ def manifest(tok, cfg, out_dir, description):
             "t2i": {"steps": 16, "cfg": 0, "temperature": 0},
             "i2i": {"steps": 16, "cfg": 0, "cfgImage": 0, "temperature": 0},
             "mmu": {"steps": 8, "genLength": 8, "blockLength": 8, "cfg": 0, "temperature": 0},
-            "cache": {"cacheRatio": 0.9, "warmupRatio": 0.3, "refreshInterval": 5},
+            "cache": dict(CACHE_DEFAULTS),
         },
         "limits": {"maxSteps": 256, "maxCfg": 20, "maxTemperature": 5, "maxGenLength": 32, "maxBatchRows": 64},
         "graphs": {g: g + ".onnx" for g in GRAPHS},
+        "segmentSteps": CACHE_DEFAULTS["refreshInterval"],  # denoise_segment's unroll (docs/model-interface.md §4.6)
         "files": {},
     }
     for f in [g + ".onnx" for g in GRAPHS] + ["tokenizer.json", "world.json"]:
@@ -189,8 +191,8 @@ def main():
 
     # 5. export
     t_exp = time.time()
-    export.export_all(lm, tok, book, out)
-    checks = export.torch_checks(lm, tok, log=log)
+    export.export_all(lm, tok, book, out, segment_steps=CACHE_DEFAULTS["refreshInterval"])
+    checks = export.torch_checks(lm, tok, log=log, segment_steps=CACHE_DEFAULTS["refreshInterval"])
     save_weights(lm, book, os.path.join(out, "weights.npz"))
     export_seconds = time.time() - t_exp
 

@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 
 import onnx_eval  # noqa: E402
 
-F32, I64 = 1, 7
+F32, I64, F64 = 1, 7, 11
 
 # name -> (inputs, outputs); each (name, elem type, rank, dynamic axes)
 SIGNATURES = {
@@ -52,7 +52,17 @@ SIGNATURES = {
     ),
     "vq_encode": ([("pixels", F32, 4, (0, 2, 3))], [("codes", I64, 3, (0, 1, 2))]),
     "vq_decode": ([("codes", I64, 3, (0, 1, 2))], [("pixels", F32, 4, (0, 2, 3))]),
+    # §4.6, optional (a model without it serves through the CPU ML-Cache path only); the T axis is fixed to the
+    # manifest's segmentSteps
+    "denoise_segment": (
+        [("input_ids", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)), ("attention_mask", I64, 2, (0, 1)),
+         ("target_positions", I64, 2, (0, 1)), ("guidance_weights", F32, 2, (0, 1)), ("vocab_range", I64, 1, ()),
+         ("temperature", F32, 1, (0,)), ("cache_ratio", F64, 1, (0,)), ("keep_counts", I64, 2, (0,)),
+         ("step_active", I64, 2, (0,)), ("uniforms", F32, 3, (0, 2)), ("remask_noise", F64, 3, (0, 2))],
+        [("tokens", I64, 2, (0, 1)), ("sample_prob", F32, 2, (0, 1)), ("row_max", F32, 2, (0, 1))],
+    ),
 }
+OPTIONAL_GRAPHS = {"denoise_segment"}
 
 SCHEMA = {
     "interfaceVersion": int, "name": str, "version": str, "description": str,
@@ -76,8 +86,11 @@ SCHEMA = {
     "limits": {"maxSteps": int, "maxCfg": (int, float), "maxTemperature": (int, float), "maxGenLength": int,
                "maxBatchRows": int},
     "graphs": {g: str for g in SIGNATURES},
+    "segmentSteps": int,
     "files": dict,
 }
+# keys a manifest may omit: the GPU path's graph and its unroll length (both or neither)
+OPTIONAL_KEYS = {"manifest.graphs.denoise_segment", "manifest.segmentSteps"}
 
 SPECIALS = ["mask", "newline", "boi", "eoi", "uncondition", "boa", "eoa", "answerPad"]
 
@@ -99,8 +112,9 @@ class Checker:
 def _schema(c, obj, schema, path):
     if not c.check(isinstance(obj, dict), f"{path} is an object"):
         return
-    c.check(set(obj) == set(schema) if schema is not dict else True,
-            f"{path} keys {sorted(obj)} == {sorted(schema)}")
+    required = {k for k in schema if f"{path}.{k}" not in OPTIONAL_KEYS}
+    c.check(required <= set(obj) <= set(schema), f"{path} keys {sorted(obj)}: all of {sorted(required)}, "
+            f"nothing outside {sorted(schema)}")
     for k, t in schema.items():
         if k not in obj:
             continue
@@ -124,7 +138,13 @@ def sha256(path):
 
 def check_files(c, d, man):
     files = man.get("files", {})
-    needed = [man["graphs"][g] for g in SIGNATURES] + [man["tokenizer"]["file"]]
+    needed = [f for f in man["graphs"].values()] + [man["tokenizer"]["file"]]
+    c.check(("denoise_segment" in man["graphs"]) == ("segmentSteps" in man),
+            "graphs.denoise_segment and segmentSteps come together")
+    if "segmentSteps" in man:
+        c.check(man["segmentSteps"] >= 1, "segmentSteps >= 1")
+        c.check(man["segmentSteps"] >= man["defaults"]["cache"]["refreshInterval"],
+                "segmentSteps >= defaults.cache.refreshInterval (the default schedule fits the graph)")
     if os.path.exists(os.path.join(d, "world.json")):
         needed.append("world.json")
     for f in needed:
@@ -189,6 +209,8 @@ def _vi_info(vi):
 def check_graph_signatures(c, d, man):
     graphs = {}
     for g, (ins, outs) in SIGNATURES.items():
+        if g in OPTIONAL_GRAPHS and g not in man["graphs"]:
+            continue
         p = os.path.join(d, man["graphs"][g])
         try:
             m = onnx.load(p)
@@ -213,6 +235,13 @@ def check_graph_signatures(c, d, man):
                 c.check(len(dims) == rank, f"{g}.{name}: rank {len(dims)} == {rank}")
                 for ax in dyn:
                     c.check(ax < len(dims) and dims[ax] != "value", f"{g}.{name}: axis {ax} is dynamic")
+        if g == "denoise_segment":
+            byname = {v.name: v for v in gin}
+            for name, ax in (("keep_counts", 1), ("step_active", 1), ("uniforms", 1), ("remask_noise", 1)):
+                if name in byname:
+                    dim = byname[name].type.tensor_type.shape.dim[ax]
+                    c.check(dim.HasField("dim_value") and dim.dim_value == man.get("segmentSteps"),
+                            f"{g}.{name}: axis {ax} == segmentSteps {man.get('segmentSteps')}")
         graphs[g] = onnx_eval.Graph(m)
     arch = man["architecture"]
     return graphs, arch
@@ -349,6 +378,181 @@ def check_numerics(c, graphs, arch, tok):
         c.check(np.allclose(pb["new_kv"], ref_kv, atol=1e-5, rtol=1e-5), f"{kind}: partial subset new_kv")
 
 
+# ------------------------------------------------------------------------------------------------ the GPU path (§4.6)
+
+def quantile_np(values, q):
+    """libs/diffusion cache-policy.ts quantile: linear interpolation in float64."""
+    s = np.sort(np.asarray(values, np.float64))
+    n = len(s)
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, n - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def remask_np(tok, index, prob, lo, keep_n, noise, mask):
+    """One sequence's MaskGIT commit (libs/diffusion sequence.ts commitMaskGit + remask.ts), all arrays [N]."""
+    out = np.array(tok, np.int64)
+    masked = np.nonzero(out == mask)[0]
+    if len(masked) == 0:
+        return out
+    out[masked] = lo + index[masked]
+    scores = np.log(np.maximum(prob[masked].astype(np.float64), 1e-20)) + noise[masked]
+    cutoff = np.sort(scores)[min(max(int(keep_n), 0), len(masked) - 1)]
+    out[masked[scores < cutoff]] = mask
+    return out
+
+
+def host_segment(full, partial, head, f, mask):
+    """The CPU ML-Cache path (libs/diffusion/src/engine.ts with `denoise`, `denoise_partial`, `sample_head`) over the
+    steps of one segment, on the inputs `f` of `denoise_segment`: every row runs every step (rows are independent),
+    a sequence commits only on its active steps. -> tokens [B, N] after the segment.
+
+    full(ids, pos, att, tp, w, vr, tau, u) -> (index, prob, row_max, kv, target_logits)
+    partial(ids_s, query_index, pos_s, past_kv, key_pos, att, vr) -> (logits, row_max, new_kv)
+    head(target_logits, w, tau, u) -> (index, prob)
+    """
+    ids = np.array(f["input_ids"], np.int64)
+    pos, att, tp = f["position_ids"], f["attention_mask"], f["target_positions"]
+    w, vr, tau = f["guidance_weights"], f["vocab_range"], f["temperature"]
+    B, G = w.shape
+    R, L = ids.shape
+    N = tp.shape[1]
+    T = f["keep_counts"].shape[1]
+    lens = att.sum(1)
+    tok = np.take_along_axis(ids, tp, 1)[::G].copy()
+    kv = rm = tl = None
+    for s in range(T):
+        u = f["uniforms"][:, s]
+        if s == 0:
+            index, prob, rm, kv, tl = full(ids, pos, att, tp, w, vr, tau, u)
+            rm, kv, tl = rm.copy(), kv.copy(), tl.copy()
+        else:
+            sel = [[i for i in range(lens[r]) if np.float64(rm[r, i]) <= quantile_np(rm[r, :lens[r]],
+                                                                                  1 - f["cache_ratio"][r // G])]
+                   for r in range(R)]
+            S = max(len(x) for x in sel)
+            qi = np.array([x + [x[0]] * (S - len(x)) for x in sel], np.int64)
+            logits, rm_s, new_kv = partial(np.take_along_axis(ids, qi, 1), qi, np.take_along_axis(pos, qi, 1), kv,
+                                           pos, att, vr)
+            for r in range(R):
+                tpos = {int(p): n for n, p in enumerate(tp[r])}
+                for j, i in enumerate(sel[r]):
+                    kv[:, :, r, i] = new_kv[:, :, r, j]
+                    rm[r, i] = rm_s[r, j]
+                    if i in tpos:
+                        tl[r, tpos[i]] = logits[r, j]
+            index, prob = head(tl, w, tau, u)
+        for b in range(B):
+            if f["step_active"][b, s]:
+                tok[b] = remask_np(tok[b], index[b], prob[b], vr[0], f["keep_counts"][b, s], f["remask_noise"][b, s],
+                                   mask)
+        for r in range(R):
+            ids[r, tp[r]] = tok[r // G]
+    return tok
+
+
+def segment_case(tok, kind, steps, seed):
+    """A realistic `denoise_segment` call: sequences partly decoded (the same cells in every branch row), guidance,
+    mixed temperatures, per-sequence segment lengths (active prefixes), MaskGIT keep counts, counter-like uniforms."""
+    import sequences as S
+    rng = np.random.RandomState(seed)
+    grid = rng.randint(0, tok.codebook_size, size=(8, 8))
+    if kind == "t2i":
+        prompts = ["a red circle at the top left", "a blue square at the center", "a green triangle at the right"]
+        forms = [dict(uncond=False), dict(uncond=True)]
+        build = lambda p, form, cells: S.t2i(tok, p, codes=grid, mask_cells=cells, **form)  # noqa: E731
+        w = [[2.0, -1.0], [1.0, 0.0], [1.5, -0.5]]
+        tau = [0.0, 1.0, 0.7]
+    else:
+        prompts = ["make it blue", "move it to the bottom"]
+        forms = [dict(form="cond"), dict(form="uncondText"), dict(form="uncondImage")]
+        build = lambda p, form, cells: S.i2i(tok, "edit", p, grid, out_codes=grid, mask_cells=cells, **form)  # noqa
+        w = [[2.0, -0.5, -0.5], [1.0, 0.0, 0.0]]
+        tau = [1.0, 0.0]
+    B, G = len(prompts), len(forms)
+    rows, tps = [], []
+    for b, p in enumerate(prompts):
+        cells = rng.rand(8, 8) < (0.9 if b == 0 else 0.5)  # masked cells of this sequence
+        for form in forms:
+            ids, tg = build(p, form, cells)
+            rows.append(ids)
+            tps.append(tg)
+    L = ((max(len(r) for r in rows) + 15) // 16) * 16
+    ids, pos, att = S.pad_rows(rows, pad_to=L)
+    tp = np.array(tps, np.int64)
+    N = tp.shape[1]
+    n_steps = [steps, max(1, steps - 2), 1][:B]
+    active = np.array([[1 if s < n else 0 for s in range(steps)] for n in n_steps], np.int64)
+    n0 = [(ids[b * G][tp[b * G]] == tok.mask).sum() for b in range(B)]
+    keep = np.array([[int(n0[b] * np.cos(np.pi / 2 * (s + 1) / (steps + 2))) for s in range(steps)] for b in range(B)],
+                    np.int64)
+    u = ((rng.randint(0, 1 << 23, size=(B, steps, N)) + 0.5) / (1 << 23)).astype(np.float32)
+    g = -np.log(-np.log((rng.randint(0, 1 << 23, size=(B, steps, N)) + 0.5) / (1 << 23)))
+    return dict(input_ids=ids, position_ids=pos, attention_mask=att, target_positions=tp,
+                guidance_weights=np.array(w, np.float32), vocab_range=np.array([tok.code_offset, tok.vocab_size]),
+                temperature=np.array(tau, np.float32), cache_ratio=np.full(B, 0.9), keep_counts=keep,
+                step_active=active, uniforms=u, remask_noise=np.array(tau, np.float64)[:, None, None] * g)
+
+
+def graph_steps(graphs):
+    """The host path's three step functions over the exported graphs (onnx_eval)."""
+    def full(ids, pos, att, tp, w, vr, tau, u):
+        o = graphs["denoise"].run(dict(input_ids=ids, position_ids=pos, attention_mask=att, target_positions=tp,
+                                       guidance_weights=w, vocab_range=vr, temperature=tau, uniforms=u))
+        return o["sample_index"], o["sample_prob"], o["row_max"], o["present_kv"], o["target_logits"]
+
+    def partial(ids_s, qi, pos_s, kv, kpos, att, vr):
+        o = graphs["denoise_partial"].run(dict(input_ids=ids_s, query_index=qi, position_ids=pos_s, past_kv=kv,
+                                               key_position_ids=kpos, attention_mask=att, vocab_range=vr))
+        return o["logits"], o["row_max"], o["new_kv"]
+
+    def head(tl, w, tau, u):
+        o = graphs["sample_head"].run(dict(logits=tl, guidance_weights=w, temperature=tau, uniforms=u))
+        return o["sample_index"], o["sample_prob"]
+    return full, partial, head
+
+
+def check_segment(c, graphs, man, tok):
+    """`denoise_segment` against the CPU path run step by step with the other graphs and the host's rules."""
+    seg = graphs["denoise_segment"]
+    T = man["segmentSteps"]
+    mask = man["tokens"]["mask"]
+    full, partial, head = graph_steps(graphs)
+    for kind, seed in (("t2i", 1), ("i2i", 2)):
+        f = segment_case(tok, kind, T, seed)
+        B, N = f["keep_counts"].shape[0], f["target_positions"].shape[1]
+        R, L = f["input_ids"].shape
+        # one active step = `denoise` + the host's remask
+        one = dict(f, step_active=np.zeros_like(f["step_active"]))
+        one["step_active"][:, 0] = 1
+        o1 = seg.run(one)
+        c.check(o1["tokens"].shape == (B, N) and o1["tokens"].dtype == np.int64, f"{kind}: segment tokens [B, N] int64")
+        c.check(o1["sample_prob"].shape == (B, N) and o1["sample_prob"].dtype == np.float32,
+                f"{kind}: segment sample_prob [B, N] float32")
+        c.check(o1["row_max"].shape == (R, L) and o1["row_max"].dtype == np.float32, f"{kind}: segment row_max [R, L]")
+        index, prob, rm, _, _ = full(f["input_ids"], f["position_ids"], f["attention_mask"], f["target_positions"],
+                                     f["guidance_weights"], f["vocab_range"], f["temperature"], f["uniforms"][:, 0])
+        G = R // B
+        start = np.take_along_axis(f["input_ids"], f["target_positions"], 1)[::G]
+        want = np.stack([remask_np(start[b], index[b], prob[b], f["vocab_range"][0], f["keep_counts"][b, 0],
+                                   f["remask_noise"][b, 0], mask) for b in range(B)])
+        c.check(np.array_equal(o1["tokens"], want), f"{kind}: a one-step segment == denoise + host remask")
+        c.check(np.array_equal(o1["sample_prob"], prob), f"{kind}: one-step segment sample_prob == denoise")
+        valid = f["attention_mask"].astype(bool)
+        c.check(np.array_equal(o1["row_max"][valid], rm[valid]), f"{kind}: one-step segment row_max == denoise")
+        # no active step: nothing changes
+        none = seg.run(dict(f, step_active=np.zeros_like(f["step_active"])))
+        c.check(np.array_equal(none["tokens"], start), f"{kind}: a segment with no active step changes nothing")
+        # whole segments with per-sequence lengths == the CPU ML-Cache path step by step
+        o = seg.run(f)
+        ref = host_segment(full, partial, head, f, mask)
+        changed = (o["tokens"] != start).sum()
+        c.check(changed > 0 and np.array_equal(o["tokens"], ref),
+                f"{kind}: segment of {T} steps == CPU ML-Cache path ({(o['tokens'] != ref).sum()} of {B * N} tokens "
+                f"differ; {changed} committed)")
+
+
 def check_vq(c, d, graphs):
     wpath = os.path.join(d, "world.json")
     enc, dec = graphs.get("vq_encode"), graphs.get("vq_decode")
@@ -399,6 +603,8 @@ def main(argv=None):
             if tok is not None and all(g in graphs for g in ("denoise", "denoise_partial", "sample_head",
                                                               "forward_logits")):
                 check_numerics(c, graphs, arch, tok)
+                if "denoise_segment" in graphs:
+                    check_segment(c, graphs, man, tok)
             check_vq(c, d, graphs)
     except Exception as e:  # noqa: BLE001
         import traceback

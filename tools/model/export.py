@@ -1,19 +1,22 @@
-"""ONNX export of the graphs of docs/model-interface.md §4.1–4.5 (opset 17, dynamic R/L/N/S/B/G/H/W/K axes).
+"""ONNX export of the graphs of docs/model-interface.md §4.1–4.6 (opset 17, dynamic R/L/N/S/B/G/H/W/K axes).
 
 The transformer graphs store their weight matrices as float16 initializers followed by a Cast to float32 (the
 weights are rounded to float16 values before evaluation and export, so the PyTorch model and the graphs compute the
 same float32 function; all activations are float32).  The VQ graphs keep float32 codebooks.
 """
 
+import math
 import os
 
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 from onnx import helper, numpy_helper, TensorProto
 from torch import nn
 
 import vq as vqmod
+from model import rotate_half as model_rotate_half
 from model import sample_rule
 
 OPSET = 17
@@ -28,6 +31,9 @@ HEAD_IN = ["logits", "guidance_weights", "temperature", "uniforms"]
 HEAD_OUT = ["sample_index", "sample_prob"]
 FWD_IN = ["input_ids", "position_ids", "attention_mask"]
 FWD_OUT = ["logits"]
+SEGMENT_IN = ["input_ids", "position_ids", "attention_mask", "target_positions", "guidance_weights", "vocab_range",
+              "temperature", "cache_ratio", "keep_counts", "step_active", "uniforms", "remask_noise"]
+SEGMENT_OUT = ["tokens", "sample_prob", "row_max"]
 
 
 class DenoiseGraph(nn.Module):
@@ -68,6 +74,153 @@ class ForwardLogitsGraph(nn.Module):
 
     def forward(self, input_ids, position_ids, attention_mask):
         return self.lm.forward_logits(input_ids, position_ids, attention_mask)
+
+
+class _TopKSmallest(torch.autograd.Function):
+    """The `k` smallest entries along the last axis with a data-dependent `k` (an int64 [1] tensor): TopK
+    (largest=0, sorted=1) in the graph, which a traced `torch.topk` would freeze to the example's k."""
+
+    @staticmethod
+    def forward(ctx, x, k):  # noqa: D102  (torch API)
+        return torch.topk(x, int(k.reshape(-1)[0]), dim=-1, largest=False, sorted=True)
+
+    @staticmethod
+    def symbolic(g, x, k):  # noqa: D102
+        return g.op("TopK", x, k, axis_i=-1, largest_i=0, sorted_i=1, outputs=2)
+
+
+def _rows_of(x, G):
+    """[B, ...] per sequence -> [B*G, ...] per row (row = b*G + g)."""
+    shape = list(x.shape)
+    return x.unsqueeze(1).expand([shape[0], G] + shape[1:]).reshape([-1] + shape[1:])
+
+
+class SegmentGraph(nn.Module):
+    """`denoise_segment` (docs/model-interface.md §4.6): one refresh segment of the GPU ML-Cache path in one run.
+
+    Unrolled to `steps` steps. Step 0 is a full step (as `denoise`) that builds the per-row K/V, target-logit and
+    row-max caches; steps 1.. are ML-Cache partial steps exactly as the CPU path runs `denoise_partial` +
+    `sample_head` (libs/diffusion/src/engine.ts): per row θ = linear-interpolation quantile (float64) of the cached
+    row_max over the row's real positions at 1 − cache_ratio, S = {row_max ≤ θ}; the S positions are recomputed against
+    the cache with their fresh K/V scattered in before attention in every layer, and only they update the K/V,
+    row-max and target-logit caches; every target is (re)sampled from the merged target logits with the step's
+    uniforms. After each step the MaskGIT rule of libs/diffusion/src/remask.ts commits the masked targets and
+    re-masks those whose float64 score log(max(p, 1e-20)) + remask_noise is strictly below the (k+1)-th smallest
+    score among the step's masked targets, k = min(keep_n, n − 1). A sequence's step runs only where step_active is 1
+    (the active steps are a prefix; an inactive step changes nothing of that sequence).
+
+    S has a different size per row: the graph recomputes a fixed-size superset, the k = max_r |S_r| positions of
+    lowest row_max of every row (TopK; S_r is among them because every position outside S_r has a larger row_max),
+    and lets only the S positions write the caches. `mask_id` (the manifest's tokens.mask) is embedded.
+    """
+
+    def __init__(self, lm, steps, mask_id):
+        super().__init__()
+        self.lm = lm
+        self.steps = steps
+        self.mask_id = mask_id
+
+    def _partial(self, ids, pos, att, tp, vr, q_level, kv, rm, tl):
+        lm = self.lm
+        t = lm.transformer
+        real = att > 0
+        # selection (spec §3; libs/diffusion/src/cache-policy.ts selectRecompute), per row, in float64
+        rm_real = torch.where(real, rm, torch.tensor(float("inf"), dtype=torch.float32))
+        srt, _ = torch.sort(rm_real, dim=1)
+        last = att.sum(1) - 1  # index of the row's last real position
+        qpos = q_level * last.double()
+        lo_f = torch.floor(qpos)
+        lo = lo_f.long()
+        hi = torch.minimum(lo + 1, last)
+        s_lo = torch.gather(srt, 1, lo.unsqueeze(1)).double()
+        s_hi = torch.gather(srt, 1, hi.unsqueeze(1)).double()
+        theta = s_lo + (s_hi - s_lo) * (qpos - lo_f).unsqueeze(1)
+        in_s = torch.logical_and(real, rm.double() <= theta)  # [R, L]
+        k = in_s.long().sum(1).max().reshape(1)
+        _, sel = _TopKSmallest.apply(rm_real, k)  # [R, k]: a superset of every row's S
+        sel_in = torch.gather(in_s.long(), 1, sel) > 0
+        # the partial step on the superset: only S rows are scattered into the cache (spec §3 steps 2-5)
+        x = t["wte"](torch.gather(ids, 1, sel))
+        q_cos, q_sin = lm.rope_cos_sin(torch.gather(pos, 1, sel))
+        k_cos, k_sin = lm.rope_cos_sin(pos)
+        bias = lm.key_bias(att)
+        scale = 1.0 / math.sqrt(lm.cfg.head_dim)
+        idx = sel.unsqueeze(-1).expand(-1, -1, lm.cfg.d_model)
+        keep = sel_in.unsqueeze(-1)
+        layers = []
+        for i, b in enumerate(t["blocks"]):
+            h = b.attn_norm(x)
+            q = b.q_proj(h)
+            kf = b.k_proj(h)
+            vf = b.v_proj(h)
+            k_old, v_old = kv[i, 0], kv[i, 1]
+            k_all = torch.scatter(k_old, 1, idx, torch.where(keep, kf, torch.gather(k_old, 1, idx)))
+            v_all = torch.scatter(v_old, 1, idx, torch.where(keep, vf, torch.gather(v_old, 1, idx)))
+            layers.append(torch.stack([k_all, v_all], 0))
+            qh = lm.split_heads(q)
+            kh = lm.split_heads(k_all)
+            vh = lm.split_heads(v_all)
+            qh = qh * q_cos + model_rotate_half(qh) * q_sin
+            kh = kh * k_cos + model_rotate_half(kh) * k_sin
+            a = torch.softmax(torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias, dim=-1)
+            x = x + b.attn_out(lm.merge_heads(torch.matmul(a, vh)))
+            h2 = b.ff_norm(x)
+            x = x + b.ff_out(F.silu(b.ff_proj(h2)) * b.up_proj(h2))
+        logits = torch.matmul(t["ln_f"](x), lm.head_slice_weight(vr).t())  # [R, k, K]
+        rm_fresh = logits.max(dim=-1)[0]
+        # slot[r, i] = the superset entry that recomputed position i when i is in S, else -1
+        slot_of = torch.where(sel_in, torch.cumsum(torch.ones_like(sel), 1) - 1, torch.zeros_like(sel) - 1)
+        slot = torch.scatter(torch.zeros_like(ids) - 1, 1, sel, slot_of)
+        rm_new = torch.where(slot >= 0, torch.gather(rm_fresh, 1, slot.clamp(min=0)), rm)
+        tslot = torch.gather(slot, 1, tp)  # [R, N]
+        fresh_tl = torch.gather(logits, 1, tslot.clamp(min=0).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        tl_new = torch.where((tslot >= 0).unsqueeze(-1), fresh_tl, tl)
+        return torch.stack(layers, 0), rm_new, tl_new
+
+    def _remask(self, tok, sample_index, sample_prob, lo, keep_n, noise):
+        """MaskGIT commit + re-mask of one step (libs/diffusion/src/sequence.ts commitMaskGit, remask.ts)."""
+        mask = torch.tensor(self.mask_id, dtype=torch.int64)
+        masked = tok == mask
+        cand = torch.where(masked, sample_index + lo, tok)
+        score = torch.log(torch.maximum(sample_prob.double(), torch.tensor(1e-20, dtype=torch.float64))) + noise
+        ordered, _ = torch.sort(torch.where(masked, score, torch.tensor(float("inf"), dtype=torch.float64)), dim=1)
+        n = masked.long().sum(1, keepdim=True)
+        kk = torch.minimum(keep_n.unsqueeze(1), n - 1).clamp(min=0)
+        cutoff = torch.gather(ordered, 1, kk)
+        back = torch.logical_and(masked, score < cutoff)
+        return torch.where(back, mask, cand)
+
+    def forward(self, input_ids, position_ids, attention_mask, target_positions, guidance_weights, vocab_range,
+                temperature, cache_ratio, keep_counts, step_active, uniforms, remask_noise):
+        lm = self.lm
+        G = guidance_weights.shape[1]
+        N = target_positions.shape[1]
+        ids = input_ids
+        # the sequence's tokens at its targets (they are the same in every branch row)
+        tok = torch.gather(ids, 1, target_positions).reshape(-1, G, N)[:, 0]
+        q_level = _rows_of(1.0 - cache_ratio, G)  # quantile level per row, float64 as the host computes it
+        lo = vocab_range[0]
+        kv = rm = tl = rm_out = prob_out = None
+        for s in range(self.steps):
+            if s == 0:
+                logits, kv = lm.full_step(ids, position_ids, attention_mask, vocab_range)
+                rm = logits.max(dim=-1)[0]
+                tl = torch.gather(logits, 1, target_positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+            else:
+                kv, rm, tl = self._partial(ids, position_ids, attention_mask, target_positions, vocab_range, q_level,
+                                           kv, rm, tl)
+            sample_index, sample_prob = sample_rule(tl, guidance_weights, temperature, uniforms[:, s])
+            new = self._remask(tok, sample_index, sample_prob, lo, keep_counts[:, s], remask_noise[:, s])
+            active = step_active[:, s] > 0  # [B]
+            tok = torch.where(active.unsqueeze(1), new, tok)
+            if s == 0:
+                rm_out, prob_out = rm, sample_prob
+            else:
+                rm_out = torch.where(_rows_of(active, G).unsqueeze(1), rm, rm_out)
+                prob_out = torch.where(active.unsqueeze(1), sample_prob, prob_out)
+            if s + 1 < self.steps:
+                ids = torch.scatter(ids, 1, target_positions, _rows_of(tok, G))
+        return tok, prob_out, rm_out
 
 
 def round_weights_fp16(lm):
@@ -126,7 +279,65 @@ def _fp16_initializers(path, min_elems=1024):
     onnx.save(m, path)
 
 
-def export_all(lm, tok, book, out_dir):
+def segment_example(ex, steps, seed=0):
+    """Inputs for tracing `denoise_segment` from example_inputs (B = 2, G = 2)."""
+    g = torch.Generator().manual_seed(seed)
+    B = ex["guidance_weights"].shape[0]
+    N = ex["target_positions"].shape[1]
+    tp = ex["target_positions"][0:1].repeat(ex["input_ids"].shape[0], 1)
+    return dict(input_ids=ex["input_ids"], position_ids=ex["position_ids"], attention_mask=ex["attention_mask"],
+                target_positions=tp, guidance_weights=ex["guidance_weights"], vocab_range=ex["vocab_range"],
+                temperature=ex["temperature"], cache_ratio=torch.full((B,), 0.9, dtype=torch.float64),
+                keep_counts=torch.full((B, steps), 3, dtype=torch.int64),
+                step_active=torch.ones(B, steps, dtype=torch.int64),
+                uniforms=torch.rand(B, steps, N, generator=g).clamp(1e-3, 1 - 1e-3),
+                remask_noise=torch.rand(B, steps, N, generator=g).double())
+
+
+def _dedupe_initializers(path):
+    """One initializer per distinct tensor (an unrolled graph may fold the same weight transpose once per use)."""
+    m = onnx.load(path)
+    g = m.graph
+    seen, rename, keep = {}, {}, []
+    for init in g.initializer:
+        key = (init.data_type, tuple(init.dims), init.raw_data if init.raw_data else init.SerializeToString())
+        if key in seen:
+            rename[init.name] = seen[key]
+        else:
+            seen[key] = init.name
+            keep.append(init)
+    if not rename:
+        return 0
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+    return len(rename)
+
+
+def export_segment(lm, tok, out_dir, steps):
+    """Writes denoise_segment.onnx (§4.6), unrolled to `steps` steps (the manifest's segmentSteps)."""
+    ex = segment_example(example_inputs(tok, lm.cfg), steps)
+    RL = {0: "R", 1: "L"}
+    BN = {0: "B", 1: "N"}
+    p = os.path.join(out_dir, "denoise_segment.onnx")
+    with torch.no_grad():
+        _export(SegmentGraph(lm, steps, tok.mask), [ex[k] for k in SEGMENT_IN], p, SEGMENT_IN, SEGMENT_OUT, {
+            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": {0: "R", 1: "N"},
+            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "cache_ratio": {0: "B"},
+            "keep_counts": {0: "B"}, "step_active": {0: "B"}, "uniforms": {0: "B", 2: "N"},
+            "remask_noise": {0: "B", 2: "N"}, "tokens": BN, "sample_prob": BN, "row_max": RL})
+    _dedupe_initializers(p)
+    _fp16_initializers(p)
+    onnx.checker.check_model(onnx.load(p))
+    return p
+
+
+def export_all(lm, tok, book, out_dir, segment_steps=None):
     lm.eval()
     cfg = lm.cfg
     ex = example_inputs(tok, cfg)
@@ -174,13 +385,46 @@ def export_all(lm, tok, book, out_dir):
         _fp16_initializers(paths[name])
     for p in paths.values():
         onnx.checker.check_model(onnx.load(p))
+    if segment_steps:
+        paths["denoise_segment"] = export_segment(lm, tok, out_dir, segment_steps)
     return paths
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # numeric self-checks in PyTorch (ONNX numerics are checked by conformance.py and the TypeScript side)
 
-def torch_checks(lm, tok, log=print):
+def torch_steps(lm):
+    """The CPU path's step functions (conformance.host_segment) over the PyTorch graphs."""
+    t = lambda *a: [torch.from_numpy(np.asarray(x)) for x in a]  # noqa: E731
+
+    def full(ids, pos, att, tp, w, vr, tau, u):
+        with torch.no_grad():
+            return [x.numpy() for x in DenoiseGraph(lm)(*t(ids, pos, att, tp, w, vr, tau, u))]
+
+    def partial(ids_s, qi, pos_s, kv, kpos, att, vr):
+        with torch.no_grad():
+            return [x.numpy() for x in PartialGraph(lm)(*t(ids_s, qi, pos_s, kv, kpos, att, vr))]
+
+    def head(tl, w, tau, u):
+        with torch.no_grad():
+            return [x.numpy() for x in SampleHeadGraph()(*t(tl, w, tau, u))]
+    return full, partial, head
+
+
+def segment_matches_host(lm, tok, steps, kind="t2i", seed=3):
+    """SegmentGraph in PyTorch == the CPU ML-Cache path step by step (conformance.host_segment) on one case.
+    -> (tokens equal, tokens committed by the segment)."""
+    import conformance
+    f = conformance.segment_case(tok, kind, steps, seed)
+    with torch.no_grad():
+        got = SegmentGraph(lm, steps, tok.mask)(*[torch.from_numpy(np.asarray(f[k])) for k in SEGMENT_IN])[0].numpy()
+    ref = conformance.host_segment(*torch_steps(lm), f, tok.mask)
+    G = f["input_ids"].shape[0] // f["keep_counts"].shape[0]
+    start = np.take_along_axis(f["input_ids"], f["target_positions"], 1)[::G]
+    return bool(np.array_equal(got, ref)), int((got != start).sum())
+
+
+def torch_checks(lm, tok, log=print, segment_steps=None):
     lm.eval()
     cfg = lm.cfg
     ex = example_inputs(tok, cfg, R=6, B=3, L=31, N=9, S=6, seed=1)
@@ -218,9 +462,29 @@ def torch_checks(lm, tok, log=print):
         res["partialSubsetMaxDiff"] = float((pl2 - ref).abs().max())
     ok = (res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4
           and res["partialAllKvMaxDiff"] < 1e-5 and res["partialSubsetMaxDiff"] < 1e-4)
+    if segment_steps:
+        # 5. denoise_segment == the CPU ML-Cache path (denoise, denoise_partial, sample_head + host remask)
+        same, committed = segment_matches_host(lm, tok, segment_steps)
+        res["segmentMatchesHostPath"] = same and committed > 0
+        ok = ok and res["segmentMatchesHostPath"]
     res["ok"] = bool(ok)
     log(f"torch checks: {res}")
     return res
+
+
+def with_segment(man, steps):
+    """The manifest with graphs.denoise_segment and segmentSteps (placed after graphs) and a files entry for it."""
+    out = {}
+    for k, v in man.items():
+        if k == "segmentSteps":
+            continue
+        out[k] = v
+        if k == "graphs":
+            out["graphs"] = dict(v, denoise_segment="denoise_segment.onnx")
+            out["segmentSteps"] = steps
+    out["files"] = dict(out["files"])
+    out["files"].setdefault("denoise_segment.onnx", {})
+    return out
 
 
 def main(argv=None):
@@ -237,23 +501,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--from", dest="src", required=True)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--segment-steps", type=int, default=None,
+                    help="unroll denoise_segment to this many steps (default: the manifest's segmentSteps, else "
+                         "defaults.cache.refreshInterval)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     out = args.out or args.src
     os.makedirs(out, exist_ok=True)
+    with open(os.path.join(args.src, "manifest.json")) as f:
+        man = json.load(f)
+    steps = args.segment_steps or man.get("segmentSteps") or man["defaults"]["cache"]["refreshInterval"]
     from tokenizer import Tokenizer
     tok = Tokenizer.load(os.path.join(args.src, "tokenizer.json"))
     lm, book = build_tiny.load_weights(os.path.join(args.src, "weights.npz"))
-    export_all(lm, tok, book, out)
-    if not torch_checks(lm, tok)["ok"]:
+    export_all(lm, tok, book, out, segment_steps=steps)
+    if not torch_checks(lm, tok, segment_steps=steps)["ok"]:
         return 1
     if os.path.abspath(out) != os.path.abspath(args.src):
         import shutil
         for f in ("tokenizer.json", "world.json", "weights.npz", "train-report.json", "README.md"):
             if os.path.exists(os.path.join(args.src, f)):
                 shutil.copy(os.path.join(args.src, f), os.path.join(out, f))
-    with open(os.path.join(args.src, "manifest.json")) as f:
-        man = json.load(f)
+    man = with_segment(man, steps)
     for name in man["files"]:
         p = os.path.join(out, name)
         man["files"][name] = {"sha256": build_tiny.sha256(p), "bytes": os.path.getsize(p)}

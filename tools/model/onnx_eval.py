@@ -102,6 +102,18 @@ def run_node(node, inp):
         return [f(a, b)]
     if op == "Not":
         return [np.logical_not(x)]
+    if op in ("And", "Or", "Xor"):
+        f = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}[op]
+        return [f(inp[0], inp[1])]
+    if op == "TopK":
+        k = int(np.asarray(inp[1]).reshape(-1)[0])
+        ax = _axis(at.get("axis", -1), x.ndim)
+        if not at.get("sorted", 1):
+            raise NotImplementedError("TopK sorted=0")
+        # ONNX: sorted by value, the lower index first among equal values
+        order = np.argsort(-x if at.get("largest", 1) else x, axis=ax, kind="stable")
+        idx = np.take(order, np.arange(k), axis=ax)
+        return [np.take_along_axis(x, idx, axis=ax), idx.astype(np.int64)]
     if op == "Where":
         c, a, b = inp
         return [np.where(c, a, b).astype(a.dtype, copy=False)]

@@ -231,6 +231,59 @@ class ModelTest(unittest.TestCase):
             self.assertLess(float((fl - full).abs().max()), 1e-5)
 
 
+class SegmentTest(unittest.TestCase):
+    """denoise_segment (docs/model-interface.md §4.6) in PyTorch against the CPU ML-Cache path run step by step
+    (conformance.host_segment over DenoiseGraph, PartialGraph, SampleHeadGraph and the host's remasking), on a random
+    untrained model, where the logits are far from saturated and the cache changes tokens."""
+
+    @classmethod
+    def setUpClass(cls):
+        import torch
+        from model import Config, DimooLM
+        torch.manual_seed(5)
+        cls.tok = Tokenizer()
+        cls.lm = DimooLM(Config(vocab_size=cls.tok.vocab_size, d_model=32, n_layers=2, n_heads=2, ffn_hidden=64)).eval()
+
+    def segment(self, f):
+        import torch
+        import export
+        with torch.no_grad():
+            out = export.SegmentGraph(self.lm, 5, self.tok.mask)(*[torch.from_numpy(np.asarray(f[k]))
+                                                                    for k in export.SEGMENT_IN])
+        return [x.numpy() for x in out]
+
+    def host(self, f):
+        import export
+        return conformance.host_segment(*export.torch_steps(self.lm), f, self.tok.mask)
+
+    @staticmethod
+    def start(f):
+        G = f["input_ids"].shape[0] // f["keep_counts"].shape[0]
+        return np.take_along_axis(f["input_ids"], f["target_positions"], 1)[::G]
+
+    def test_segment_equals_host_path(self):
+        for kind, seed in (("t2i", 1), ("i2i", 2), ("t2i", 3)):
+            f = conformance.segment_case(self.tok, kind, 5, seed)
+            tokens, prob, row_max = self.segment(f)
+            B, N = f["keep_counts"].shape[0], f["target_positions"].shape[1]
+            self.assertEqual(tokens.shape, (B, N))
+            self.assertEqual(prob.shape, (B, N))
+            self.assertEqual(row_max.shape, f["input_ids"].shape)
+            np.testing.assert_array_equal(tokens, self.host(f))
+            self.assertGreater((tokens != self.start(f)).sum(), 0)
+
+    def test_the_cache_matters_here(self):
+        # another cache ratio on the graph side only: the comparison above can fail
+        f = conformance.segment_case(self.tok, "t2i", 5, 1)
+        other = self.segment(dict(f, cache_ratio=np.full(3, 0.5)))[0]
+        self.assertFalse(np.array_equal(other, self.host(f)))
+
+    def test_inactive_steps_change_nothing(self):
+        f = conformance.segment_case(self.tok, "i2i", 5, 4)
+        out = self.segment(dict(f, step_active=np.zeros_like(f["step_active"])))[0]
+        np.testing.assert_array_equal(out, self.start(f))
+
+
 class ConformanceTest(unittest.TestCase):
     def test_models_tiny(self):
         self.assertTrue(os.path.exists(os.path.join(MODEL_DIR, "manifest.json")), "models/tiny is not built")

@@ -28,6 +28,17 @@ describe('ManifestSchema', () => {
     expect(issues({ ...tiny, graphs: { ...graphs, denoise: '../escape.onnx' } })[0]).toMatch(/^graphs.denoise: /);
   });
 
+  it('takes the GPU path graph as optional, with its unroll length', () => {
+    const { denoise_segment: segment, ...cpuOnly } = tiny['graphs'] as Record<string, string>;
+    expect(segment).toBe('denoise_segment.onnx');
+    const { segmentSteps, ...rest } = tiny;
+    expect(segmentSteps).toBe(5);
+    expect(issues({ ...rest, graphs: cpuOnly })).toEqual([]);
+    expect(issues({ ...rest, graphs: tiny['graphs'] })).toContain('segmentSteps: graphs.denoise_segment and segmentSteps come together');
+    expect(issues({ ...tiny, graphs: cpuOnly })).toContain('segmentSteps: graphs.denoise_segment and segmentSteps come together');
+    expect(issues({ ...tiny, segmentSteps: 0 })[0]).toMatch(/^segmentSteps: /);
+  });
+
   it('rejects an unknown interface version', () => {
     expect(issues({ ...tiny, interfaceVersion: 2 })[0]).toMatch(/^interfaceVersion/);
   });

@@ -93,7 +93,11 @@ export const ManifestSchema = z
       forward_logits: fileName,
       vq_encode: fileName,
       vq_decode: fileName,
+      /** the GPU ML-Cache path (docs/model-interface.md §4.6); optional: without it a model serves through the CPU path */
+      denoise_segment: fileName.optional(),
     }),
+    /** steps `denoise_segment` is unrolled to (its T axis): the longest refresh segment it runs in one call */
+    segmentSteps: z.number().int().positive().optional(),
     files: z.record(fileName, z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() })),
   })
   .superRefine((m, ctx) => {
@@ -113,7 +117,10 @@ export const ManifestSchema = z
       seen.set(value, name);
     }
     for (const [graph, file] of Object.entries(m.graphs)) {
-      if (!m.files[file]) ctx.addIssue({ code: 'custom', path: ['graphs', graph], message: `${file} has no checksum in files` });
+      if (file !== undefined && !m.files[file]) ctx.addIssue({ code: 'custom', path: ['graphs', graph], message: `${file} has no checksum in files` });
+    }
+    if ((m.graphs.denoise_segment === undefined) !== (m.segmentSteps === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['segmentSteps'], message: 'graphs.denoise_segment and segmentSteps come together' });
     }
     if (m.image.minSize % m.image.gridFactor !== 0 || m.image.maxSize % m.image.gridFactor !== 0) {
       ctx.addIssue({ code: 'custom', path: ['image'], message: 'sizes must be multiples of gridFactor' });

@@ -10,4 +10,5 @@ export * from './remask';
 export * from './rng';
 export * from './sampling';
 export * from './schedule';
+export * from './segment';
 export * from './sequence';

@@ -1,11 +1,13 @@
 /**
  * Conformance of a model directory with docs/model-interface.md, run through onnxruntime-node (the Python side runs
  * tools/model/conformance.py). Checks: manifest and checksums, graph signatures, `denoise` vs `forward_logits` through
- * the §3 rule, `sample_head` vs `denoise`, a partial step over every position vs a full step, VQ round trip.
+ * the §3 rule, `sample_head` vs `denoise`, a partial step over every position vs a full step, VQ round trip; where the
+ * model ships the GPU path, `denoise_segment`'s dtypes and ranks and one active step of it vs `denoise` + the host's
+ * remasking (whole segments vs the CPU ML-Cache path: segment.spec.ts).
  */
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
-import { combineGuidance, sampleFromLogits } from '@dimoo/diffusion';
+import { combineGuidance, gumbel, remaskLowest, remaskScores, sampleFromLogits } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
 import { loadManifest } from './manifest';
 import { f32, i64 } from './session';
@@ -24,6 +26,44 @@ const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outp
   forward_logits: { inputs: ['input_ids', 'position_ids', 'attention_mask'], outputs: ['logits'] },
   vq_encode: { inputs: ['pixels'], outputs: ['codes'] },
   vq_decode: { inputs: ['codes'], outputs: ['pixels'] },
+  denoise_segment: {
+    inputs: [
+      'input_ids',
+      'position_ids',
+      'attention_mask',
+      'target_positions',
+      'guidance_weights',
+      'vocab_range',
+      'temperature',
+      'cache_ratio',
+      'keep_counts',
+      'step_active',
+      'uniforms',
+      'remask_noise',
+    ],
+    outputs: ['tokens', 'sample_prob', 'row_max'],
+  },
+};
+/** graphs a model may leave out (docs/model-interface.md §4.6) */
+const OPTIONAL = new Set(['denoise_segment']);
+
+/** denoise_segment's value types and ranks; T is the manifest's segmentSteps */
+const SEGMENT_TYPES: Record<string, [ort.Tensor.Type, number]> = {
+  input_ids: ['int64', 2],
+  position_ids: ['int64', 2],
+  attention_mask: ['int64', 2],
+  target_positions: ['int64', 2],
+  guidance_weights: ['float32', 2],
+  vocab_range: ['int64', 1],
+  temperature: ['float32', 1],
+  cache_ratio: ['float64', 1],
+  keep_counts: ['int64', 2],
+  step_active: ['int64', 2],
+  uniforms: ['float32', 3],
+  remask_noise: ['float64', 3],
+  tokens: ['int64', 2],
+  sample_prob: ['float32', 2],
+  row_max: ['float32', 2],
 };
 
 let manifest: ModelManifest;
@@ -63,6 +103,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
   it.each(Object.keys(SIGNATURES))('graph %s has the documented inputs and outputs', (graph) => {
     const s = sessions[graph as keyof ModelManifest['graphs']];
     const sig = SIGNATURES[graph as keyof ModelManifest['graphs']];
+    if (OPTIONAL.has(graph) && !(graph in manifest.graphs)) return; // optional and not shipped: nothing to check
     expect([...s.inputNames].sort()).toEqual([...sig.inputs].sort());
     expect([...s.outputNames].sort()).toEqual([...sig.outputs].sort());
   });
@@ -175,6 +216,73 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       if (l < lens[r]!) maxDiff = Math.max(maxDiff, Math.abs(kv[i]! - newKv[i]!));
     }
     expect(maxDiff).toBeLessThan(1e-4);
+  });
+
+  it('denoise_segment has the documented dtypes and ranks, unrolled to segmentSteps', () => {
+    if (!manifest.graphs.denoise_segment) return;
+    const s = sessions.denoise_segment;
+    for (const m of [...s.inputMetadata, ...s.outputMetadata]) {
+      if (!m.isTensor) throw new Error(`${m.name} is not a tensor`);
+      expect([m.name, m.type, m.shape.length]).toEqual([m.name, ...SEGMENT_TYPES[m.name]!]);
+      if (['keep_counts', 'step_active', 'uniforms', 'remask_noise'].includes(m.name)) expect([m.name, m.shape[1]]).toEqual([m.name, manifest.segmentSteps]);
+    }
+  });
+
+  it('a denoise_segment run with one active step equals denoise + the host remasking; no active step changes nothing', async () => {
+    if (!manifest.graphs.denoise_segment) return;
+    const { L, ids, pos, att } = rows();
+    const t = manifest.tokens;
+    const [lo, hi] = [t.codeOffset, t.codeOffset + t.codebookSize];
+    const T = manifest.segmentSteps!;
+    // one sequence, two branches; targets = the 10 masked positions 0, 3, …, 27 of both rows
+    const targets = Array.from({ length: 10 }, (_, n) => 3 * n);
+    const N = targets.length;
+    const weights = Float32Array.of(2, -1);
+    const uniforms = Float32Array.from({ length: T * N }, (_, i) => ((i * 37) % 101) / 101 + 0.004);
+    const u = (i: number) => ((i * 53 + 11) % 997) / 997 + 0.0005;
+    for (const temperature of [0, 1]) {
+      const keep = 6;
+      const noise = Float64Array.from({ length: T * N }, (_, i) => temperature * gumbel(u(i)));
+      const feeds = (active: number[]) => ({
+        input_ids: i64(ids, [2, L]),
+        position_ids: i64(pos, [2, L]),
+        attention_mask: i64(att, [2, L]),
+        target_positions: i64([...targets, ...targets], [2, N]),
+        guidance_weights: f32(weights, [1, 2]),
+        vocab_range: i64([lo, hi], [2]),
+        temperature: f32(Float32Array.of(temperature), [1]),
+        cache_ratio: new ort.Tensor('float64', Float64Array.of(0.9), [1]),
+        keep_counts: i64(Array.from({ length: T }, (_, s) => keep - s), [1, T]),
+        step_active: i64(active, [1, T]),
+        uniforms: f32(uniforms, [1, T, N]),
+        remask_noise: new ort.Tensor('float64', noise, [1, T, N]),
+      });
+      const one = await sessions.denoise_segment.run(feeds(Array.from({ length: T }, (_, s) => (s === 0 ? 1 : 0))));
+      const d = await sessions.denoise.run({
+        input_ids: i64(ids, [2, L]),
+        position_ids: i64(pos, [2, L]),
+        attention_mask: i64(att, [2, L]),
+        target_positions: i64([...targets, ...targets], [2, N]),
+        guidance_weights: f32(weights, [1, 2]),
+        vocab_range: i64([lo, hi], [2]),
+        temperature: f32(Float32Array.of(temperature), [1]),
+        uniforms: f32(uniforms.slice(0, N), [1, N]),
+      });
+      const index = Array.from(d['sample_index']!.data as BigInt64Array, Number);
+      const prob = d['sample_prob']!.data as Float32Array;
+      // the host path (sequence.ts commitMaskGit): all targets are masked, commit every sample, re-mask keep_n
+      const back = remaskLowest(remaskScores(prob, temperature, Array.from({ length: N }, (_, n) => gumbel(u(n)))), keep);
+      const want = index.map((k, n) => (back[n] ? t.mask : lo + k));
+      expect(Array.from(one['tokens']!.data as BigInt64Array, Number)).toEqual(want);
+      expect(want.filter((v) => v === t.mask)).toHaveLength(keep);
+      expect(Array.from(one['sample_prob']!.data as Float32Array)).toEqual(Array.from(prob));
+      const none = await sessions.denoise_segment.run(feeds(Array.from({ length: T }, () => 0)));
+      expect(Array.from(none['tokens']!.data as BigInt64Array, Number)).toEqual(targets.map(() => t.mask));
+      // all steps: fewer masks with each step's keep count
+      const all = await sessions.denoise_segment.run(feeds(Array.from({ length: T }, () => 1)));
+      const left = Array.from(all['tokens']!.data as BigInt64Array, Number).filter((v) => v === t.mask).length;
+      expect(left).toBeLessThanOrEqual(keep - (T - 1));
+    }
   });
 
   it('vq_encode is idempotent on its own reconstructions: encode(decode(encode(x))) = encode(x)', async () => {

@@ -5,6 +5,7 @@ export * from './image';
 export * from './manifest';
 export * from './onnx-model';
 export * from './pipeline';
+export * from './segment';
 export * from './session';
 export * from './tokenizer';
 export * from './vq';
