@@ -12,6 +12,7 @@ import { ProblemFilter } from './common/problem';
 import type { ApiEnv } from './config';
 import { redisConnection } from '@dimoo/queue';
 import { HealthController } from './health/health.controller';
+import { JobEventsHub } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { OutboxService } from './jobs/outbox.service';
@@ -36,6 +37,7 @@ export class AppModule {
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         ApiKeyGuard,
         JobsService,
+        JobEventsHub,
         OutboxService,
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],

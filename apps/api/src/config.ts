@@ -10,5 +10,9 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
   RESULT_URL_TTL_SECONDS: z.coerce.number().int().positive().default(3600),
   OUTBOX_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
+  /** how often open event streams look for new job events (one query for all of them) */
+  EVENTS_POLL_MS: z.coerce.number().int().min(20).default(250),
+  /** comment line sent on idle event streams so proxies keep them open */
+  EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15000),
 });
 export type ApiEnv = z.infer<typeof ApiEnvSchema>;

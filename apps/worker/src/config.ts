@@ -1,6 +1,7 @@
 /** The worker's environment, validated once at boot. */
 import { hostname } from 'node:os';
 import { ServiceEnvSchema } from '@dimoo/queue';
+import { DEFAULT_BATCH_POLICY } from '@dimoo/runtime';
 import { z } from 'zod';
 
 export const WorkerEnvSchema = ServiceEnvSchema.extend({
@@ -14,6 +15,17 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   LOCK_DURATION_MS: z.coerce.number().int().min(1000).default(30000),
   PROGRESS_INTERVAL_MS: z.coerce.number().int().min(50).default(500),
+  /** on SIGTERM: how long running jobs may take to finish before they are handed back to the queue */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30000),
+  /** continuous: jobs join a running batch at the next step; static: a batch starts and ends together (comparison) */
+  BATCH_MODE: z.enum(['continuous', 'static']).default(DEFAULT_BATCH_POLICY.mode),
+  /** most positions (padded sequence length × guidance branches) in one batch; bounds model time and cache memory */
+  BATCH_COST_BUDGET: z.coerce.number().int().min(1).default(DEFAULT_BATCH_POLICY.costBudget),
+  /** an idle engine waits this long after the first arrival for a batch to fill */
+  BATCH_WAIT_MS: z.coerce.number().int().min(0).max(10000).default(DEFAULT_BATCH_POLICY.waitMs),
+  /** a preview image every this many steps unless the job says otherwise (0: none) */
+  PREVIEW_EVERY_STEPS: z.coerce.number().int().min(0).default(8),
+  /** a batch record is cut after this many steps even if the batch keeps running */
+  BATCH_RECORD_MAX_STEPS: z.coerce.number().int().min(1).default(500),
 });
 export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;

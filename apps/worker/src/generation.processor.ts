@@ -7,15 +7,16 @@
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
 import type { JobRequest, QueuePayload } from '@dimoo/contracts';
 import { QUEUE_NAMES, QueuePayloadSchema } from '@dimoo/contracts';
 import type { Job as JobRecord } from '@dimoo/db';
-import { JobRepository } from '@dimoo/db';
+import { BatchRepository, JobRepository } from '@dimoo/db';
 import { redisConnection } from '@dimoo/queue';
 import type { TaskRequest } from '@dimoo/runtime';
 import { decodeImage, EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
-import { ObjectStore, resultKey } from '@dimoo/storage';
+import { ObjectStore, previewKey, resultKey } from '@dimoo/storage';
+import { BatchRecorder } from './batch-recorder';
 import type { WorkerEnv } from './config';
 import { ENGINE, WORKER_ENV } from './tokens';
 
@@ -23,16 +24,25 @@ import { ENGINE, WORKER_ENV } from './tokens';
 export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(GenerationProcessor.name);
   private worker: Worker<QueuePayload> | null = null;
+  /** jobs handed to the engine and not yet settled */
+  private readonly running = new Set<string>();
+  /** set when the shutdown grace period ran out: canceled engine runs go back to the queue */
+  private handingBack = false;
+  private readonly recorder: BatchRecorder;
 
   constructor(
     private readonly jobs: JobRepository,
+    private readonly batches: BatchRepository,
     private readonly store: ObjectStore,
     @Inject(ENGINE) private readonly engine: EngineHost,
     @Inject(WORKER_ENV) private readonly env: WorkerEnv,
-  ) {}
+  ) {
+    this.recorder = new BatchRecorder((r) => this.batches.record({ workerId: env.WORKER_ID, ...r }).then(() => undefined), env.BATCH_RECORD_MAX_STEPS);
+  }
 
   onApplicationBootstrap(): void {
-    this.worker = new Worker<QueuePayload>(QUEUE_NAMES.generation, (job) => this.process(job), {
+    this.engine.addStepListener((stats) => void this.recorder.onStep(stats)?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`)));
+    this.worker = new Worker<QueuePayload>(QUEUE_NAMES.generation, (job, token) => this.process(job, token), {
       connection: redisConnection(this.env.REDIS_URL, { offlineQueue: true }),
       prefix: this.env.QUEUE_PREFIX,
       concurrency: this.env.BATCH_SLOTS,
@@ -43,14 +53,39 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     this.worker.on('error', (err) => this.logger.warn(`queue: ${err.message}`));
   }
 
-  /** Stops taking jobs, lets running ones finish, then stops the engine. */
+  /**
+   * SIGTERM: stop taking jobs and let the running ones finish within SHUTDOWN_GRACE_MS; past it, drop them from the
+   * batch at the next step and hand them back to the queue (another worker starts them afresh). Nothing is lost, and
+   * nothing completes twice: a job only completes on the worker that holds its row as running.
+   */
   async onApplicationShutdown(): Promise<void> {
-    await this.worker?.close();
+    if (this.worker) {
+      const closing = this.worker.close();
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'grace-over'>((r) => (timer = setTimeout(() => r('grace-over'), this.env.SHUTDOWN_GRACE_MS)));
+      if ((await Promise.race([closing, graceOver])) === 'grace-over') {
+        this.logger.warn(`grace period over: handing ${this.running.size} running job(s) back to the queue`);
+        this.handingBack = true;
+        for (const id of this.running) this.engine.cancel(id);
+        await closing;
+      }
+      clearTimeout(timer);
+    }
+    await this.recorder.flush()?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`));
     await this.engine.close();
   }
 
-  async process(job: Job<QueuePayload>): Promise<void> {
+  async process(job: Job<QueuePayload>, token?: string): Promise<void> {
     const { jobId } = QueuePayloadSchema.parse(job.data);
+    this.running.add(jobId);
+    try {
+      await this.runJob(job, jobId, token);
+    } finally {
+      this.running.delete(jobId);
+    }
+  }
+
+  private async runJob(job: Job<QueuePayload>, jobId: string, token: string | undefined): Promise<void> {
     const record = await this.jobs.getUnscoped(jobId);
     if (!record) throw new UnrecoverableError(`job ${jobId} has no record`);
     if (record.status === 'succeeded' || record.status === 'failed' || record.status === 'canceled') return; // duplicate delivery
@@ -69,12 +104,21 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
 
     let lastReport = 0;
+    let previewing = false;
     try {
-      const { output, timings } = await this.engine.run(jobId, request, (step, steps) => {
-        const now = Date.now();
-        if (now - lastReport < this.env.PROGRESS_INTERVAL_MS && step < steps) return;
-        lastReport = now;
-        void this.reportProgress(job, jobId, step, steps);
+      const { output, timings } = await this.engine.run(jobId, request, {
+        onProgress: (step, steps) => {
+          const now = Date.now();
+          if (now - lastReport < this.env.PROGRESS_INTERVAL_MS && step < steps) return;
+          lastReport = now;
+          void this.reportProgress(job, jobId, step, steps);
+        },
+        // one preview upload at a time per job: a slow store skips previews rather than queueing them
+        onPreview: (step, _steps, png) => {
+          if (previewing) return;
+          previewing = true;
+          void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
+        },
       });
       const t0 = performance.now();
       if (output.kind === 'image') {
@@ -86,6 +130,12 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       }
     } catch (err) {
       if (err instanceof JobCanceledError) {
+        if (this.handingBack && !(await this.jobs.isCancelRequested(jobId))) {
+          await this.jobs.handBack(jobId, this.env.WORKER_ID);
+          // back to the queue without using up an attempt
+          await job.moveToDelayed(Date.now(), token);
+          throw new DelayedError(`job ${jobId} handed back at shutdown`);
+        }
         await this.jobs.canceled(jobId);
         return;
       }
@@ -109,13 +159,23 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
   }
 
+  private async storePreview(teamId: string, jobId: string, step: number, png: Uint8Array): Promise<void> {
+    try {
+      const key = previewKey(teamId, jobId, step);
+      await this.store.put(key, Buffer.from(png), 'image/png');
+      await this.jobs.preview(jobId, step, key);
+    } catch (err) {
+      this.logger.warn(`preview of ${jobId}: ${String(err)}`);
+    }
+  }
+
   /** The engine request: the recorded parameters plus the input images from storage, decoded off the event loop. */
   private async requestOf(record: JobRecord): Promise<TaskRequest> {
     const p = record.params as unknown as JobRequest & { seed: number };
     const inputs = record.inputs as Record<string, string | string[]>;
     const image = async (key: string) => decodeImage(await this.store.get(key));
     const cache = p.cache === true ? true : p.cache ? p.cache : null;
-    const common = { seed: p.seed, cache, ...(p.steps !== undefined ? { steps: p.steps } : {}), ...(p.temperature !== undefined ? { temperature: p.temperature } : {}) };
+    const common = { seed: p.seed, cache, ...(p.previewEvery !== undefined ? { previewEvery: p.previewEvery } : {}), ...(p.steps !== undefined ? { steps: p.steps } : {}), ...(p.temperature !== undefined ? { temperature: p.temperature } : {}) };
     switch (p.task) {
       case 't2i':
         return { task: 't2i', prompt: p.prompt, ...common, ...opt({ height: p.height, width: p.width, cfg: p.cfg }) };

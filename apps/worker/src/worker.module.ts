@@ -1,6 +1,6 @@
 import type { DynamicModule } from '@nestjs/common';
 import { Module } from '@nestjs/common';
-import { createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
+import { BatchRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
 import type { EngineHost } from '@dimoo/runtime';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import type { WorkerEnv } from './config';
@@ -17,6 +17,7 @@ export class WorkerModule {
         { provide: ENGINE, useValue: engine },
         { provide: PrismaClient, useFactory: () => createPrisma(env.DATABASE_URL) },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
+        { provide: BatchRepository, useFactory: (p: PrismaClient) => new BatchRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         GenerationProcessor,
       ],

@@ -38,6 +38,7 @@ const sampling = {
   temperature: z.number().min(0).optional(),
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('random seed; drawn and recorded when omitted'),
   cache: CacheSchema.optional(),
+  previewEvery: z.number().int().min(0).max(1000).optional().describe('a preview image every this many steps (0: none; the worker default when omitted)'),
 };
 
 const prompt = z.string().trim().min(1, 'must not be empty').max(2000);
@@ -149,6 +150,10 @@ export const JobViewSchema = z.object({
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
-/** Server-sent events of a job (`GET /v1/jobs/:id/events`). */
-export const JOB_EVENT_TYPES = ['queued', 'started', 'progress', 'preview', 'completed', 'failed', 'canceled'] as const;
-export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
+/**
+ * Server-sent events of a job (`GET /v1/jobs/:id/events`). Each carries `id:` (replay with `Last-Event-ID`) and JSON
+ * data with `jobId` and `at`, plus: progress `{step, steps}`; preview `{step, url}`; completed `{url, text?}`;
+ * failed `{error}`; started `{attempt}`. The stream ends after completed, failed or canceled.
+ */
+export const JOB_STREAM_EVENT_TYPES = ['queued', 'started', 'progress', 'preview', 'completed', 'failed', 'canceled'] as const;
+export type JobStreamEventType = (typeof JOB_STREAM_EVENT_TYPES)[number];

@@ -311,7 +311,48 @@ describe('JobRepository (PostgreSQL)', () => {
     });
   });
 
+  describe('handBack', () => {
+    it('queues a running job again, only from the worker that holds it, keeping its attempts', async () => {
+      const id = await runningJob();
+      expect(await jobs.handBack(id, 'someone-else')).toBe(false);
+      expect(await jobs.handBack(id, 'worker-1')).toBe(true);
+      expect(await jobs.get(id, teamId)).toMatchObject({ status: JobStatus.queued, attempts: 1 });
+      expect(await jobs.handBack(id, 'worker-1')).toBe(false);
+      expect(await jobs.start(id, 'worker-2')).toBe(true);
+      expect(await eventTypes(id)).toEqual(['queued', 'started', 'queued', 'started']);
+    });
+  });
+
+  describe('eventsOf', () => {
+    it('returns the events of several jobs after an id, in order', async () => {
+      const from = await jobs.lastEventId();
+      const a = await runningJob();
+      const b = await runningJob();
+      await jobs.progress(a, 1, 2);
+      await jobs.progress(b, 1, 2);
+      const events = await jobs.eventsOf([a, b, 'not-a-uuid'], from);
+      expect(events.map((e) => e.jobId)).toEqual([a, a, b, b, a, b]);
+      expect(events.map((e) => e.type)).toEqual(['queued', 'started', 'queued', 'started', 'progress', 'progress']);
+      expect(await jobs.eventsOf([a], events.at(-1)!.id)).toEqual([]);
+      expect(await jobs.lastEventId()).toBe(events.at(-1)!.id);
+    });
+  });
+
   describe('BatchRepository', () => {
+    it('records a finished batch and points its jobs at it (first batch wins)', async () => {
+      const batches = new BatchRepository(prisma);
+      const a = await runningJob();
+      const b = await runningJob();
+      const t0 = new Date(Date.now() - 1000);
+      const first = await batches.record({ workerId: 'w', startedAt: t0, finishedAt: new Date(), jobIds: [a], stats: { steps: 3 } });
+      const second = await batches.record({ workerId: 'w', startedAt: new Date(), finishedAt: new Date(), jobIds: [a, b], stats: { steps: 5 } });
+      expect((await jobs.get(a, teamId))!.batchId).toBe(first.id);
+      expect((await jobs.get(b, teamId))!.batchId).toBe(second.id);
+      expect(first.createdAt).toEqual(t0);
+      expect((await batches.recent(2)).map((x) => x.id)).toEqual([second.id, first.id]);
+    });
+
+
     it('opens and closes a batch with its stats', async () => {
       const batches = new BatchRepository(prisma);
       const batch = await batches.open('worker-1');

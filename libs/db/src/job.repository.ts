@@ -254,6 +254,22 @@ export class JobRepository {
     return this.transition(id, (tx) => this.cancelRunning(tx, id, { by: 'worker' }));
   }
 
+  /**
+   * A draining worker gives a running job back before finishing it (graceful shutdown past its grace period): the job
+   * is queued again for any worker, keeping its attempt count. Applies only while running on `workerId`.
+   */
+  public async handBack(id: string, workerId: string): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const { count } = await tx.job.updateMany({
+        where: { id, status: JobStatus.running, workerId },
+        data: { status: JobStatus.queued, enqueuedAt: new Date(), step: 0, progress: 0 },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'queued', { reason: 'handed back by a draining worker', workerId });
+      return true;
+    });
+  }
+
   /** The job if it belongs to `teamId`; null for unknown ids and other teams' jobs alike. */
   public async get(id: string, teamId: string): Promise<Job | null> {
     if (!isUuid(id)) return null;
@@ -274,6 +290,22 @@ export class JobRepository {
       orderBy: { id: 'asc' },
       take: query.limit ?? 500,
     });
+  }
+
+  /**
+   * Events of any of `jobIds` after event id `afterId`, in order: one query for every open event stream of an API
+   * instance. Unscoped — callers have checked ownership when the stream opened.
+   */
+  public async eventsOf(jobIds: readonly string[], afterId: bigint, limit = 1000): Promise<JobEvent[]> {
+    const ids = jobIds.filter(isUuid);
+    if (ids.length === 0) return [];
+    return this.prisma.jobEvent.findMany({ where: { jobId: { in: ids }, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit });
+  }
+
+  /** The newest event id (streams start polling after it). */
+  public async lastEventId(): Promise<bigint> {
+    const last = await this.prisma.jobEvent.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
+    return last?.id ?? 0n;
   }
 
   private async cancelRunning(tx: Tx, id: string, data: Prisma.InputJsonObject): Promise<boolean> {

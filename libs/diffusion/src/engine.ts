@@ -7,6 +7,7 @@
  * anyway (docs/model-interface.md §4.2, §5). Sequences in a full step and sequences in a partial step are different
  * groups, so each runs its own call that step.
  */
+import { sequenceCost } from './batch-plan';
 import { CacheArena } from './cache-arena';
 import { selectRecompute } from './cache-policy';
 import type { DenoiseModel, SampleOutput } from './model';
@@ -34,6 +35,8 @@ export interface CallRecord {
   length: number;
   /** positions run through the transformer (rows × real length for full steps, the selected subsets for partial) */
   positions: number;
+  /** positions a full step of the same rows would run: 1 − positions / fullPositions is the ML-Cache saving */
+  fullPositions: number;
   ms: number;
 }
 
@@ -60,10 +63,25 @@ export class DiffusionEngine {
     return this.members.size;
   }
 
+  /** Positions one full step computes for `seq` (padded length × branches): its share of a batch's budget. */
+  costOf(seq: Sequence): number {
+    return sequenceCost(this.paddedLength(seq), seq.branches);
+  }
+
+  /** Summed cost of the running sequences. */
+  get cost(): number {
+    let n = 0;
+    for (const m of this.members.values()) n += sequenceCost(m.length, m.seq.branches);
+    return n;
+  }
+
   add(seq: Sequence): void {
     if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
-    const longest = Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g)));
-    this.members.set(seq.id, { seq, length: roundUp(longest, this.options.lengthBucket), slot: null });
+    this.members.set(seq.id, { seq, length: this.paddedLength(seq), slot: null });
+  }
+
+  private paddedLength(seq: Sequence): number {
+    return roundUp(Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g))), this.options.lengthBucket);
   }
 
   /** Leaves at once (cancel); its cache rows are dropped with the next regrouping. */
@@ -161,7 +179,7 @@ export class DiffusionEngine {
       withCache,
       ...this.samplingInputs(group),
     });
-    calls.push({ kind: 'full', sequences: B, rows: R, length: L, positions, ms: performance.now() - t0 });
+    calls.push({ kind: 'full', sequences: B, rows: R, length: L, positions, fullPositions: positions, ms: performance.now() - t0 });
     if (withCache) {
       if (!out.presentKv || !out.targetLogits) throw new Error('model returned no cache state for a cached full step');
       const [lo, hi] = first.seq.spec.vocab;
@@ -255,7 +273,7 @@ export class DiffusionEngine {
       attentionMask,
       vocab,
     });
-    calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, ms: performance.now() - t0 });
+    calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, fullPositions: rows.reduce((n, ids) => n + ids.length, 0), ms: performance.now() - t0 });
 
     group.forEach((m, b) => {
       for (let g = 0; g < G; g++) {
@@ -268,7 +286,7 @@ export class DiffusionEngine {
     // every target is sampled from the merged (fresh or cached) per-branch logits
     const t1 = performance.now();
     const sampled = await this.model.sampleHead({ sequences: B, branches: G, targets: N, vocabSize: arena.vocabSize, logits: arena.logits, ...this.samplingInputs(group) });
-    calls.push({ kind: 'sample', sequences: B, rows: R, length: N, positions: 0, ms: performance.now() - t1 });
+    calls.push({ kind: 'sample', sequences: B, rows: R, length: N, positions: 0, fullPositions: 0, ms: performance.now() - t1 });
     return sampled;
   }
 }

@@ -1,3 +1,4 @@
+export * from './batch-plan';
 export * from './cache-arena';
 export * from './cache-policy';
 export * from './engine';

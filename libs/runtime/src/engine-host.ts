@@ -32,6 +32,13 @@ interface Pending {
   resolve: (r: { output: EngineOutput; timings: JobTimings }) => void;
   reject: (e: Error) => void;
   onProgress?: (step: number, steps: number) => void;
+  onPreview?: (step: number, steps: number, png: Uint8Array) => void;
+}
+
+export interface RunHandlers {
+  onProgress?: (step: number, steps: number) => void;
+  /** a preview PNG of the job mid-sampling (masked cells grey), every `previewEvery` steps */
+  onPreview?: (step: number, steps: number, png: Uint8Array) => void;
 }
 
 export interface EngineHostHooks {
@@ -41,6 +48,7 @@ export interface EngineHostHooks {
 
 export class EngineHost {
   private readonly pending = new Map<string, Pending>();
+  private readonly stepListeners: ((stats: StepStats) => void)[] = [];
   private closed = false;
 
   private constructor(
@@ -71,8 +79,10 @@ export class EngineHost {
             return;
           case 'step':
             hooks.onStep?.(m.stats);
+            for (const l of host?.stepListeners ?? []) l(m.stats);
             return;
           case 'progress':
+          case 'preview':
           case 'done':
           case 'error':
           case 'canceled':
@@ -92,13 +102,19 @@ export class EngineHost {
   }
 
   /** Runs one job; resolves with its output, rejects with EngineJobError or JobCanceledError. */
-  run(id: string, request: TaskRequest, onProgress?: (step: number, steps: number) => void): Promise<{ output: EngineOutput; timings: JobTimings }> {
+  run(id: string, request: TaskRequest, handlers: RunHandlers | RunHandlers['onProgress'] = {}): Promise<{ output: EngineOutput; timings: JobTimings }> {
     if (this.closed) return Promise.reject(new Error('engine host is closed'));
     if (this.pending.has(id)) return Promise.reject(new Error(`job ${id} is already running`));
+    const h = typeof handlers === 'function' ? { onProgress: handlers } : handlers;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, ...(onProgress ? { onProgress } : {}) });
+      this.pending.set(id, { resolve, reject, ...h });
       this.send({ type: 'submit', id, request });
     });
+  }
+
+  /** Calls `listener` after every engine step (batch records, metrics). */
+  addStepListener(listener: (stats: StepStats) => void): void {
+    this.stepListeners.push(listener);
   }
 
   /** Asks the engine to drop a job at its next step; its run() rejects with JobCanceledError. */
@@ -133,6 +149,9 @@ export class EngineHost {
     switch (m.type) {
       case 'progress':
         p.onProgress?.(m.step, m.steps);
+        return;
+      case 'preview':
+        p.onPreview?.(m.step, m.steps, m.png);
         return;
       case 'done':
         this.pending.delete(m.id);

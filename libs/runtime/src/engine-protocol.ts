@@ -1,6 +1,13 @@
 /** Messages between the engine thread and its host (engine-host.ts). */
+import type { BatchPolicy } from '@dimoo/diffusion';
 import type { TaskRequest } from './pipeline';
 import type { SessionOptions } from './session';
+
+/**
+ * Continuous batching, 10 ms window. The budget (padded length × branches) fits 16 guided 128² sequences of the tiny
+ * model (cost 224 each) — a CPU gains little beyond 4 (docs/performance.md); on a GPU set it from bench:serve.
+ */
+export const DEFAULT_BATCH_POLICY: BatchPolicy = { mode: 'continuous', costBudget: 4096, waitMs: 10 };
 
 export interface EngineThreadOptions {
   modelDir: string;
@@ -9,6 +16,10 @@ export interface EngineThreadOptions {
   maxRows?: number;
   /** verify model file checksums at start */
   verify?: boolean;
+  /** batch formation (libs/diffusion batch-plan.ts); default: continuous, DEFAULT_BATCH_POLICY */
+  batch?: BatchPolicy;
+  /** a preview every this many steps unless the request says otherwise (0: none) */
+  previewEvery?: number;
 }
 
 export interface EngineError {
@@ -24,6 +35,8 @@ export type EngineOutput =
   | { kind: 'text'; text: string };
 
 export interface JobTimings {
+  /** prepared, waiting for the batch to admit it (wait window, budget, static batches) */
+  admitWaitMs: number;
   prepareMs: number;
   samplingMs: number;
   decodeMs: number;
@@ -33,9 +46,14 @@ export interface JobTimings {
 export interface StepStats {
   /** ids of the sequences that ran this step */
   jobs: string[];
-  calls: { kind: string; sequences: number; rows: number; positions: number; ms: number }[];
+  calls: { kind: string; sequences: number; rows: number; positions: number; fullPositions: number; ms: number }[];
   stepMs: number;
   cacheBytes: number;
+  /** summed cost (padded length × branches) of the running batch, and how many prepared jobs wait to join */
+  batchCost: number;
+  waiting: number;
+  /** sequences still in the batch after this step (0: the batch drained) */
+  running: number;
 }
 
 export type ToThread = { type: 'submit'; id: string; request: TaskRequest } | { type: 'cancel'; id: string } | { type: 'shutdown' };
@@ -44,6 +62,7 @@ export type FromThread =
   | { type: 'ready'; model: { name: string; version: string; checksum: string }; provider: string }
   | { type: 'failed-start'; error: EngineError }
   | { type: 'progress'; id: string; step: number; steps: number }
+  | { type: 'preview'; id: string; step: number; steps: number; png: Uint8Array }
   | { type: 'done'; id: string; output: EngineOutput; timings: JobTimings }
   | { type: 'error'; id: string; error: EngineError }
   | { type: 'canceled'; id: string }

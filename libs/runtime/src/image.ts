@@ -14,8 +14,10 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
   return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
 
-export async function encodePng(image: RgbImage): Promise<Buffer> {
-  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+/** PNG of the image, optionally resized (area-averaged) to `size`. */
+export async function encodePng(image: RgbImage, size?: { width: number; height: number }): Promise<Buffer> {
+  const img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  return (size ? img.resize(size.width, size.height, { kernel: 'mitchell' }) : img)
     .png({ compressionLevel: 9, adaptiveFiltering: true })
     .toBuffer();
 }

@@ -33,6 +33,8 @@ interface Common {
   seed: number;
   /** ML-Cache settings; `true` takes the manifest's defaults */
   cache?: CacheSettings | boolean | null;
+  /** a preview image every this many steps (0: none; absent: the engine's default) */
+  previewEvery?: number;
 }
 
 export type TaskRequest =
@@ -174,6 +176,30 @@ export async function finish(m: LoadedModel, seq: Sequence): Promise<TaskResult>
   if (codes.some((c) => c < 0)) throw new Error(`sequence ${seq.id} finished with masked cells`);
   const rgb = fromPlanar(await m.vq.decode({ rows, cols, codes }));
   return { kind: 'image', width: rgb.width, height: rgb.height, codes, rgb };
+}
+
+/** Preview cells still masked are drawn in this neutral grey. */
+const PREVIEW_GREY = 128;
+
+/**
+ * A preview of an image sequence mid-sampling: the committed cells decoded, the still-masked cells grey, scaled to
+ * fit `maxSide`. Null for understanding (its answer is text).
+ */
+export async function previewPng(m: LoadedModel, seq: Sequence, maxSide = 256): Promise<Buffer | null> {
+  if (seq.params.sampler.kind === 'llada') return null;
+  const cols = countCols(seq);
+  const rows = seq.spec.targets.length / cols;
+  const codes = regionCodes(m.layout, seq.region, rows, cols);
+  const rgb = fromPlanar(await m.vq.decode({ rows, cols, codes: codes.map((c) => Math.max(c, 0)) }));
+  const f = m.manifest.image.gridFactor;
+  codes.forEach((c, cell) => {
+    if (c >= 0) return;
+    const y0 = Math.floor(cell / cols) * f;
+    const x0 = (cell % cols) * f;
+    for (let y = y0; y < y0 + f; y++) rgb.data.fill(PREVIEW_GREY, (y * rgb.width + x0) * 3, (y * rgb.width + x0 + f) * 3);
+  });
+  const scale = Math.min(1, maxSide / Math.max(rgb.width, rgb.height));
+  return encodePng(rgb, scale < 1 ? { width: Math.round(rgb.width * scale), height: Math.round(rgb.height * scale) } : undefined);
 }
 
 /** Columns of an image region: the index of its first newline. */

@@ -1,5 +1,5 @@
-import type { JobView } from '@dimoo/contracts';
-import type { Job } from '@dimoo/db';
+import type { JobStreamEventType, JobView } from '@dimoo/contracts';
+import type { Job, JobEvent } from '@dimoo/db';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -35,3 +35,32 @@ function errorView(e: unknown): JobView['error'] {
   const { code, message, details } = e as { code?: string; message?: string; details?: { field?: string } };
   return { type: code ?? 'error', message: message ?? '', ...(details?.field ? { field: details.field } : {}) };
 }
+
+/**
+ * A recorded job event as the event stream sends it (`GET /v1/jobs/:id/events`); null for bookkeeping events
+ * (`enqueued`, `retried`: a retry is followed by `started`).
+ */
+export function toStreamEvent(e: JobEvent): { event: JobStreamEventType; data: Record<string, unknown> } | null {
+  const data = (e.data ?? {}) as Record<string, unknown>;
+  const base = { jobId: e.jobId, at: e.createdAt.toISOString() };
+  switch (e.type) {
+    case 'queued':
+      return { event: 'queued', data: { ...base, ...(data['reason'] ? { reason: data['reason'] } : {}) } };
+    case 'started':
+      return { event: 'started', data: { ...base, attempt: data['attempt'] ?? null } };
+    case 'progress':
+      return { event: 'progress', data: { ...base, step: data['step'], steps: data['steps'] } };
+    case 'preview':
+      return { event: 'preview', data: { ...base, step: data['step'], url: `/v1/jobs/${e.jobId}/previews/${String(data['step'])}`, contentType: 'image/png' } };
+    case 'succeeded':
+      return { event: 'completed', data: { ...base, url: `/v1/jobs/${e.jobId}/result`, ...(data['resultText'] ? { text: data['resultText'] } : {}) } };
+    case 'failed':
+      return { event: 'failed', data: { ...base, error: errorView({ code: data['code'], message: data['message'], details: data['details'] }) } };
+    case 'canceled':
+      return { event: 'canceled', data: base };
+    default:
+      return null;
+  }
+}
+
+export const isTerminalStreamEvent = (t: JobStreamEventType) => t === 'completed' || t === 'failed' || t === 'canceled';

@@ -1,12 +1,17 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Res, UseGuards } from '@nestjs/common';
-import { ApiBody, ApiHeader, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import { Body, Controller, Get, Headers, HttpCode, Inject, Logger, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBody, ApiHeader, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import type { JobEvent } from '@dimoo/db';
 import type { JobView } from '@dimoo/contracts';
 import { JobRequestSchema } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
 import { ApiKeyGuard, CurrentCaller } from '../auth/api-key.guard';
-import { toView } from './job-view';
+import { invalidRequest } from '../common/problem';
+import type { ApiEnv } from '../config';
+import { API_ENV } from '../tokens';
+import { JobEventsHub } from './job-events.service';
+import { isTerminalStreamEvent, toStreamEvent, toView } from './job-view';
 import { JobsService } from './jobs.service';
 
 @ApiTags('jobs')
@@ -14,7 +19,12 @@ import { JobsService } from './jobs.service';
 @Controller('v1/jobs')
 @UseGuards(ApiKeyGuard)
 export class JobsController {
-  constructor(private readonly jobs: JobsService) {}
+  private readonly logger = new Logger(JobsController.name);
+  constructor(
+    private readonly jobs: JobsService,
+    private readonly hub: JobEventsHub,
+    @Inject(API_ENV) private readonly env: ApiEnv,
+  ) {}
 
   @Post()
   @HttpCode(202)
@@ -37,6 +47,77 @@ export class JobsController {
   async result(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: Response): Promise<void> {
     const r = await this.jobs.result(caller, id);
     res.status(200).type(r.contentType).send(r.body);
+  }
+
+  @Get(':id/previews/:step')
+  @ApiOperation({ summary: 'A preview PNG of a running job (announced by a preview event)' })
+  @ApiProduces('image/png')
+  async preview(@CurrentCaller() caller: Caller, @Param('id') id: string, @Param('step') step: string, @Res() res: Response): Promise<void> {
+    const png = await this.jobs.preview(caller, id, step);
+    res.status(200).type('image/png').setHeader('Cache-Control', 'private, max-age=3600, immutable').send(png);
+  }
+
+  /**
+   * Server-sent events: the job's history after `Last-Event-ID` (header, or `lastEventId` query for EventSource's
+   * first connection), then live events until completed, failed or canceled.
+   */
+  @Get(':id/events')
+  @ApiOperation({ summary: 'Event stream (SSE): queued, started, progress, preview, completed, failed, canceled; Last-Event-ID replay' })
+  @ApiProduces('text/event-stream')
+  async events(
+    @CurrentCaller() caller: Caller,
+    @Param('id') id: string,
+    @Headers('last-event-id') lastEventHeader: string | undefined,
+    @Query('lastEventId') lastEventQuery: string | undefined,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
+    await this.jobs.get(caller, id);
+    const raw = lastEventHeader ?? lastEventQuery ?? '0';
+    if (!/^\d{1,18}$/.test(raw)) throw invalidRequest([{ field: lastEventHeader !== undefined ? 'Last-Event-ID' : 'lastEventId', reason: 'must be an event id' }]);
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.write('retry: 2000\n\n');
+
+    let lastSent = BigInt(raw);
+    let ended = false;
+    let replaying = true;
+    const buffered: JobEvent[] = [];
+    const send = (events: JobEvent[]) => {
+      for (const e of events) {
+        if (ended || e.id <= lastSent) continue;
+        lastSent = e.id;
+        const m = toStreamEvent(e);
+        if (!m) continue;
+        res.write(`id: ${e.id}\nevent: ${m.event}\ndata: ${JSON.stringify(m.data)}\n\n`);
+        if (isTerminalStreamEvent(m.event)) end();
+      }
+    };
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), this.env.EVENTS_HEARTBEAT_MS);
+    let unsubscribe = () => {};
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      res.end();
+    };
+    req.on('close', end);
+    try {
+      // follow first, then replay: nothing committed in between is missed, and ids already sent are skipped
+      unsubscribe = await this.hub.subscribe(id, (events) => (replaying ? buffered.push(...events) : send(events)));
+      for (;;) {
+        const page = await this.jobs.events(caller, id, lastSent);
+        send(page);
+        if (ended || page.length < 500) break;
+      }
+      replaying = false;
+      send(buffered.splice(0));
+      if (ended) unsubscribe();
+    } catch (err) {
+      // headers are out: close the stream; the client reconnects with Last-Event-ID
+      this.logger.warn(`event stream of ${id}: ${String(err)}`);
+      end();
+    }
   }
 
   @Post(':id/cancel')

@@ -7,11 +7,11 @@ import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { randomInt } from 'node:crypto';
 import type { FieldIssue, JobRequest, JobView, ModelManifest, QueuePayload } from '@dimoo/contracts';
 import { checkAgainstManifest, JobRequestSchema, QUEUE_NAMES } from '@dimoo/contracts';
-import type { Job, Prisma } from '@dimoo/db';
+import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
 import { decodeImage } from '@dimoo/runtime';
 import { GENERATION_JOB_OPTIONS } from '@dimoo/queue';
-import { inputKey, ObjectStore } from '@dimoo/storage';
+import { inputKey, ObjectNotFound, ObjectStore, previewKey } from '@dimoo/storage';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { Caller } from '../auth/api-key.guard';
@@ -97,6 +97,23 @@ export class JobsService {
     if (job.resultText !== null) return { contentType: 'text/plain; charset=utf-8', body: job.resultText };
     if (!job.resultKey) throw notFound(`result of job ${id}`);
     return { contentType: 'image/png', body: await this.store.get(job.resultKey) };
+  }
+
+  /** The job's events after `afterId`, in order (a page of at most `limit`). */
+  async events(caller: Caller, id: string, afterId: bigint, limit = 500): Promise<JobEvent[]> {
+    return this.jobs.events(id, this.teamOf(caller), { afterId, limit });
+  }
+
+  /** A preview PNG the worker stored at step `step`. */
+  async preview(caller: Caller, id: string, step: string): Promise<Buffer> {
+    const job = await this.get(caller, id);
+    if (!/^\d{1,6}$/.test(step)) throw invalidRequest([{ field: 'step', reason: 'must be a step number' }]);
+    try {
+      return await this.store.get(previewKey(job.teamId, job.id, Number(step)));
+    } catch (err) {
+      if (err instanceof ObjectNotFound) throw notFound(`preview ${step} of job ${id}`);
+      throw err;
+    }
   }
 
   async cancel(caller: Caller, id: string): Promise<Job> {

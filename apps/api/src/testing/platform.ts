@@ -85,8 +85,9 @@ export class WorkerProcess {
     }
   }
 
+  /** Sends `signal` and resolves with the exit code (null when a signal ended it) once the process is gone. */
   async kill(signal: NodeJS.Signals): Promise<number | null> {
-    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
     return new Promise((r) => {
       this.proc.once('exit', (code) => r(code));
       this.proc.kill(signal);

@@ -1,0 +1,68 @@
+/**
+ * Batch formation: which waiting sequences enter the running batch, and when.
+ *
+ * - **Cost** of a sequence = its padded row length × guidance branches: the positions one full step computes for it,
+ *   which is what model time and ML-Cache memory grow with. A batch never holds more than `costBudget` (a sequence
+ *   costlier than the whole budget runs alone rather than never).
+ * - **Wait window**: an idle engine that receives a sequence waits up to `waitMs` from that first arrival for more to
+ *   come, so a burst starts as one batch; it starts at once when the waiting cost already fills the budget.
+ * - **continuous** (default): while a batch runs, waiting sequences join it at the next step as soon as they fit.
+ *   **static** (for comparison): nothing joins a running batch; the next one forms when it is empty.
+ * - First come, first served: a sequence that does not fit is not overtaken by a smaller one behind it.
+ *
+ * Grouping by shape happens inside the batch (engine.ts): sequences of different padded lengths, branch counts or
+ * cache phases take separate model calls in the same step, so padding never exceeds one length bucket.
+ */
+
+export type BatchMode = 'continuous' | 'static';
+
+export interface BatchPolicy {
+  mode: BatchMode;
+  /** most positions (padded length × branches, summed over the batch) in one batch */
+  costBudget: number;
+  /** how long an idle engine waits, from the first arrival, for a batch to fill */
+  waitMs: number;
+}
+
+export interface Waiting {
+  id: string;
+  cost: number;
+  /** ms timestamp of arrival */
+  arrivedAt: number;
+}
+
+export interface Admission {
+  /** ids to add to the batch now, in arrival order */
+  admit: string[];
+  /** when nothing is admitted although sequences wait: ms until the window closes (null: wait for the batch to drain) */
+  retryInMs: number | null;
+}
+
+export function sequenceCost(paddedLength: number, branches: number): number {
+  return paddedLength * branches;
+}
+
+/**
+ * Decides admissions given what waits (arrival order) and what runs (its total cost and count).
+ * Pure: the caller owns the clock and the queues.
+ */
+export function planAdmission(policy: BatchPolicy, waiting: readonly Waiting[], running: { count: number; cost: number }, now: number): Admission {
+  if (waiting.length === 0) return { admit: [], retryInMs: null };
+  if (running.count > 0 && policy.mode === 'static') return { admit: [], retryInMs: null };
+
+  if (running.count === 0) {
+    const waited = now - waiting[0]!.arrivedAt;
+    const waitingCost = waiting.reduce((n, w) => n + w.cost, 0);
+    if (waited < policy.waitMs && waitingCost < policy.costBudget) return { admit: [], retryInMs: policy.waitMs - waited };
+  }
+
+  const admit: string[] = [];
+  let cost = running.cost;
+  for (const w of waiting) {
+    const alone = running.count === 0 && admit.length === 0;
+    if (!alone && cost + w.cost > policy.costBudget) break;
+    admit.push(w.id);
+    cost += w.cost;
+  }
+  return { admit, retryInMs: null };
+}
