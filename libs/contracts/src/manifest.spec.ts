@@ -39,6 +39,15 @@ describe('ManifestSchema', () => {
     expect(issues({ ...tiny, segmentSteps: 0 })[0]).toMatch(/^segmentSteps: /);
   });
 
+  it('requires checksums for the tokenizer files (an hf tokenizer may ship tokenizer_config.json)', () => {
+    const tokenizer = tiny['tokenizer'] as Record<string, unknown>;
+    expect(issues({ ...tiny, tokenizer: { ...tokenizer, kind: 'hf', config: 'tokenizer_config.json' } })).toContain(
+      'tokenizer.config: tokenizer_config.json has no checksum in files',
+    );
+    expect(issues({ ...tiny, tokenizer: { ...tokenizer, specialTokens: { '<|mdm_mask|>': 68 } } })).toEqual([]);
+    expect(issues({ ...tiny, tokenizer: { ...tokenizer, specialTokens: { '<|mdm_mask|>': -1 } } })[0]).toMatch(/^tokenizer.specialTokens/);
+  });
+
   it('rejects an unknown interface version', () => {
     expect(issues({ ...tiny, interfaceVersion: 2 })[0]).toMatch(/^interfaceVersion/);
   });

@@ -36,7 +36,14 @@ export const ManifestSchema = z
       bos: id.nullable(),
       eos: id.nullable(),
     }),
-    tokenizer: z.object({ kind: z.enum(['word', 'hf']), file: fileName }),
+    tokenizer: z.object({
+      kind: z.enum(['word', 'hf']),
+      file: fileName,
+      /** kind "hf": the checkpoint's tokenizer_config.json, when shipped */
+      config: fileName.optional(),
+      /** more special strings whose ids the start-up check compares (e.g. `<|mdm_mask|>`, BOS), besides the manifest's tokens */
+      specialTokens: z.record(z.string().min(1), id).optional(),
+    }),
     templates: z.object({
       prompt: z.string().includes('{sys}').includes('{user}'),
       uncondition: z.string().min(1),
@@ -118,6 +125,9 @@ export const ManifestSchema = z
     }
     for (const [graph, file] of Object.entries(m.graphs)) {
       if (file !== undefined && !m.files[file]) ctx.addIssue({ code: 'custom', path: ['graphs', graph], message: `${file} has no checksum in files` });
+    }
+    for (const [field, file] of [['file', m.tokenizer.file], ['config', m.tokenizer.config]] as const) {
+      if (file !== undefined && !m.files[file]) ctx.addIssue({ code: 'custom', path: ['tokenizer', field], message: `${file} has no checksum in files` });
     }
     if ((m.graphs.denoise_segment === undefined) !== (m.segmentSteps === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['segmentSteps'], message: 'graphs.denoise_segment and segmentSteps come together' });

@@ -22,7 +22,7 @@ import { loadManifest, modelChecksum, tokenLayout } from './manifest';
 import { OnnxDenoiseModel } from './onnx-model';
 import type { SessionOptions } from './session';
 import type { TextTokenizer } from './tokenizer';
-import { loadTokenizer, promptIds } from './tokenizer';
+import { checkTokenizer, loadTokenizer, promptIds } from './tokenizer';
 import { VqCodec } from './vq';
 
 export type EditKind = 'edit' | 'subject' | 'control' | 'style';
@@ -57,14 +57,20 @@ export interface LoadedModel {
   vq: VqCodec;
 }
 
+/**
+ * Opens a model directory: the manifest (every file's sha256 checked unless `verify: false`), the tokenizer (checked
+ * against the manifest's special-token ids and template rules: a mismatch refuses to load, spec §10), the graphs.
+ */
 export async function loadModel(dir: string, options: SessionOptions & { verify?: boolean }): Promise<LoadedModel> {
   const manifest = await loadManifest(dir, { verify: options.verify ?? true });
+  const tokenizer = await loadTokenizer(dir, manifest);
+  checkTokenizer(tokenizer, manifest);
   return {
     dir,
     manifest,
     checksum: modelChecksum(manifest),
     layout: tokenLayout(manifest),
-    tokenizer: await loadTokenizer(dir, manifest),
+    tokenizer,
     model: await OnnxDenoiseModel.open(dir, manifest, options),
     vq: await VqCodec.open(dir, manifest, options),
   };
