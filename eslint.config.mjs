@@ -39,7 +39,8 @@ export default tseslint.config(
             // Data access (Postgres, object storage): plain classes, usable from apps and workers alike.
             { sourceTag: 'type:data', onlyDependOnLibsWithTags: ['type:contracts', 'type:data'], bannedExternalImports: ['@nestjs/*'] },
             { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime', 'type:data'] },
-            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime'] },
+            // Tools (benchmarks) may start the data services; they reach the apps only as processes, over HTTP.
+            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime', 'type:data'] },
           ],
         },
       ],

@@ -4,10 +4,12 @@ import type { TaskRequest } from './pipeline';
 import type { SessionOptions } from './session';
 
 /**
- * Continuous batching, 10 ms window. The budget (padded length × branches) fits 16 guided 128² sequences of the tiny
- * model (cost 224 each) — a CPU gains little beyond 4 (docs/performance.md); on a GPU set it from bench:serve.
+ * Continuous batching, no wait window: a job that arrives later joins at the next step anyway, so waiting only adds
+ * latency (measured: 10 ms per lone job, bench:serve); a window pays off for static batches and on GPUs where a
+ * larger first step is nearly free. The budget (padded length × branches) fits 16 guided 128² sequences of the tiny
+ * model (cost 224 each); a CPU gains little beyond 4 (docs/performance.md), so set it from bench:serve on a GPU.
  */
-export const DEFAULT_BATCH_POLICY: BatchPolicy = { mode: 'continuous', costBudget: 4096, waitMs: 10 };
+export const DEFAULT_BATCH_POLICY: BatchPolicy = { mode: 'continuous', costBudget: 4096, waitMs: 0 };
 
 export interface EngineThreadOptions {
   modelDir: string;

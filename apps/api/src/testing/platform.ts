@@ -3,97 +3,21 @@
  * server (so tests may stop and flush it), an S3-protocol server, the API in-process and workers as child processes
  * (so tests may SIGKILL them).
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { connect, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { TestDatabase } from '@dimoo/db/testing';
 import { createTestDatabase } from '@dimoo/db/testing';
 import type { S3TestServer } from '@dimoo/storage/testing';
 import { startS3Server } from '@dimoo/storage/testing';
+import { freePort, RedisServer } from '@dimoo/queue/testing';
 import type { ApiEnv } from '../config';
 import { ApiEnvSchema } from '../config';
 import { createApi } from '../main';
 
+export { freePort, RedisServer, sleep, WorkerProcess } from '@dimoo/queue/testing';
+
 export const ROOT = resolve(__dirname, '../../../..');
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
-
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => res(port));
-    });
-    srv.on('error', rej);
-  });
-}
-
-export class RedisServer {
-  private proc: ChildProcess | null = null;
-  constructor(readonly port: number) {}
-
-  async start(): Promise<void> {
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      if (await canConnect(this.port)) return;
-      await sleep(50);
-    }
-    throw new Error('redis-server did not start');
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p || p.exitCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once('exit', () => r());
-      p.kill('SIGKILL');
-    });
-  }
-}
-
-const canConnect = (port: number) =>
-  new Promise<boolean>((r) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      r(true);
-    });
-    s.once('error', () => r(false));
-  });
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export class WorkerProcess {
-  readonly output: string[] = [];
-  private proc: ChildProcess;
-
-  constructor(env: NodeJS.ProcessEnv) {
-    this.proc = spawn(process.execPath, ['-r', '@swc-node/register', 'apps/worker/src/main.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout?.on('data', (d: Buffer) => this.output.push(d.toString()));
-    this.proc.stderr?.on('data', (d: Buffer) => this.output.push(d.toString()));
-  }
-
-  async ready(timeoutMs = 60000): Promise<void> {
-    const t0 = Date.now();
-    while (!this.output.join('').includes('batch slots')) {
-      if (this.proc.exitCode !== null) throw new Error(`worker exited: ${this.output.join('')}`);
-      if (Date.now() - t0 > timeoutMs) throw new Error(`worker not ready: ${this.output.join('')}`);
-      await sleep(100);
-    }
-  }
-
-  /** Sends `signal` and resolves with the exit code (null when a signal ended it) once the process is gone. */
-  async kill(signal: NodeJS.Signals): Promise<number | null> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
-    return new Promise((r) => {
-      this.proc.once('exit', (code) => r(code));
-      this.proc.kill(signal);
-    });
-  }
-}
 
 export interface Platform {
   api: NestExpressApplication;
