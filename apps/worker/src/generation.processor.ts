@@ -11,7 +11,7 @@ import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
 import type { JobRequest, QueuePayload } from '@dimoo/contracts';
 import { QUEUE_NAMES, QueuePayloadSchema } from '@dimoo/contracts';
 import type { Job as JobRecord } from '@dimoo/db';
-import { BatchRepository, JobRepository } from '@dimoo/db';
+import { BatchRepository, JobRepository, NotFound } from '@dimoo/db';
 import { redisConnection } from '@dimoo/queue';
 import type { TaskRequest } from '@dimoo/runtime';
 import { decodeImage, EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
@@ -86,14 +86,16 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   }
 
   private async runJob(job: Job<QueuePayload>, jobId: string, token: string | undefined): Promise<void> {
-    const record = await this.jobs.getUnscoped(jobId);
-    if (!record) throw new UnrecoverableError(`job ${jobId} has no record`);
-    if (record.status === 'succeeded' || record.status === 'failed' || record.status === 'canceled') return; // duplicate delivery
-    if (record.cancelRequested) {
-      await this.jobs.canceled(jobId);
-      return;
+    // start it (one guarded UPDATE): a duplicate delivery of a finished job, or a redelivered job whose cancel was
+    // requested (canceled by take), does not apply
+    let record: JobRecord | null;
+    try {
+      record = await this.jobs.take(jobId, this.env.WORKER_ID);
+    } catch (err) {
+      if (err instanceof NotFound) throw new UnrecoverableError(`job ${jobId} has no record`);
+      throw err;
     }
-    if (!(await this.jobs.start(jobId, this.env.WORKER_ID))) return;
+    if (!record) return;
 
     let request: TaskRequest;
     try {
