@@ -25,6 +25,8 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   BATCH_WAIT_MS: z.coerce.number().int().min(0).max(10000).default(DEFAULT_BATCH_POLICY.waitMs),
   /** a preview image every this many steps unless the job says otherwise (0: none) */
   PREVIEW_EVERY_STEPS: z.coerce.number().int().min(0).default(8),
+  /** ML-Cache jobs: host (CPU path), segment (GPU path, denoise_segment), auto (segment on CUDA when the model has it) */
+  ML_CACHE_PATH: z.enum(['host', 'segment', 'auto']).default('auto'),
   /** a batch record is cut after this many steps even if the batch keeps running */
   BATCH_RECORD_MAX_STEPS: z.coerce.number().int().min(1).default(500),
 });

@@ -18,6 +18,7 @@ export async function createWorker(env: WorkerEnv): Promise<INestApplicationCont
       ...(env.MAX_BATCH_ROWS ? { maxRows: env.MAX_BATCH_ROWS } : {}),
       batch: { mode: env.BATCH_MODE, costBudget: env.BATCH_COST_BUDGET, waitMs: env.BATCH_WAIT_MS },
       previewEvery: env.PREVIEW_EVERY_STEPS,
+      mlCachePath: env.ML_CACHE_PATH,
       session: { provider: env.EXECUTION_PROVIDER, allowCpuFallback: env.ALLOW_CPU_FALLBACK, ...(env.INTRA_OP_THREADS ? { intraOpThreads: env.INTRA_OP_THREADS } : {}) },
     },
     { onLog: (m) => log.warn(m) },

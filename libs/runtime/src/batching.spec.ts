@@ -106,3 +106,34 @@ describe('static batching', () => {
     expect(steps.filter((s) => s.jobs.includes('s-a')).length).toBe(16);
   });
 });
+
+describe('the GPU ML-Cache path (denoise_segment) selected on the CPU', () => {
+  let host: EngineHost;
+  let hostPath: EngineHost;
+  const steps: StepStats[] = [];
+  beforeAll(async () => {
+    host = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, mlCachePath: 'segment', batch: { mode: 'continuous', costBudget: 4096, waitMs: 200 } }, { onStep: (s) => steps.push(s) });
+    hostPath = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, mlCachePath: 'auto' });
+  });
+  afterAll(async () => {
+    await host.close();
+    await hostPath.close();
+  });
+
+  it('gives the same PNGs as the host path, one run per refresh segment, while other jobs keep the host path', async () => {
+    const cached = { steps: 32, cache: true } as const;
+    const reqs = [req('a green square at the bottom', 11, cached), req('a red triangle at the top right', 12, cached), req('a blue circle at the center', 13)];
+    const expected = await Promise.all(reqs.map((r, i) => png(hostPath.run(`h${i}`, r))));
+    steps.length = 0;
+    const previews: number[] = [];
+    const got = await Promise.all(reqs.map((r, i) => png(host.run(`g${i}`, { ...r, previewEvery: 8 }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))));
+    got.forEach((g, i) => expect(g.equals(expected[i]!)).toBe(true));
+    // 32 steps at the defaults: full steps 0..9, 14, 19, 24, 29 — at most one run each (fewer when a job finishes early)
+    const segmentRuns = steps.flatMap((s) => s.calls).filter((c) => c.kind === 'segment');
+    expect(segmentRuns.length).toBeLessThanOrEqual(14);
+    expect(segmentRuns.every((c) => c.sequences === 2)).toBe(true);
+    // the uncached job stayed on the host path, a denoise call per step
+    expect(steps.flatMap((s) => s.calls).filter((c) => c.kind === 'full').length).toBeGreaterThanOrEqual(16);
+    expect(previews.length).toBeGreaterThanOrEqual(3);
+  });
+});

@@ -22,6 +22,12 @@ export interface EngineThreadOptions {
   batch?: BatchPolicy;
   /** a preview every this many steps unless the request says otherwise (0: none) */
   previewEvery?: number;
+  /**
+   * Where ML-Cache image jobs run: `host` — the CPU path (K/V in host memory, one call per step); `segment` — the GPU
+   * path (`denoise_segment`, one run per refresh segment, the cache never leaves the run); `auto` (default) — `segment`
+   * when the provider is CUDA and the model ships the graph, else `host`.
+   */
+  mlCachePath?: 'host' | 'segment' | 'auto';
 }
 
 export interface EngineError {

@@ -5,14 +5,15 @@
  * running batch at the next step. Finished, failed and canceled jobs leave after their last step.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Sequence } from '@dimoo/diffusion';
-import { InvalidSamplingRequest, planAdmission } from '@dimoo/diffusion';
+import type { SegmentRunner, Sequence } from '@dimoo/diffusion';
+import { checkSegmentable, InvalidSamplingRequest, planAdmission } from '@dimoo/diffusion';
 import type { EngineError, EngineThreadOptions, FromThread, ToThread } from './engine-protocol';
 import { DEFAULT_BATCH_POLICY } from './engine-protocol';
 import { ModelLoadError } from './errors';
 import { encodePng } from './image';
 import type { LoadedModel, TaskRequest } from './pipeline';
 import { finish, loadModel, newEngine, prepare, previewPng } from './pipeline';
+import { newSegmentRunner, OnnxSegmentModel } from './segment';
 
 if (!parentPort) throw new Error('engine-thread must run as a worker thread');
 const port = parentPort;
@@ -37,6 +38,9 @@ interface Prepared {
 
 interface Active extends Prepared {
   startedAt: number;
+  /** runs on the GPU ML-Cache path (one run per refresh segment) */
+  segment: boolean;
+  lastPreview: number;
 }
 
 async function main(options: EngineThreadOptions): Promise<void> {
@@ -51,6 +55,33 @@ async function main(options: EngineThreadOptions): Promise<void> {
 
   const policy = options.batch ?? DEFAULT_BATCH_POLICY;
   const engine = newEngine(model, options.maxRows);
+  const path = options.mlCachePath ?? 'auto';
+  let segments: SegmentRunner | null = null;
+  if (path === 'segment' || (path === 'auto' && model.model.provider === 'cuda' && OnnxSegmentModel.available(model.manifest))) {
+    try {
+      const graph = await OnnxSegmentModel.open(options.modelDir, model.manifest, options.session);
+      segments = newSegmentRunner(graph, model.manifest, options.maxRows ? { maxRows: options.maxRows } : {});
+      post({ type: 'log', message: `ML-Cache jobs run on the segment path (${model.manifest.graphs.denoise_segment}, ${graph.segmentSteps} steps per run)` });
+    } catch (err) {
+      post({ type: 'failed-start', error: describeError(err) });
+      return;
+    }
+  }
+  const onSegmentPath = (seq: Sequence) => {
+    if (!segments || seq.params.cache === null) return false;
+    try {
+      checkSegmentable(seq, model.manifest.segmentSteps ?? 0);
+      return true;
+    } catch {
+      return false; // understanding, or a refresh interval longer than the graph: the host path serves it
+    }
+  };
+  const running = () => engine.size + (segments?.size ?? 0);
+  const runningCost = () => {
+    let n = 0;
+    for (const a of active.values()) n += a.cost;
+    return n;
+  };
   const waiting: Prepared[] = [];
   const active = new Map<string, Active>();
   const inbox: ToThread[] = [];
@@ -78,7 +109,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
   const cancel = (id: string) => {
     const w = waiting.findIndex((p) => p.id === id);
     if (w >= 0) waiting.splice(w, 1);
-    else if (engine.remove(id)) active.delete(id);
+    else if (engine.remove(id) || segments?.remove(id)) active.delete(id);
     else return;
     post({ type: 'canceled', id });
   };
@@ -107,13 +138,15 @@ async function main(options: EngineThreadOptions): Promise<void> {
     }
 
     const now = performance.now();
-    const plan = planAdmission(policy, waiting, { count: engine.size, cost: engine.cost }, now);
+    const plan = planAdmission(policy, waiting, { count: running(), cost: runningCost() }, now);
     for (const id of plan.admit) {
       const p = waiting.splice(waiting.findIndex((w) => w.id === id), 1)[0]!;
-      engine.add(p.seq);
-      active.set(id, { ...p, startedAt: now });
+      const segment = onSegmentPath(p.seq);
+      if (segment) segments!.add(p.seq);
+      else engine.add(p.seq);
+      active.set(id, { ...p, startedAt: now, segment, lastPreview: 0 });
     }
-    if (engine.size === 0) {
+    if (running() === 0) {
       // idle: sleep until a message arrives or the wait window closes
       if (inbox.length === 0) await nextMessage(plan.retryInMs);
       wake = null;
@@ -124,21 +157,39 @@ async function main(options: EngineThreadOptions): Promise<void> {
     const jobs = [...active.keys()];
     let report;
     try {
-      report = await engine.step();
+      const host = engine.size > 0 ? await engine.step() : { calls: [], finished: [], cacheBytes: 0 };
+      const before = segments?.calls.length ?? 0;
+      const finishedOnGpuPath = segments && segments.size > 0 ? await segments.step() : [];
+      const segmentCalls = (segments?.calls.slice(before) ?? []).map((c) => ({
+        kind: 'segment' as const,
+        sequences: c.sequences,
+        rows: c.rows,
+        length: c.length,
+        positions: c.rows * c.length * c.steps,
+        fullPositions: c.rows * c.length * c.steps,
+        ms: c.ms,
+      }));
+      report = { calls: [...host.calls, ...segmentCalls], finished: [...host.finished, ...finishedOnGpuPath], cacheBytes: host.cacheBytes };
     } catch (err) {
       // a failed model call fails every job of the step; they are retried by the queue
       for (const id of jobs) {
         engine.remove(id);
+        segments?.remove(id);
         active.delete(id);
         post({ type: 'error', id, error: describeError(err) });
       }
       continue;
     }
-    post({ type: 'step', stats: { jobs, calls: report.calls, stepMs: performance.now() - t0, cacheBytes: report.cacheBytes, batchCost: engine.cost, waiting: waiting.length, running: engine.size } });
     const finished = new Set(report.finished.map((s) => s.id));
+    const batchCost = [...active.values()].reduce((n, a) => n + (finished.has(a.id) ? 0 : a.cost), 0);
+    post({ type: 'step', stats: { jobs, calls: report.calls, stepMs: performance.now() - t0, cacheBytes: report.cacheBytes, batchCost, waiting: waiting.length, running: running() } });
     for (const [id, a] of active) {
       post({ type: 'progress', id, step: a.seq.step, steps: a.seq.params.steps });
-      if (!finished.has(id) && a.previewEvery > 0 && a.seq.step % a.previewEvery === 0) await sendPreview(a);
+      // a segment advances several steps at once: preview when a multiple of previewEvery was passed
+      if (!finished.has(id) && a.previewEvery > 0 && Math.floor(a.seq.step / a.previewEvery) > Math.floor(a.lastPreview / a.previewEvery)) {
+        a.lastPreview = a.seq.step;
+        await sendPreview(a);
+      }
     }
     for (const seq of report.finished) {
       const a = active.get(seq.id)!;
