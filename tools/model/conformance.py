@@ -71,7 +71,7 @@ SCHEMA = {
     "tokens": {"textVocabSize": int, "codeOffset": int, "codebookSize": int, "mask": int, "newline": int, "boi": int,
                "eoi": int, "uncondition": int, "boa": int, "eoa": int, "answerPad": int, "bos": (int, type(None)),
                "eos": (int, type(None))},
-    "tokenizer": {"kind": str, "file": str},
+    "tokenizer": {"kind": str, "file": str, "config": str, "specialTokens": dict},
     "templates": {"prompt": str, "uncondition": str,
                   "sys": {"t2i": str, "edit": str, "subject": str, "control": str, "style": str, "mmu": str}},
     "image": {"gridFactor": int, "minSize": int, "maxSize": int, "defaultHeight": int, "defaultWidth": int,
@@ -90,7 +90,8 @@ SCHEMA = {
     "files": dict,
 }
 # keys a manifest may omit: the GPU path's graph and its unroll length (both or neither)
-OPTIONAL_KEYS = {"manifest.graphs.denoise_segment", "manifest.segmentSteps"}
+OPTIONAL_KEYS = {"manifest.graphs.denoise_segment", "manifest.segmentSteps", "manifest.tokenizer.config",
+                 "manifest.tokenizer.specialTokens"}
 
 SPECIALS = ["mask", "newline", "boi", "eoi", "uncondition", "boa", "eoa", "answerPad"]
 
@@ -171,6 +172,8 @@ def check_ids(c, d, man):
     c.check(man["tokenizer"]["kind"] in ("word", "hf"), "tokenizer.kind")
     c.check(man["templates"]["prompt"].count("{sys}") == 1 and man["templates"]["prompt"].count("{user}") == 1,
             "prompt template has {sys} and {user}")
+    if man["tokenizer"]["kind"] == "hf":
+        return check_hf_tokenizer(c, d, man)
     if man["tokenizer"]["kind"] != "word":
         return None
     with open(os.path.join(d, man["tokenizer"]["file"])) as f:
@@ -197,6 +200,37 @@ def check_ids(c, d, man):
         c.check(ids_p[-1] == sp["</user>"] and ids_p[0] == sp["<system>"], f"prompt for {task} ends with </user>")
         c.check(0 not in tok.encode(s), f"SYS sentence {task} has no unknown word")
     return tok
+
+
+def check_hf_tokenizer(c, d, man):
+    """A Hugging Face tokenizer.json: the manifest's ids and specialTokens are the tokenizer's, BOS is what its
+    post-processor adds.  -> ids for the numerics (real.checkpoint.ConformanceIds)."""
+    from real.checkpoint import ConformanceIds, tokenizer_facts
+    t = man["tokens"]
+    facts = tokenizer_facts(d, man["tokenizer"]["file"])
+    want = {"<IMAGE>": t["boi"], "</IMAGE>": t["eoi"], "<answer>": t["boa"], "</answer>": t["eoa"],
+            man["templates"]["uncondition"]: t["uncondition"]}
+    want.update(man["tokenizer"].get("specialTokens", {}))
+    for s, i in want.items():
+        c.check(facts["ids"].get(s) == i, f"tokenizer {s} == {i} (got {facts['ids'].get(s)})")
+    c.check(facts["bos"] == t["bos"], f"tokenizer BOS {facts['bos']} == tokens.bos {t['bos']}")
+    c.check(facts["eos_appended"] in (None, t["eos"]), "the post-processor appends no token but EOS")
+    for k in ("newline", "answerPad"):
+        c.check(t[k] in facts["names"], f"id {t[k]} ({k}) is in the tokenizer's vocabulary")
+    c.check(all(i < t["codeOffset"] for i in facts["ids"].values()), "tokenizer ids below the image codes")
+    return ConformanceIds(man, facts)
+
+
+def check_external_data(c, d, man):
+    """Every external-data file a graph refers to lies in the model directory and is listed (with its sha256)."""
+    from real.onnx_passes import external_files
+    for g, f in man["graphs"].items():
+        p = os.path.join(d, f)
+        if not os.path.exists(p):
+            continue
+        for loc in external_files(p):
+            c.check(os.path.basename(loc) == loc and loc in man["files"],
+                    f"{g}: external data {loc} is a file of the manifest")
 
 
 def _vi_info(vi):
@@ -553,7 +587,7 @@ def check_segment(c, graphs, man, tok):
                 f"differ; {changed} committed)")
 
 
-def check_vq(c, d, graphs):
+def check_vq(c, d, graphs, codebook=None):
     wpath = os.path.join(d, "world.json")
     enc, dec = graphs.get("vq_encode"), graphs.get("vq_decode")
     if enc is None or dec is None:
@@ -564,6 +598,13 @@ def check_vq(c, d, graphs):
     c.check(px.shape == (2, 3, 48, 80) and px.dtype == np.float32, "vq_decode [B, 3, 16Hg, 16Wg] float32")
     c.check(px.min() >= 0 and px.max() <= 1, "vq_decode output in [0, 1]")
     if not os.path.exists(wpath):
+        # no world to round-trip (a learned VQ such as the real one or its twin): shapes, range, determinism
+        imgs = np.random.RandomState(2).rand(2, 3, 32, 48).astype(np.float32)
+        cd = enc.run(dict(pixels=imgs))["codes"]
+        c.check(cd.shape == (2, 2, 3) and cd.dtype == np.int64, "vq_encode [B, H/16, W/16] int64")
+        c.check(cd.min() >= 0 and (codebook is None or cd.max() < codebook), "vq_encode codes in [0, codebookSize)")
+        c.check(np.array_equal(enc.run(dict(pixels=imgs))["codes"], cd), "vq_encode is deterministic")
+        c.check(dec.run(dict(codes=cd))["pixels"].shape == imgs.shape, "vq_decode(vq_encode(x)) has x's shape")
         return
     import world
     with open(wpath) as f:
@@ -582,9 +623,11 @@ def check_vq(c, d, graphs):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    numerics = "--signatures-only" not in argv
+    argv = [a for a in argv if a != "--signatures-only"]
     if len(argv) != 1:
-        print("usage: conformance.py MODEL_DIR", file=sys.stderr)
+        print("usage: conformance.py [--signatures-only] MODEL_DIR", file=sys.stderr)
         return 2
     d = argv[0]
     c = Checker()
@@ -598,14 +641,16 @@ def main(argv=None):
         _schema(c, man, SCHEMA, "manifest")
         if not c.failures:
             check_files(c, d, man)
+            check_external_data(c, d, man)
             tok = check_ids(c, d, man)
             graphs, arch = check_graph_signatures(c, d, man)
-            if tok is not None and all(g in graphs for g in ("denoise", "denoise_partial", "sample_head",
-                                                              "forward_logits")):
+            if numerics and tok is not None and all(g in graphs for g in ("denoise", "denoise_partial",
+                                                                          "sample_head", "forward_logits")):
                 check_numerics(c, graphs, arch, tok)
                 if "denoise_segment" in graphs:
                     check_segment(c, graphs, man, tok)
-            check_vq(c, d, graphs)
+            if numerics:
+                check_vq(c, d, graphs, man["tokens"]["codebookSize"])
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()

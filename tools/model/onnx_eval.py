@@ -177,6 +177,10 @@ def run_node(node, inp):
         np.put_along_axis(r, idx, inp[2], axis=ax)
         return [r]
     if op == "MatMul":
+        if inp[0].dtype == np.float16 and inp[1].dtype == np.float16:
+            # float16 products accumulated in float32 and rounded once (what onnxruntime's kernels do; NumPy's own
+            # float16 matmul is unusably slow)
+            return [np.matmul(inp[0].astype(np.float32), inp[1].astype(np.float32)).astype(np.float16)]
         return [np.matmul(inp[0], inp[1])]
     if op == "Range":
         s, l, d = (np.asarray(v).reshape(()) for v in inp)
@@ -234,7 +238,60 @@ def run_node(node, inp):
     if op == "Transpose":
         perm = at.get("perm")
         return [np.transpose(x, perm)]
+    if op == "Conv":
+        return [_conv(x, inp[1], inp[2] if len(inp) > 2 else None, at)]
+    if op == "Pad":
+        if at.get("mode", b"constant") not in (b"constant", "constant"):
+            raise NotImplementedError("Pad mode")
+        pads = [int(p) for p in inp[1]]
+        if len(inp) > 3 and inp[3] is not None:
+            raise NotImplementedError("Pad axes")
+        value = np.asarray(inp[2]).reshape(()) if len(inp) > 2 and inp[2] is not None else 0
+        n = x.ndim
+        return [np.pad(x, [(pads[i], pads[i + n]) for i in range(n)], constant_values=value).astype(x.dtype)]
+    if op == "InstanceNormalization":
+        eps = at.get("epsilon", 1e-5)
+        axes = tuple(range(2, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        y = (x - mean) / np.sqrt(var + np.float32(eps)) * inp[1].reshape(shape) + inp[2].reshape(shape)
+        return [y.astype(x.dtype)]
+    if op == "Resize":
+        mode = at.get("mode", b"nearest")
+        if mode not in (b"nearest", "nearest"):
+            raise NotImplementedError(f"Resize mode {mode}")
+        scales = inp[2] if len(inp) > 2 and inp[2] is not None and np.asarray(inp[2]).size else None
+        if scales is None or any(float(s) != int(s) for s in scales):
+            raise NotImplementedError("Resize: only integer scales")
+        r = x
+        for ax, s in enumerate(scales):
+            if int(s) != 1:
+                r = np.repeat(r, int(s), axis=ax)
+        return [r]
     raise NotImplementedError(f"operator {op} is not implemented in onnx_eval")
+
+
+def _conv(x, w, b, at):
+    """2-D convolution (group 1, dilation 1) by im2col + matmul, float32."""
+    if at.get("group", 1) != 1 or any(d != 1 for d in at.get("dilations", [1, 1])) or x.ndim != 4:
+        raise NotImplementedError("Conv: only 2-D, group 1, dilation 1")
+    if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise NotImplementedError("Conv auto_pad")
+    kh, kw = w.shape[2], w.shape[3]
+    p = at.get("pads", [0, 0, 0, 0])
+    sh, sw = at.get("strides", [1, 1])
+    xp = np.pad(x, [(0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])])
+    B, C, H, W = xp.shape
+    oh, ow = (H - kh) // sh + 1, (W - kw) // sw + 1
+    cols = np.empty((B, C, kh, kw, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    y = np.matmul(w.reshape(w.shape[0], -1), cols.reshape(B, C * kh * kw, oh * ow)).reshape(B, -1, oh, ow)
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y.astype(x.dtype)
 
 
 class Graph:

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
 import { ManifestSchema } from '@dimoo/contracts';
@@ -21,19 +22,27 @@ export async function loadManifest(dir: string, options: { verify?: boolean } = 
   }
   if (options.verify !== false) {
     for (const [file, expected] of Object.entries(parsed.data.files)) {
-      let bytes: Buffer;
+      const path = join(dir, file);
+      let size: number;
       try {
-        bytes = await readFile(join(dir, file));
+        size = (await stat(path)).size;
       } catch (cause) {
-        throw new ModelLoadError(`model file missing: ${join(dir, file)}`, { cause });
+        throw new ModelLoadError(`model file missing: ${path}`, { cause });
       }
-      const sha = createHash('sha256').update(bytes).digest('hex');
-      if (bytes.length !== expected.bytes || sha !== expected.sha256) {
-        throw new ModelLoadError(`checksum mismatch for ${file}: expected ${expected.sha256} (${expected.bytes} B), got ${sha} (${bytes.length} B)`);
+      // size first (cheap), then the hash streamed: the real model's weights file is ~16 GB, more than a Buffer holds
+      const sha = size === expected.bytes ? await sha256File(path) : '(not hashed)';
+      if (size !== expected.bytes || sha !== expected.sha256) {
+        throw new ModelLoadError(`checksum mismatch for ${file}: expected ${expected.sha256} (${expected.bytes} B), got ${sha} (${size} B)`);
       }
     }
   }
   return parsed.data;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 export function tokenLayout(m: ModelManifest): TokenLayout {

@@ -1,0 +1,183 @@
+"""Export a checkpoint (LLM + VQ, loaded by checkpoint.py / vqgan.py) to the model directories the server loads:
+`OUT/fp32/` and `OUT/fp16/`, each a complete model directory of docs/model-interface.md (manifest, tokenizer, the seven
+graphs, one shared external-data file `weights.bin`).  The VQ graphs are float32 in both (spec §1.3)."""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from types import SimpleNamespace
+
+import onnx
+import torch
+
+import export as graphs_mod
+from conformance import sha256
+
+from . import checkpoint as ckpt
+from . import onnx_passes, vqgan
+from .checkpoint import PROMPT_TEMPLATE, SYS
+
+OPSET = graphs_mod.OPSET
+TRANSFORMER_GRAPHS = ("denoise", "denoise_partial", "forward_logits", "denoise_segment")
+CACHE_DEFAULTS = {"cacheRatio": 0.9, "warmupRatio": 0.3, "refreshInterval": 5}
+
+
+def _export(module, args, path, ins, outs, dyn):
+    # no constant folding: initializers stay the checkpoint's parameters (shared across graphs by SharedStore);
+    # onnxruntime folds the transposes itself when it opens a session
+    torch.onnx.export(module, tuple(args), path, opset_version=OPSET, input_names=ins, output_names=outs,
+                      dynamic_axes=dyn, do_constant_folding=False)
+
+
+def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
+    """Traces every graph into `tmp` (one .onnx each; torch spills > 2 GB models to external files there)."""
+    tok = SimpleNamespace(vocab_size=lm.cfg.vocab_size, code_offset=tokens["codeOffset"], mask=tokens["mask"])
+    ex = graphs_mod.example_inputs(tok, lm.cfg)
+    RL, RN, RS, BN = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "R", 1: "S"}, {0: "B", 1: "N"}
+    G = graphs_mod
+    specs = {
+        "denoise": (G.DenoiseGraph(lm), [ex[k] for k in G.DENOISE_IN], G.DENOISE_IN, G.DENOISE_OUT, {
+            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
+            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN, "sample_index": BN,
+            "sample_prob": BN, "row_max": RL, "present_kv": {2: "R", 3: "L"}, "target_logits": {0: "R", 1: "N", 2: "K"}}),
+        "denoise_partial": (G.PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
+                                                 ex["past_kv"], ex["position_ids"], ex["attention_mask"],
+                                                 ex["vocab_range"]], G.PARTIAL_IN, G.PARTIAL_OUT, {
+            "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"}, "key_position_ids": RL,
+            "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"}, "row_max": RS, "new_kv": {2: "R", 3: "S"}}),
+        "sample_head": (G.SampleHeadGraph(), [torch.randn(4, 7, 16), ex["guidance_weights"], ex["temperature"],
+                                              ex["uniforms"]], G.HEAD_IN, G.HEAD_OUT, {
+            "logits": {0: "R", 1: "N", 2: "K"}, "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"},
+            "uniforms": BN, "sample_index": BN, "sample_prob": BN}),
+        "forward_logits": (G.ForwardLogitsGraph(lm), [ex["input_ids"], ex["position_ids"], ex["attention_mask"]],
+                           G.FWD_IN, G.FWD_OUT, {"input_ids": RL, "position_ids": RL, "attention_mask": RL,
+                                                 "logits": {0: "R", 1: "L"}}),
+        "vq_encode": (vqgan.VQEncodeGraph(vq), [torch.rand(2, 3, 2 * vq.cfg.downsample, 3 * vq.cfg.downsample)],
+                      ["pixels"], ["codes"], {"pixels": {0: "B", 2: "H", 3: "W"}, "codes": {0: "B", 1: "Hg", 2: "Wg"}}),
+        "vq_decode": (vqgan.VQDecodeGraph(vq), [torch.randint(0, vq.cfg.num_vq_embeddings, (2, 2, 3))], ["codes"],
+                      ["pixels"], {"codes": {0: "B", 1: "Hg", 2: "Wg"}, "pixels": {0: "B", 2: "H", 3: "W"}}),
+    }
+    if segment_steps:
+        sx = G.segment_example(ex, segment_steps)
+        specs["denoise_segment"] = (G.SegmentGraph(lm, segment_steps, tokens["mask"]), [sx[k] for k in G.SEGMENT_IN],
+                                    G.SEGMENT_IN, G.SEGMENT_OUT, {
+            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
+            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "cache_ratio": {0: "B"},
+            "keep_counts": {0: "B"}, "step_active": {0: "B"}, "uniforms": {0: "B", 2: "N"},
+            "remask_noise": {0: "B", 2: "N"}, "tokens": BN, "sample_prob": BN, "row_max": RL})
+    paths = {}
+    with torch.no_grad():
+        for name, (module, args, ins, outs, dyn) in specs.items():
+            t0 = time.time()
+            d = os.path.join(tmp, name)
+            os.makedirs(d, exist_ok=True)
+            p = os.path.join(d, name + ".onnx")
+            _export(module, args, p, ins, outs, dyn)
+            paths[name] = p
+            log(f"  traced {name} ({time.time() - t0:.1f} s)")
+    return paths
+
+
+def write_dir(traced, out, dtype, files_extra, manifest_base, log=print):
+    """One model directory: graphs (fp16 pass on the transformer graphs when dtype == 'fp16'), the shared store,
+    the extra files (tokenizer), manifest.json with every file's sha256."""
+    os.makedirs(out, exist_ok=True)
+    store = onnx_passes.SharedStore(out)
+    converted = 0
+    for name, p in traced.items():
+        m = onnx.load(p)  # loads torch's spilled external data, if any
+        if dtype == "fp16" and name in TRANSFORMER_GRAPHS:
+            m, n = onnx_passes.to_fp16(m)
+            converted += n
+        store.externalize(m)
+        onnx_passes.save(m, os.path.join(out, name + ".onnx"))
+        del m
+    for src in files_extra:
+        shutil.copy(src, os.path.join(out, os.path.basename(src)))
+    man = json.loads(json.dumps(manifest_base))
+    man["name"] = f"{man['name']}-{dtype}"
+    names = [g + ".onnx" for g in traced] + [store.name] + [os.path.basename(f) for f in files_extra]
+    man["files"] = {f: {"sha256": sha256(os.path.join(out, f)), "bytes": os.path.getsize(os.path.join(out, f))}
+                    for f in names}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(man, f, indent=1)
+        f.write("\n")
+    log(f"  {out}: {store.tensors} external tensors, {store.bytes_in / 2**20:.1f} MiB referenced, "
+        f"{store.size / 2**20:.1f} MiB stored once ({converted} weights float16)")
+    return man
+
+
+def manifest_base(name, version, description, cfg, tokens, special, tokenizer_files, image, segment_steps,
+                  length_bucket=64):
+    return {
+        "interfaceVersion": 1,
+        "name": name,
+        "version": version,
+        "description": description,
+        "architecture": cfg.to_dict(),
+        "tokens": tokens,
+        "tokenizer": dict({"kind": "hf", "file": os.path.basename(tokenizer_files[0]), "specialTokens": special},
+                          **({"config": os.path.basename(tokenizer_files[1])} if len(tokenizer_files) > 1 else {})),
+        "templates": {"prompt": PROMPT_TEMPLATE, "uncondition": "<uncondition>",
+                      "sys": dict(SYS)},
+        "image": image,
+        "lengthBucket": length_bucket,
+        # the reference scripts' defaults (spec §2.2, §2.4, §2.6, §3)
+        "defaults": {
+            "t2i": {"steps": 64, "cfg": 4.0, "temperature": 1.0},
+            "i2i": {"steps": 64, "cfg": 2.5, "cfgImage": 4.0, "temperature": 1.0},
+            "mmu": {"steps": 128, "genLength": 1024, "blockLength": 256, "cfg": 0, "temperature": 0},
+            "cache": dict(CACHE_DEFAULTS),
+        },
+        "limits": {"maxSteps": 256, "maxCfg": 20, "maxTemperature": 5, "maxGenLength": 1024, "maxBatchRows": 8},
+        "graphs": dict({g: g + ".onnx" for g in ("denoise", "denoise_partial", "sample_head", "forward_logits",
+                                                 "vq_encode", "vq_decode")},
+                       **({"denoise_segment": "denoise_segment.onnx"} if segment_steps else {})),
+        **({"segmentSteps": segment_steps} if segment_steps else {}),
+        "files": {},
+    }
+
+
+def export_all(lm, vq, base, tokenizer_files, out, dtypes=("fp32", "fp16"), log=print):
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="dimoo-export-", dir=os.path.dirname(os.path.abspath(out))) as tmp:
+        traced = trace_graphs(lm, vq, base["tokens"], tmp, base.get("segmentSteps"), log)
+        log(f"  traced all graphs in {time.time() - t0:.1f} s")
+        mans = {}
+        for dt in dtypes:
+            mans[dt] = write_dir(traced, os.path.join(out, dt), dt, tokenizer_files, base, log)
+    return mans
+
+
+def export_checkpoint(directory, out, image, length_bucket, name, version, description, dtypes=("fp32", "fp16"),
+                      segment_steps=CACHE_DEFAULTS["refreshInterval"], log=print):
+    """The whole path from a checkpoint directory (hub layout) to OUT/<dtype>/: reads and checks config.json, the
+    weights, the tokenizer and vqvae/ (refusing on any mismatch with spec §1.1 / the graphs), then exports.
+    -> {dtype: manifest}."""
+    t0 = time.time()
+    cfg, facts = ckpt.read_config(directory)
+    log(f"config: {cfg.to_dict()} {facts}")
+    tok_files = [os.path.join(directory, "tokenizer.json")]
+    if os.path.exists(os.path.join(directory, "tokenizer_config.json")):
+        tok_files.append(os.path.join(directory, "tokenizer_config.json"))
+    tf = ckpt.tokenizer_facts(directory)
+    vq_dir = os.path.join(directory, "vqvae")
+    vq = vqgan.load(vq_dir)
+    if vq.cfg.downsample != image["gridFactor"]:
+        raise ckpt.CheckpointMismatch(f"VQ downsamples by {vq.cfg.downsample}, the manifest's gridFactor is "
+                                      f"{image['gridFactor']}")
+    tokens, special = ckpt.check_tokens(tf, cfg.vocab_size, vq.cfg.num_vq_embeddings,
+                                        eos_id=facts.get("eos_token_id") or ckpt.EOS_ID)
+    log(f"tokenizer ({tf['model']}): BOS {tf['bos']} ({tf['bos_string']}), template ids "
+        f"{ {s: special[s] for s in ckpt.TEMPLATE_STRINGS} }, newline {tokens['newline']} = "
+        f"{tf['names'].get(tokens['newline'])!r}, answerPad {tokens['answerPad']} = {tf['names'].get(tokens['answerPad'])!r}")
+    t1 = time.time()
+    lm, stored = ckpt.load_lm(directory, cfg)
+    log(f"weights loaded ({', '.join(stored)} -> float32) in {time.time() - t1:.1f} s")
+    base = manifest_base(name, version, description, cfg, tokens, special, tok_files, image, segment_steps,
+                         length_bucket)
+    mans = export_all(lm, vq, base, tok_files, out, dtypes, log)
+    log(f"exported {', '.join(dtypes)} to {out} in {time.time() - t0:.1f} s")
+    return mans, lm, vq
