@@ -39,12 +39,31 @@ def main(argv=None):
     ap.add_argument("--version", default="1")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--conformance", action="store_true", help="run conformance.py on each directory (slow at 8B)")
+    ap.add_argument("--check-only", action="store_true",
+                    help="check the checkpoint (config, weight names and shapes, tokenizer ids, VQ) and export nothing")
+    ap.add_argument("--manifest", help="with --check-only: also compare with this manifest.json (refuse on any "
+                    "difference), e.g. the twin's or the one a server runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtypes = tuple(d for d in args.dtypes.split(",") if d)
     if not set(dtypes) <= {"fp32", "fp16"}:
         ap.error("--dtypes: fp32 and/or fp16")
     t0 = time.time()
+    if args.check_only:
+        try:
+            cfg, _, tokens, special, _, vq = exporter.check_checkpoint(args.checkpoint, REAL_IMAGE,
+                                                                       log=lambda m: print(m, flush=True))
+        except (CheckpointMismatch, ValueError) as e:
+            print(f"refused: {e}", file=sys.stderr)
+            return 2
+        if args.manifest:
+            with open(args.manifest) as f:
+                diffs = exporter.compare_manifest(json.load(f), cfg, tokens, special, vq.cfg)
+            if diffs:
+                print("refused: the checkpoint differs from " + args.manifest + ": " + "; ".join(diffs), file=sys.stderr)
+                return 2
+        print("checkpoint ok")
+        return 0
     try:
         mans, _, _ = exporter.export_checkpoint(
             args.checkpoint, args.out, REAL_IMAGE, 64, args.name, args.version,

@@ -86,6 +86,7 @@ class CheckpointTest(Tmp):
         self.assertIn("model.transformer.blocks.0.ff_proj.weight", tensors)
         self.assertIn("model.transformer.ff_out.weight", tensors)
         st.write_sharded(self.dir, tensors, shards=2)
+        self.assertEqual(ckpt.expected_shapes(cfg), {k: tuple(v.shape) for k, v in lm.state_dict().items()})
         got, dtypes = ckpt.load_lm(self.dir, cfg)
         self.assertEqual(dtypes, ["BF16"])
         w = got.state_dict()["model.transformer.wte.weight"]
@@ -120,6 +121,30 @@ class CheckpointTest(Tmp):
             ckpt.check_tokens(ckpt.tokenizer_facts(self.dir), 134548, 8192)
         self.assertIn("<IMAGE> is id 126345", str(e.exception))
         self.assertIn("template token <user> is not in the tokenizer", str(e.exception))
+
+
+class RealExportCliTest(Tmp):
+    def test_check_only_accepts_the_twin_and_refuses_a_changed_tokenizer_or_manifest(self):
+        import real_export
+        ck = os.path.join(self.dir, "ck")
+        twin.write_twin(ck, seed=1)
+        self.assertEqual(real_export.main(["--checkpoint", ck, "--out", self.dir, "--check-only"]), 0)
+        man = os.path.join(self.dir, "manifest.json")
+        with open(man, "w") as f:
+            json.dump({"architecture": dict(twin.TWIN, vocabSize=twin.VOCAB, nLayers=2, nHeads=2, dModel=64,
+                                            ffnHidden=192, ropeTheta=500000.0),
+                       "tokens": {"bos": 126081}, "tokenizer": {"specialTokens": {"<user>": 126340}},
+                       "image": {"gridFactor": 16}}, f)
+        self.assertEqual(real_export.main(["--checkpoint", ck, "--out", self.dir, "--check-only", "--manifest", man]), 2)
+        tj = twin.tokenizer_json()
+        for t in tj["added_tokens"]:
+            if t["content"] == "<answer>":
+                t["id"] = 126353
+        with open(os.path.join(ck, "tokenizer.json"), "w") as f:
+            json.dump(tj, f)
+        self.assertEqual(real_export.main(["--checkpoint", ck, "--out", self.dir, "--check-only"]), 2)
+        self.assertEqual(real_export.main(["--checkpoint", ck, "--out", os.path.join(self.dir, "o")]), 2)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "o", "fp32")))
 
 
 class VQTest(Tmp):

@@ -110,6 +110,19 @@ def config_json(cfg):
     }
 
 
+def expected_shapes(cfg):
+    """{checkpoint weight name: shape} of model.py's DimooLM for `cfg` (spec §4.1), without allocating it."""
+    d, f, V = cfg.d_model, cfg.ffn_hidden, cfg.vocab_size
+    out = {"model.transformer.wte.weight": (V, d), "model.transformer.ln_f.weight": (d,),
+           "model.transformer.ff_out.weight": (V, d)}
+    for i in range(cfg.n_layers):
+        b = f"model.transformer.blocks.{i}."
+        out.update({b + "attn_norm.weight": (d,), b + "ff_norm.weight": (d,), b + "q_proj.weight": (d, d),
+                    b + "k_proj.weight": (d, d), b + "v_proj.weight": (d, d), b + "attn_out.weight": (d, d),
+                    b + "ff_proj.weight": (f, d), b + "up_proj.weight": (f, d), b + "ff_out.weight": (d, f)})
+    return out
+
+
 def load_lm(directory, cfg):
     """DimooLM with the checkpoint's weights (bf16/fp16/fp32 -> float32, exact), strict names and shapes."""
     ck = Checkpoint(directory)

@@ -151,20 +151,35 @@ def export_all(lm, vq, base, tokenizer_files, out, dtypes=("fp32", "fp16"), log=
     return mans
 
 
-def export_checkpoint(directory, out, image, length_bucket, name, version, description, dtypes=("fp32", "fp16"),
-                      segment_steps=CACHE_DEFAULTS["refreshInterval"], log=print):
-    """The whole path from a checkpoint directory (hub layout) to OUT/<dtype>/: reads and checks config.json, the
-    weights, the tokenizer and vqvae/ (refusing on any mismatch with spec §1.1 / the graphs), then exports.
-    -> {dtype: manifest}."""
-    t0 = time.time()
+def compare_manifest(man, cfg, tokens, special, vq_cfg):
+    """A checkpoint against an existing manifest (e.g. the one a server runs, or the twin's): every difference in the
+    architecture, the token ids, the special strings and the codebook.  -> list of differences."""
+    diffs = []
+    for k, v in cfg.to_dict().items():
+        if man["architecture"].get(k) != v:
+            diffs.append(f"architecture.{k}: checkpoint {v}, manifest {man['architecture'].get(k)}")
+    for k, v in tokens.items():
+        if man["tokens"].get(k) != v:
+            diffs.append(f"tokens.{k}: checkpoint {v}, manifest {man['tokens'].get(k)}")
+    for s, i in sorted(man["tokenizer"].get("specialTokens", {}).items()):
+        if special.get(s) != i:
+            diffs.append(f"tokenizer {s}: checkpoint {special.get(s)}, manifest {i}")
+    if vq_cfg.downsample != man["image"]["gridFactor"]:
+        diffs.append(f"VQ downsampling {vq_cfg.downsample}, manifest gridFactor {man['image']['gridFactor']}")
+    return diffs
+
+
+def check_checkpoint(directory, image, log=print, weights=True):
+    """Reads and checks config.json, the tokenizer, vqvae/ and (with `weights`) every LLM weight name and shape,
+    refusing (CheckpointMismatch / ValueError) on anything the graphs or spec §1.1 do not match.
+    -> (cfg, config facts, tokens, specialTokens, tokenizer files, vq)."""
     cfg, facts = ckpt.read_config(directory)
     log(f"config: {cfg.to_dict()} {facts}")
     tok_files = [os.path.join(directory, "tokenizer.json")]
     if os.path.exists(os.path.join(directory, "tokenizer_config.json")):
         tok_files.append(os.path.join(directory, "tokenizer_config.json"))
     tf = ckpt.tokenizer_facts(directory)
-    vq_dir = os.path.join(directory, "vqvae")
-    vq = vqgan.load(vq_dir)
+    vq = vqgan.load(os.path.join(directory, "vqvae"))
     if vq.cfg.downsample != image["gridFactor"]:
         raise ckpt.CheckpointMismatch(f"VQ downsamples by {vq.cfg.downsample}, the manifest's gridFactor is "
                                       f"{image['gridFactor']}")
@@ -173,6 +188,26 @@ def export_checkpoint(directory, out, image, length_bucket, name, version, descr
     log(f"tokenizer ({tf['model']}): BOS {tf['bos']} ({tf['bos_string']}), template ids "
         f"{ {s: special[s] for s in ckpt.TEMPLATE_STRINGS} }, newline {tokens['newline']} = "
         f"{tf['names'].get(tokens['newline'])!r}, answerPad {tokens['answerPad']} = {tf['names'].get(tokens['answerPad'])!r}")
+    if weights:
+        from .safetensors_io import Checkpoint
+        ck = Checkpoint(directory)
+        want = ckpt.expected_shapes(cfg)
+        have = {n: tuple(ck.info(n)[1]) for n in ck.names()}
+        diffs = [f"{n}: {have.get(n)} in the checkpoint, {s} expected" for n, s in sorted(want.items())
+                 if have.get(n) != s] + [f"unexpected weight {n}" for n in sorted(set(have) - set(want))]
+        if diffs:
+            raise ckpt.CheckpointMismatch(f"{directory}: " + "; ".join(diffs[:8]) + (" …" if len(diffs) > 8 else ""))
+        log(f"weights: {len(have)} tensors ({', '.join(ck.dtypes())}), names and shapes as the graphs expect")
+    return cfg, facts, tokens, special, tok_files, vq
+
+
+def export_checkpoint(directory, out, image, length_bucket, name, version, description, dtypes=("fp32", "fp16"),
+                      segment_steps=CACHE_DEFAULTS["refreshInterval"], log=print):
+    """The whole path from a checkpoint directory (hub layout) to OUT/<dtype>/: reads and checks config.json, the
+    weights, the tokenizer and vqvae/ (refusing on any mismatch with spec §1.1 / the graphs), then exports.
+    -> {dtype: manifest}."""
+    t0 = time.time()
+    cfg, facts, tokens, special, tok_files, vq = check_checkpoint(directory, image, log, weights=False)
     t1 = time.time()
     lm, stored = ckpt.load_lm(directory, cfg)
     log(f"weights loaded ({', '.join(stored)} -> float32) in {time.time() - t1:.1f} s")
