@@ -32,7 +32,9 @@ def _export(module, args, path, ins, outs, dyn):
 
 
 def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
-    """Traces every graph into `tmp` (one .onnx each; torch spills > 2 GB models to external files there)."""
+    """Traces the graphs one at a time into `tmp` (torch spills a > 2 GB graph to external files there) and yields
+    (name, path); the caller consumes each before the next is traced, so at most one graph's copy of the weights is on
+    disk in `tmp` (32 GB at 8B in float32)."""
     tok = SimpleNamespace(vocab_size=lm.cfg.vocab_size, code_offset=tokens["codeOffset"], mask=tokens["mask"])
     ex = graphs_mod.example_inputs(tok, lm.cfg)
     RL, RN, RS, BN = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "R", 1: "S"}, {0: "B", 1: "N"}
@@ -67,46 +69,54 @@ def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
             "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "cache_ratio": {0: "B"},
             "keep_counts": {0: "B"}, "step_active": {0: "B"}, "uniforms": {0: "B", 2: "N"},
             "remask_noise": {0: "B", 2: "N"}, "tokens": BN, "sample_prob": BN, "row_max": RL})
-    paths = {}
-    with torch.no_grad():
-        for name, (module, args, ins, outs, dyn) in specs.items():
-            t0 = time.time()
-            d = os.path.join(tmp, name)
-            os.makedirs(d, exist_ok=True)
-            p = os.path.join(d, name + ".onnx")
+    for name, (module, args, ins, outs, dyn) in specs.items():
+        t0 = time.time()
+        d = os.path.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, name + ".onnx")
+        with torch.no_grad():
             _export(module, args, p, ins, outs, dyn)
-            paths[name] = p
-            log(f"  traced {name} ({time.time() - t0:.1f} s)")
-    return paths
+        log(f"  traced {name} ({time.time() - t0:.1f} s)")
+        yield name, p
+        shutil.rmtree(d, ignore_errors=True)
 
 
-def write_dir(traced, out, dtype, files_extra, manifest_base, log=print):
-    """One model directory: graphs (fp16 pass on the transformer graphs when dtype == 'fp16'), the shared store,
-    the extra files (tokenizer), manifest.json with every file's sha256."""
-    os.makedirs(out, exist_ok=True)
-    store = onnx_passes.SharedStore(out)
-    converted = 0
-    for name, p in traced.items():
-        m = onnx.load(p)  # loads torch's spilled external data, if any
-        if dtype == "fp16" and name in TRANSFORMER_GRAPHS:
+class DirWriter:
+    """One model directory: graphs (the fp16 pass on the transformer graphs when dtype == 'fp16') into one shared
+    store, then the tokenizer files and manifest.json with every file's sha256."""
+
+    def __init__(self, out, dtype):
+        self.out, self.dtype = out, dtype
+        os.makedirs(out, exist_ok=True)
+        self.store = onnx_passes.SharedStore(out)
+        self.graphs = []
+        self.converted = 0
+
+    def add(self, name, path):
+        m = onnx.load(path)  # with torch's spilled external data, if any
+        if self.dtype == "fp16" and name in TRANSFORMER_GRAPHS:
             m, n = onnx_passes.to_fp16(m)
-            converted += n
-        store.externalize(m)
-        onnx_passes.save(m, os.path.join(out, name + ".onnx"))
-        del m
-    for src in files_extra:
-        shutil.copy(src, os.path.join(out, os.path.basename(src)))
-    man = json.loads(json.dumps(manifest_base))
-    man["name"] = f"{man['name']}-{dtype}"
-    names = [g + ".onnx" for g in traced] + [store.name] + [os.path.basename(f) for f in files_extra]
-    man["files"] = {f: {"sha256": sha256(os.path.join(out, f)), "bytes": os.path.getsize(os.path.join(out, f))}
-                    for f in names}
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(man, f, indent=1)
-        f.write("\n")
-    log(f"  {out}: {store.tensors} external tensors, {store.bytes_in / 2**20:.1f} MiB referenced, "
-        f"{store.size / 2**20:.1f} MiB stored once ({converted} weights float16)")
-    return man
+            self.converted += n
+        self.store.externalize(m)
+        onnx_passes.save(m, os.path.join(self.out, name + ".onnx"))
+        self.graphs.append(name)
+
+    def finish(self, files_extra, manifest_base, log=print):
+        out = self.out
+        for src in files_extra:
+            shutil.copy(src, os.path.join(out, os.path.basename(src)))
+        man = json.loads(json.dumps(manifest_base))
+        man["name"] = f"{man['name']}-{self.dtype}"
+        names = [g + ".onnx" for g in self.graphs] + [self.store.name] + [os.path.basename(f) for f in files_extra]
+        man["files"] = {f: {"sha256": sha256(os.path.join(out, f)), "bytes": os.path.getsize(os.path.join(out, f))}
+                        for f in names}
+        with open(os.path.join(out, "manifest.json"), "w") as f:
+            json.dump(man, f, indent=1)
+            f.write("\n")
+        st = self.store
+        log(f"  {out}: {st.tensors} external tensors, {st.bytes_in / 2**20:.1f} MiB referenced, "
+            f"{st.size / 2**20:.1f} MiB stored once ({self.converted} weights float16)")
+        return man
 
 
 def manifest_base(name, version, description, cfg, tokens, special, tokenizer_files, image, segment_steps,
@@ -142,13 +152,13 @@ def manifest_base(name, version, description, cfg, tokens, special, tokenizer_fi
 
 def export_all(lm, vq, base, tokenizer_files, out, dtypes=("fp32", "fp16"), log=print):
     t0 = time.time()
+    writers = {dt: DirWriter(os.path.join(out, dt), dt) for dt in dtypes}
     with tempfile.TemporaryDirectory(prefix="dimoo-export-", dir=os.path.dirname(os.path.abspath(out))) as tmp:
-        traced = trace_graphs(lm, vq, base["tokens"], tmp, base.get("segmentSteps"), log)
-        log(f"  traced all graphs in {time.time() - t0:.1f} s")
-        mans = {}
-        for dt in dtypes:
-            mans[dt] = write_dir(traced, os.path.join(out, dt), dt, tokenizer_files, base, log)
-    return mans
+        for name, path in trace_graphs(lm, vq, base["tokens"], tmp, base.get("segmentSteps"), log):
+            for w in writers.values():
+                w.add(name, path)
+    log(f"  traced and wrote all graphs in {time.time() - t0:.1f} s")
+    return {dt: w.finish(tokenizer_files, base, log) for dt, w in writers.items()}
 
 
 def compare_manifest(man, cfg, tokens, special, vq_cfg):
