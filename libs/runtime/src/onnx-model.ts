@@ -14,22 +14,39 @@ import type * as ort from 'onnxruntime-node';
 import type { ExecutionProvider, SessionOptions } from './session';
 import { f32, i64, openSession, toFloat32, toInt32 } from './session';
 
-/** The engine's model interface over the `denoise`, `denoise_partial` and `sample_head` graphs. */
+/**
+ * The engine's model interface over the `denoise`, `denoise_partial` and `sample_head` graphs. `denoise_partial` (the
+ * CPU ML-Cache path) is opened on its first use: each onnxruntime session holds its own copy of the weights, and a GPU
+ * worker that caches through `denoise_segment` never needs it (docs/models.md §3).
+ */
 export class OnnxDenoiseModel implements DenoiseModel {
+  private partialSession: Promise<ort.InferenceSession> | null = null;
+
   private constructor(
     readonly shape: ModelShape,
     readonly provider: ExecutionProvider,
     private readonly denoise: ort.InferenceSession,
-    private readonly partial: ort.InferenceSession,
+    private readonly openPartial: () => Promise<ort.InferenceSession>,
     private readonly head: ort.InferenceSession,
   ) {}
 
   static async open(dir: string, manifest: ModelManifest, options: SessionOptions): Promise<OnnxDenoiseModel> {
     const denoise = await openSession(join(dir, manifest.graphs.denoise), options);
-    const partial = await openSession(join(dir, manifest.graphs.denoise_partial), options);
     const head = await openSession(join(dir, manifest.graphs.sample_head), options);
+    // the partial graph runs on the provider the full step got (a CPU fallback applies to both)
+    const partialOptions = { ...options, provider: denoise.provider };
+    const openPartial = async () => (await openSession(join(dir, manifest.graphs.denoise_partial), partialOptions)).session;
     const { nLayers, dModel } = manifest.architecture;
-    return new OnnxDenoiseModel({ nLayers, dModel }, denoise.provider, denoise.session, partial.session, head.session);
+    return new OnnxDenoiseModel({ nLayers, dModel }, denoise.provider, denoise.session, openPartial, head.session);
+  }
+
+  private get partial(): Promise<ort.InferenceSession> {
+    if (!this.partialSession) {
+      this.partialSession = this.openPartial();
+      // a failed open is retried on the next use instead of being cached
+      this.partialSession.catch(() => (this.partialSession = null));
+    }
+    return this.partialSession;
   }
 
   async fullStep(x: FullStepInput): Promise<FullStepOutput> {
@@ -59,7 +76,7 @@ export class OnnxDenoiseModel implements DenoiseModel {
   async partialStep(x: PartialStepInput): Promise<PartialStepOutput> {
     const { rows: R, length: L, queries: S } = x;
     const { nLayers, dModel } = this.shape;
-    const out = await this.partial.run({
+    const out = await (await this.partial).run({
       input_ids: i64(x.inputIds, [R, S]),
       query_index: i64(x.queryIndex, [R, S]),
       position_ids: i64(x.positionIds, [R, S]),
