@@ -37,7 +37,7 @@ SIGNATURES = {
     ),
     "denoise_partial": (
         [("input_ids", I64, 2, (0, 1)), ("query_index", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)),
-         ("past_kv", F32, 5, (2, 3)), ("key_position_ids", I64, 2, (0, 1)), ("attention_mask", I64, 2, (0, 1)),
+         ("past_kv", F32, 5, (2, 3)), ("attention_mask", I64, 2, (0, 1)),
          ("vocab_range", I64, 1, ())],
         [("logits", F32, 3, (0, 1, 2)), ("row_max", F32, 2, (0, 1)), ("new_kv", F32, 5, (2, 3))],
     ),
@@ -391,7 +391,7 @@ def check_numerics(c, graphs, arch, tok):
         qi = np.tile(np.arange(L, dtype=np.int64), (R, 1))
         past = rng.randn(nl, 2, R, L, dm).astype(np.float32)
         pa = graphs["denoise_partial"].run(dict(input_ids=ids, query_index=qi, position_ids=pos, past_kv=past,
-                                                key_position_ids=pos, attention_mask=att, vocab_range=vr))
+                                                attention_mask=att, vocab_range=vr))
         c.check(pa["logits"].shape == (R, L, K) and pa["new_kv"].shape == (nl, 2, R, L, dm),
                 f"{kind}: partial shapes")
         c.check(np.allclose(pa["logits"][valid], sl[valid], atol=1e-4, rtol=1e-4),
@@ -405,7 +405,7 @@ def check_numerics(c, graphs, arch, tok):
         qs = np.stack([rng.choice(int(valid[r].sum()), S, replace=False) for r in range(R)]).astype(np.int64)
         pb = graphs["denoise_partial"].run(dict(
             input_ids=np.take_along_axis(ids, qs, 1), query_index=qs, position_ids=np.take_along_axis(pos, qs, 1),
-            past_kv=den["present_kv"], key_position_ids=pos, attention_mask=att, vocab_range=vr))
+            past_kv=den["present_kv"], attention_mask=att, vocab_range=vr))
         ref = np.take_along_axis(sl, qs[..., None], 1)
         c.check(np.allclose(pb["logits"], ref, atol=1e-4, rtol=1e-4), f"{kind}: partial subset step == full step")
         ref_kv = np.take_along_axis(den["present_kv"], qs[None, None, :, :, None], 3)
@@ -443,7 +443,7 @@ def host_segment(full, partial, head, f, mask):
     a sequence commits only on its active steps. -> tokens [B, N] after the segment.
 
     full(ids, pos, att, tp, w, vr, tau, u) -> (index, prob, row_max, kv, target_logits)
-    partial(ids_s, query_index, pos_s, past_kv, key_pos, att, vr) -> (logits, row_max, new_kv)
+    partial(ids_s, query_index, pos_s, past_kv, att, vr) -> (logits, row_max, new_kv)
     head(target_logits, w, tau, u) -> (index, prob)
     """
     ids = np.array(f["input_ids"], np.int64)
@@ -468,7 +468,7 @@ def host_segment(full, partial, head, f, mask):
             S = max(len(x) for x in sel)
             qi = np.array([x + [x[0]] * (S - len(x)) for x in sel], np.int64)
             logits, rm_s, new_kv = partial(np.take_along_axis(ids, qi, 1), qi, np.take_along_axis(pos, qi, 1), kv,
-                                           pos, att, vr)
+                                           att, vr)
             for r in range(R):
                 tpos = {int(p): n for n, p in enumerate(tp[r])}
                 for j, i in enumerate(sel[r]):
@@ -536,9 +536,9 @@ def graph_steps(graphs):
                                        guidance_weights=w, vocab_range=vr, temperature=tau, uniforms=u))
         return o["sample_index"], o["sample_prob"], o["row_max"], o["present_kv"], o["target_logits"]
 
-    def partial(ids_s, qi, pos_s, kv, kpos, att, vr):
+    def partial(ids_s, qi, pos_s, kv, att, vr):
         o = graphs["denoise_partial"].run(dict(input_ids=ids_s, query_index=qi, position_ids=pos_s, past_kv=kv,
-                                               key_position_ids=kpos, attention_mask=att, vocab_range=vr))
+                                               attention_mask=att, vocab_range=vr))
         return o["logits"], o["row_max"], o["new_kv"]
 
     def head(tl, w, tau, u):

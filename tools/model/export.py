@@ -16,7 +16,6 @@ from onnx import helper, numpy_helper, TensorProto
 from torch import nn
 
 import vq as vqmod
-from model import rotate_half as model_rotate_half
 from model import sample_rule
 
 OPSET = 17
@@ -24,8 +23,7 @@ OPSET = 17
 DENOISE_IN = ["input_ids", "position_ids", "attention_mask", "target_positions", "guidance_weights", "vocab_range",
               "temperature", "uniforms"]
 DENOISE_OUT = ["sample_index", "sample_prob", "row_max", "present_kv", "target_logits"]
-PARTIAL_IN = ["input_ids", "query_index", "position_ids", "past_kv", "key_position_ids", "attention_mask",
-              "vocab_range"]
+PARTIAL_IN = ["input_ids", "query_index", "position_ids", "past_kv", "attention_mask", "vocab_range"]
 PARTIAL_OUT = ["logits", "row_max", "new_kv"]
 HEAD_IN = ["logits", "guidance_weights", "temperature", "uniforms"]
 HEAD_OUT = ["sample_index", "sample_prob"]
@@ -56,9 +54,9 @@ class PartialGraph(nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, input_ids, query_index, position_ids, past_kv, key_position_ids, attention_mask, vocab_range):
-        logits, new_kv = self.lm.partial_step(input_ids, query_index, position_ids, past_kv, key_position_ids,
-                                              attention_mask, vocab_range)
+    def forward(self, input_ids, query_index, position_ids, past_kv, attention_mask, vocab_range):
+        logits, new_kv = self.lm.partial_step(input_ids, query_index, position_ids, past_kv, attention_mask,
+                                              vocab_range)
         return logits, logits.max(dim=-1)[0], new_kv
 
 
@@ -141,8 +139,7 @@ class SegmentGraph(nn.Module):
         sel_in = torch.gather(in_s.long(), 1, sel) > 0
         # the partial step on the superset: only S rows are scattered into the cache (spec §3 steps 2-5)
         x = t["wte"](torch.gather(ids, 1, sel))
-        q_cos, q_sin = lm.rope_cos_sin(torch.gather(pos, 1, sel))
-        k_cos, k_sin = lm.rope_cos_sin(pos)
+        cos, sin = lm.rope_cos_sin(torch.gather(pos, 1, sel))
         bias = lm.key_bias(att)
         scale = 1.0 / math.sqrt(lm.cfg.head_dim)
         idx = sel.unsqueeze(-1).expand(-1, -1, lm.cfg.d_model)
@@ -150,8 +147,8 @@ class SegmentGraph(nn.Module):
         layers = []
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            q = b.q_proj(h)
-            kf = b.k_proj(h)
+            q = lm.rope(b.q_proj(h), cos, sin)
+            kf = lm.rope(b.k_proj(h), cos, sin)  # the cache holds K after RoPE (model.py run_layers)
             vf = b.v_proj(h)
             k_old, v_old = kv[i, 0], kv[i, 1]
             k_all = torch.scatter(k_old, 1, idx, torch.where(keep, kf, torch.gather(k_old, 1, idx)))
@@ -160,8 +157,6 @@ class SegmentGraph(nn.Module):
             qh = lm.split_heads(q)
             kh = lm.split_heads(k_all)
             vh = lm.split_heads(v_all)
-            qh = qh * q_cos + model_rotate_half(qh) * q_sin
-            kh = kh * k_cos + model_rotate_half(kh) * k_sin
             a = torch.softmax(torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias, dim=-1)
             x = x + b.attn_out(lm.merge_heads(torch.matmul(a, vh)))
             h2 = b.ff_norm(x)
@@ -356,10 +351,10 @@ def export_all(lm, tok, book, out_dir, segment_steps=None):
         paths["denoise"] = p
         p = os.path.join(out_dir, "denoise_partial.onnx")
         _export(PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
-                                   ex["past_kv"], ex["position_ids"], ex["attention_mask"], ex["vocab_range"]],
+                                   ex["past_kv"], ex["attention_mask"], ex["vocab_range"]],
                 p, PARTIAL_IN, PARTIAL_OUT, {
                     "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"},
-                    "key_position_ids": RL, "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"},
+                    "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"},
                     "row_max": RS, "new_kv": {2: "R", 3: "S"}})
         paths["denoise_partial"] = p
         p = os.path.join(out_dir, "sample_head.onnx")
@@ -401,9 +396,9 @@ def torch_steps(lm):
         with torch.no_grad():
             return [x.numpy() for x in DenoiseGraph(lm)(*t(ids, pos, att, tp, w, vr, tau, u))]
 
-    def partial(ids_s, qi, pos_s, kv, kpos, att, vr):
+    def partial(ids_s, qi, pos_s, kv, att, vr):
         with torch.no_grad():
-            return [x.numpy() for x in PartialGraph(lm)(*t(ids_s, qi, pos_s, kv, kpos, att, vr))]
+            return [x.numpy() for x in PartialGraph(lm)(*t(ids_s, qi, pos_s, kv, att, vr))]
 
     def head(tl, w, tau, u):
         with torch.no_grad():
@@ -446,7 +441,7 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         R, L = ex["input_ids"].shape
         qi = torch.arange(L).unsqueeze(0).repeat(R, 1)
         pl, prm, nkv = PartialGraph(lm)(ex["input_ids"], qi, ex["position_ids"], torch.randn_like(kv),
-                                        ex["position_ids"], ex["attention_mask"], ex["vocab_range"])
+                                        ex["attention_mask"], ex["vocab_range"])
         full_logits, _ = lm.full_step(ex["input_ids"], ex["position_ids"], ex["attention_mask"], ex["vocab_range"])
         valid = ex["attention_mask"].bool()
         res["partialAllMaxDiff"] = float((pl - full_logits)[valid].abs().max())
@@ -456,8 +451,7 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         qs = torch.stack([torch.randperm(int(valid[r].sum()))[:S] for r in range(R)])
         ids_s = torch.gather(ex["input_ids"], 1, qs)
         pos_s = torch.gather(ex["position_ids"], 1, qs)
-        pl2, _, nkv2 = PartialGraph(lm)(ids_s, qs, pos_s, kv, ex["position_ids"], ex["attention_mask"],
-                                        ex["vocab_range"])
+        pl2, _, nkv2 = PartialGraph(lm)(ids_s, qs, pos_s, kv, ex["attention_mask"], ex["vocab_range"])
         ref = torch.gather(full_logits, 1, qs.unsqueeze(-1).expand(-1, -1, full_logits.shape[-1]))
         res["partialSubsetMaxDiff"] = float((pl2 - ref).abs().max())
     ok = (res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4

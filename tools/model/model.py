@@ -16,7 +16,7 @@ RMSNorm in fp32 (eps 1e-5); NeoX RoPE (rotate_half, inv_freq = theta^(-2i/headDi
 scale 1/sqrt(headDim), additive -1e9 key-padding bias; no biases anywhere.
 
 One code path (`run_layers`) serves the full step (every position recomputed) and the ML-Cache partial step
-(a subset S recomputed against cached pre-RoPE K/V: fresh rows are scattered into the cache before attention).
+(a subset S recomputed against cached K (after RoPE) and V: fresh rows are scattered into the cache before attention).
 """
 
 import math
@@ -112,10 +112,16 @@ class DimooLM(nn.Module):
         return self.model.transformer
 
     def rope_cos_sin(self, position_ids):
-        """position_ids int64 [R, L] -> cos, sin float32 [R, 1, L, headDim]."""
+        """position_ids int64 [R, L] -> cos, sin float32 [R, L, 1, headDim] (broadcast over the heads)."""
         freqs = position_ids.float().unsqueeze(-1) * self.inv_freq  # [R, L, hd/2]
-        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)
+        emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(2)
         return emb.cos(), emb.sin()
+
+    def rope(self, x, cos, sin):
+        """NeoX rotary on rows [R, Q, d] (heads concatenated) at the positions of cos/sin [R, Q, 1, hd]; elementwise,
+        so it equals rotating after the head split value for value."""
+        xh = x.reshape(x.shape[0], x.shape[1], self.cfg.n_heads, self.cfg.head_dim)
+        return (xh * cos + rotate_half(xh) * sin).reshape(x.shape)
 
     def split_heads(self, x):
         """[R, L, d] -> [R, H, L, hd]"""
@@ -132,19 +138,20 @@ class DimooLM(nn.Module):
         m = (attention_mask > 0).float()
         return ((1.0 - m) * -1e9).unsqueeze(1).unsqueeze(2)
 
-    def run_layers(self, input_ids, q_pos, k_pos, attention_mask, query_index=None, past_kv=None,
-                   collect_kv=False):
+    def run_layers(self, input_ids, positions, attention_mask, query_index=None, past_kv=None, collect_kv=False):
         """Shared transformer body.
 
         Full step:    query_index=None, past_kv=None; the queries are all L positions, keys = their own K/V.
-        Partial step: input_ids/q_pos/query_index [R, S], past_kv [nLayers, 2, R, L, d] (pre-RoPE); per layer the
-                      fresh K/V rows are scattered into the cache at query_index, then q(S) attends to all L keys.
-        Returns (hidden after ln_f [R, Q, d], list of (k, v) pre-RoPE rows [R, Q, d] per layer when collect_kv).
+        Partial step: input_ids/positions/query_index [R, S], past_kv [nLayers, 2, R, L, d] (K after RoPE); per layer
+                      the fresh K/V rows (K rotated at their positions) are scattered into the cache at query_index,
+                      then q(S) attends to all L keys. Caching K after RoPE means a partial step never rotates the
+                      cached keys again (the reference keeps K before RoPE and re-rotates all L keys each step; the
+                      values are the same, elementwise).
+        Returns (hidden after ln_f [R, Q, d], list of (k after RoPE, v) rows [R, Q, d] per layer when collect_kv).
         """
         t = self.transformer
         x = t["wte"](input_ids)
-        q_cos, q_sin = self.rope_cos_sin(q_pos)
-        k_cos, k_sin = (q_cos, q_sin) if k_pos is None else self.rope_cos_sin(k_pos)
+        cos, sin = self.rope_cos_sin(positions)
         bias = self.key_bias(attention_mask)
         scale = 1.0 / math.sqrt(self.cfg.head_dim)
         kvs = []
@@ -152,8 +159,8 @@ class DimooLM(nn.Module):
             scatter_idx = query_index.unsqueeze(-1).expand(-1, -1, self.cfg.d_model)
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            q = b.q_proj(h)
-            k = b.k_proj(h)
+            q = self.rope(b.q_proj(h), cos, sin)
+            k = self.rope(b.k_proj(h), cos, sin)
             v = b.v_proj(h)
             if collect_kv:
                 kvs.append((k, v))
@@ -165,8 +172,6 @@ class DimooLM(nn.Module):
             qh = self.split_heads(q)
             kh = self.split_heads(k_all)
             vh = self.split_heads(v_all)
-            qh = qh * q_cos + rotate_half(qh) * q_sin
-            kh = kh * k_cos + rotate_half(kh) * k_sin
             att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias
             att = torch.softmax(att, dim=-1)
             o = self.merge_heads(torch.matmul(att, vh))
@@ -182,7 +187,7 @@ class DimooLM(nn.Module):
 
     # ------------------------------------------------------------------ entry points
     def forward_logits(self, input_ids, position_ids, attention_mask):
-        h, _ = self.run_layers(input_ids, position_ids, None, attention_mask)
+        h, _ = self.run_layers(input_ids, position_ids, attention_mask)
         return self.transformer["ff_out"](h)
 
     def forward(self, input_ids, position_ids, attention_mask):
@@ -190,15 +195,14 @@ class DimooLM(nn.Module):
 
     def full_step(self, input_ids, position_ids, attention_mask, vocab_range):
         """-> slice logits [R, L, K], present_kv [nLayers, 2, R, L, d]"""
-        h, kvs = self.run_layers(input_ids, position_ids, None, attention_mask, collect_kv=True)
+        h, kvs = self.run_layers(input_ids, position_ids, attention_mask, collect_kv=True)
         logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
         present = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
         return logits, present
 
-    def partial_step(self, input_ids, query_index, position_ids, past_kv, key_position_ids, attention_mask,
-                     vocab_range):
-        """-> slice logits [R, S, K], new_kv [nLayers, 2, R, S, d]"""
-        h, kvs = self.run_layers(input_ids, position_ids, key_position_ids, attention_mask,
+    def partial_step(self, input_ids, query_index, position_ids, past_kv, attention_mask, vocab_range):
+        """-> slice logits [R, S, K], new_kv [nLayers, 2, R, S, d] (K after RoPE)"""
+        h, kvs = self.run_layers(input_ids, position_ids, attention_mask,
                                  query_index=query_index, past_kv=past_kv, collect_kv=True)
         logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
         new = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
@@ -206,7 +210,7 @@ class DimooLM(nn.Module):
 
     def hidden_at(self, input_ids, position_ids, attention_mask, gather_index):
         """Training helper: final hidden at flat positions gather_index (into R*L)."""
-        h, _ = self.run_layers(input_ids, position_ids, None, attention_mask)
+        h, _ = self.run_layers(input_ids, position_ids, attention_mask)
         return h.reshape(-1, h.shape[-1])[gather_index]
 
 

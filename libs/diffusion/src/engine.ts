@@ -243,7 +243,6 @@ export class DiffusionEngine {
     const S = Math.max(...selections.map((s) => s.length));
     const inputIds = new Int32Array(R * S);
     const queryIndex = new Int32Array(R * S);
-    const keyPositionIds = new Int32Array(R * L);
     const attentionMask = new Int32Array(R * L);
     let positions = 0;
     rows.forEach((ids, r) => {
@@ -255,10 +254,7 @@ export class DiffusionEngine {
         queryIndex[r * S + s] = i;
         inputIds[r * S + s] = ids[i]!;
       }
-      for (let i = 0; i < ids.length; i++) {
-        keyPositionIds[r * L + i] = i;
-        attentionMask[r * L + i] = 1;
-      }
+      attentionMask.fill(1, r * L, r * L + ids.length);
     });
     const t0 = performance.now();
     const out = await this.model.partialStep({
@@ -269,7 +265,6 @@ export class DiffusionEngine {
       queryIndex,
       positionIds: queryIndex,
       pastKv: arena.kv,
-      keyPositionIds,
       attentionMask,
       vocab,
     });

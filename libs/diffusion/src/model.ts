@@ -54,8 +54,8 @@ export interface PartialStepInput {
   inputIds: Int32Array;
   queryIndex: Int32Array;
   positionIds: Int32Array;
+  /** [nLayers, 2, R, L, dModel]: K (after RoPE) and V */
   pastKv: Float32Array;
-  keyPositionIds: Int32Array;
   attentionMask: Int32Array;
   vocab: readonly [number, number];
 }

@@ -20,7 +20,7 @@ const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outp
     outputs: ['sample_index', 'sample_prob', 'row_max', 'present_kv', 'target_logits'],
   },
   denoise_partial: {
-    inputs: ['input_ids', 'query_index', 'position_ids', 'past_kv', 'key_position_ids', 'attention_mask', 'vocab_range'],
+    inputs: ['input_ids', 'query_index', 'position_ids', 'past_kv', 'attention_mask', 'vocab_range'],
     outputs: ['logits', 'row_max', 'new_kv'],
   },
   sample_head: { inputs: ['logits', 'guidance_weights', 'temperature', 'uniforms'], outputs: ['sample_index', 'sample_prob'] },
@@ -200,7 +200,6 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       query_index: i64(Array.from({ length: 2 * L }, (_, i) => i % L), [2, L]),
       position_ids: i64(pos, [2, L]),
       past_kv: f32(new Float32Array(kv.length), [nLayers, 2, 2, L, dModel]),
-      key_position_ids: i64(pos, [2, L]),
       attention_mask: i64(att, [2, L]),
       vocab_range: i64([lo, hi], [2]),
     });

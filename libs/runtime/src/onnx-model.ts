@@ -81,7 +81,6 @@ export class OnnxDenoiseModel implements DenoiseModel {
       query_index: i64(x.queryIndex, [R, S]),
       position_ids: i64(x.positionIds, [R, S]),
       past_kv: f32(x.pastKv, [nLayers, 2, R, L, dModel]),
-      key_position_ids: i64(x.keyPositionIds, [R, L]),
       attention_mask: i64(x.attentionMask, [R, L]),
       vocab_range: i64(x.vocab, [2]),
     });

@@ -137,7 +137,6 @@ export class ReferenceSampler {
       query_index: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
       past_kv: new ort.Tensor('float32', state.kv!, [nLayers, 2, 1, t.L, dModel]),
-      key_position_ids: t.position_ids,
       attention_mask: t.attention_mask,
       vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
     });
