@@ -1,6 +1,6 @@
 /**
  * ML-Cache state of one batch (spec §3, docs/model-interface.md §5): for every row (sequence × guidance branch) the
- * pre-RoPE K/V of every layer, the slice logits at the targets, and the last max-logit of every position — laid out
+ * K (after RoPE) and V of every layer, the slice logits at the targets, and the last max-logit of every position — laid out
  * exactly as the graphs take and return them ([nLayers, 2, R, L, dModel], [R, N, K], [R, L]). A full step's outputs
  * become the arena without a copy; partial steps scatter their fresh rows into it; rows are gathered into a new arena
  * only when the batch's membership changes.

@@ -41,7 +41,7 @@ export interface SampleOutput {
 export interface FullStepOutput extends SampleOutput {
   /** [R, L] max slice logit at every position (ML-Cache selection score) */
   rowMax: Float32Array;
-  /** [nLayers, 2, R, L, dModel] pre-RoPE K/V, when withCache */
+  /** [nLayers, 2, R, L, dModel] K (after RoPE) and V, when withCache */
   presentKv?: Float32Array;
   /** [R, N, K] per-branch slice logits at the targets, when withCache */
   targetLogits?: Float32Array;

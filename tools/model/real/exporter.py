@@ -45,9 +45,9 @@ def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
             "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN, "sample_index": BN,
             "sample_prob": BN, "row_max": RL, "present_kv": {2: "R", 3: "L"}, "target_logits": {0: "R", 1: "N", 2: "K"}}),
         "denoise_partial": (G.PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
-                                                 ex["past_kv"], ex["position_ids"], ex["attention_mask"],
-                                                 ex["vocab_range"]], G.PARTIAL_IN, G.PARTIAL_OUT, {
-            "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"}, "key_position_ids": RL,
+                                                 ex["past_kv"], ex["attention_mask"], ex["vocab_range"]],
+                                                G.PARTIAL_IN, G.PARTIAL_OUT, {
+            "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"},
             "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"}, "row_max": RS, "new_kv": {2: "R", 3: "S"}}),
         "sample_head": (G.SampleHeadGraph(), [torch.randn(4, 7, 16), ex["guidance_weights"], ex["temperature"],
                                               ex["uniforms"]], G.HEAD_IN, G.HEAD_OUT, {

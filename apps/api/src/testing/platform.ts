@@ -30,7 +30,7 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-export async function startPlatform(options: { quiet?: boolean } = {}): Promise<Platform> {
+export async function startPlatform(options: { quiet?: boolean; modelDir?: string } = {}): Promise<Platform> {
   const db = await createTestDatabase();
   const s3 = await startS3Server();
   const redis = new RedisServer(await freePort());
@@ -44,7 +44,7 @@ export async function startPlatform(options: { quiet?: boolean } = {}): Promise<
     S3_ACCESS_KEY: s3.config('dimoo-test').accessKey,
     S3_SECRET_KEY: s3.config('dimoo-test').secretKey,
     S3_BUCKET: 'dimoo-test',
-    MODEL_DIR: resolve(ROOT, 'models/tiny'),
+    MODEL_DIR: options.modelDir ?? resolve(ROOT, 'models/tiny'),
   };
   const env = ApiEnvSchema.parse({ ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: '0', OUTBOX_INTERVAL_MS: '300', MAX_BODY_BYTES: String(2 * 1024 * 1024) });
   const api = await createApi(env, options.quiet ? ['error', 'warn'] : undefined);
