@@ -46,7 +46,8 @@ async function main(): Promise<void> {
   const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false, intraOpThreads: threads });
   const counting = new CountingModel(m.model);
   const out: string[] = [`engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${threads} intra-op thread(s), ${new Date().toISOString()}`];
-  await run(m, counting, t2i(4), 64); // warm-up
+  // warm-up, with the cache too: denoise_partial and sample_head open on first use
+  await run(m, counting, t2i(4, { steps: 16, cfg: 1, temperature: 1, cache: true }), 64);
 
   out.push('', '1. throughput (t2i, 16 steps, greedy, no guidance)');
   let base = 0;
