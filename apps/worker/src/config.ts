@@ -5,8 +5,8 @@ import { DEFAULT_BATCH_POLICY } from '@dimoo/runtime';
 import { z } from 'zod';
 
 export const WorkerEnvSchema = ServiceEnvSchema.extend({
-  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
-  /** with EXECUTION_PROVIDER=cuda and no CUDA provider: run on CPU (logged) instead of refusing to start */
+  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda', 'tensorrt']).default('cpu'),
+  /** with EXECUTION_PROVIDER=cuda or tensorrt and that provider missing: run on CPU (logged) instead of refusing to start */
   ALLOW_CPU_FALLBACK: z.stringbool().default(false),
   INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
   /** jobs held at once = batch slots: they share model calls step by step */

@@ -14,6 +14,7 @@ import { encodePng } from './image';
 import type { LoadedModel, TaskRequest } from './pipeline';
 import { finish, loadModel, newEngine, prepare, previewPng } from './pipeline';
 import { newSegmentRunner, OnnxSegmentModel } from './segment';
+import { isGpu } from './session';
 
 if (!parentPort) throw new Error('engine-thread must run as a worker thread');
 const port = parentPort;
@@ -57,7 +58,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
   const engine = newEngine(model, options.maxRows);
   const path = options.mlCachePath ?? 'auto';
   let segments: SegmentRunner | null = null;
-  if (path === 'segment' || (path === 'auto' && model.model.provider === 'cuda' && OnnxSegmentModel.available(model.manifest))) {
+  if (path === 'segment' || (path === 'auto' && isGpu(model.model.provider) && OnnxSegmentModel.available(model.manifest))) {
     try {
       const graph = await OnnxSegmentModel.open(options.modelDir, model.manifest, options.session);
       segments = newSegmentRunner(graph, model.manifest, options.maxRows ? { maxRows: options.maxRows } : {});

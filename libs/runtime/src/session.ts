@@ -1,11 +1,16 @@
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from './errors';
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
+
+/** What onnxruntime is asked for: TensorRT hands the nodes it cannot build to CUDA. */
+const PROVIDERS: Record<ExecutionProvider, string[]> = { cpu: ['cpu'], cuda: ['cuda'], tensorrt: ['tensorrt', 'cuda'] };
+
+export const isGpu = (p: ExecutionProvider) => p !== 'cpu';
 
 export interface SessionOptions {
   provider: ExecutionProvider;
-  /** on a missing CUDA provider: fall back to CPU (logged) instead of refusing */
+  /** on a missing GPU provider (CUDA, TensorRT): fall back to CPU (logged) instead of refusing */
   allowCpuFallback: boolean;
   intraOpThreads?: number;
   log?: (message: string) => void;
@@ -26,11 +31,11 @@ export async function openSession(path: string, options: SessionOptions): Promis
     ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
   };
   try {
-    const session = await ort.InferenceSession.create(path, { ...base, executionProviders: [options.provider] });
+    const session = await ort.InferenceSession.create(path, { ...base, executionProviders: PROVIDERS[options.provider] });
     return { session, provider: options.provider };
   } catch (cause) {
-    if (options.provider === 'cuda' && options.allowCpuFallback) {
-      options.log?.(`CUDA execution provider unavailable for ${path} (${String(cause)}); falling back to CPU`);
+    if (isGpu(options.provider) && options.allowCpuFallback) {
+      options.log?.(`${options.provider} execution provider unavailable for ${path} (${String(cause)}); falling back to CPU`);
       return { session: await ort.InferenceSession.create(path, { ...base, executionProviders: ['cpu'] }), provider: 'cpu' };
     }
     throw new ModelLoadError(`cannot open ${path} with the ${options.provider} execution provider: ${String(cause)}`, { cause });
