@@ -96,3 +96,5 @@ export class WorkerProcess extends ServiceProcess {
     super('apps/worker/src/main.ts', env, 'batch slots');
   }
 }
+
+export * from './deploy';
