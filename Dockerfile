@@ -1,5 +1,5 @@
 # One image for the api, the worker and the migrations; the command picks the role.
-# GPU images: build with --build-arg ONNXRUNTIME_NODE_INSTALL=cuda12 on a CUDA base (see docs/models.md when it lands).
+# GPU images: build with --build-arg ONNXRUNTIME_NODE_INSTALL=cuda12 on a CUDA base (docs/models.md; k8s/overlays/gpu).
 FROM node:20-bookworm-slim
 ARG ONNXRUNTIME_NODE_INSTALL=skip
 ENV ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL} NODE_ENV=production NX_DAEMON=false
