@@ -14,6 +14,8 @@
  * cache phases take separate model calls in the same step, so padding never exceeds one length bucket.
  */
 
+import type { Sequence } from './sequence';
+
 export type BatchMode = 'continuous' | 'static';
 
 export interface BatchPolicy {
@@ -40,6 +42,30 @@ export interface Admission {
 
 export function sequenceCost(paddedLength: number, branches: number): number {
   return paddedLength * branches;
+}
+
+/** The length every row of `seq` is padded to: its longest branch, rounded up to the model's length bucket. */
+export function paddedLength(seq: Sequence, lengthBucket: number): number {
+  const longest = Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g)));
+  return Math.ceil(longest / lengthBucket) * lengthBucket;
+}
+
+/**
+ * Splits the running sequences into model calls: one list per compatibility key (sequences that can share padded
+ * rows), cut so that no call has more than `maxRows` rows (sequences × branches).
+ */
+export function callGroups<M extends { seq: Sequence }>(members: Iterable<M>, key: (m: M) => string, maxRows: number): M[][] {
+  const byKey = new Map<string, M[]>();
+  for (const m of members) {
+    const k = key(m);
+    byKey.set(k, [...(byKey.get(k) ?? []), m]);
+  }
+  const out: M[][] = [];
+  for (const list of byKey.values()) {
+    const per = Math.max(1, Math.floor(maxRows / list[0]!.seq.branches));
+    for (let i = 0; i < list.length; i += per) out.push(list.slice(i, i + per));
+  }
+  return out;
 }
 
 /**

@@ -7,7 +7,7 @@
  * anyway (docs/model-interface.md §4.2, §5). Sequences in a full step and sequences in a partial step are different
  * groups, so each runs its own call that step.
  */
-import { sequenceCost } from './batch-plan';
+import { callGroups, paddedLength, sequenceCost } from './batch-plan';
 import { CacheArena } from './cache-arena';
 import { selectRecompute } from './cache-policy';
 import type { DenoiseModel, SampleOutput } from './model';
@@ -47,8 +47,6 @@ export interface StepReport {
   cacheBytes: number;
 }
 
-const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-
 export class DiffusionEngine {
   private readonly members = new Map<string, Member>();
   /** every model call since construction (tests and benchmarks read it) */
@@ -81,7 +79,7 @@ export class DiffusionEngine {
   }
 
   private paddedLength(seq: Sequence): number {
-    return roundUp(Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g))), this.options.lengthBucket);
+    return paddedLength(seq, this.options.lengthBucket);
   }
 
   /** Leaves at once (cancel); its cache rows are dropped with the next regrouping. */
@@ -122,20 +120,11 @@ export class DiffusionEngine {
   }
 
   private groups(): Member[][] {
-    const byKey = new Map<string, Member[]>();
-    for (const m of this.members.values()) {
+    const key = (m: Member) => {
       const s = m.seq;
-      const key = [this.isPartial(m) ? 'partial' : 'full', s.branches, s.spec.vocab.join('-'), m.length, s.targets, s.params.cache ? 'cache' : ''].join('|');
-      const list = byKey.get(key) ?? [];
-      list.push(m);
-      byKey.set(key, list);
-    }
-    const out: Member[][] = [];
-    for (const list of byKey.values()) {
-      const per = Math.max(1, Math.floor(this.options.maxRows / list[0]!.seq.branches));
-      for (let i = 0; i < list.length; i += per) out.push(list.slice(i, i + per));
-    }
-    return out;
+      return [this.isPartial(m) ? 'partial' : 'full', s.branches, s.spec.vocab.join('-'), m.length, s.targets, s.params.cache ? 'cache' : ''].join('|');
+    };
+    return callGroups(this.members.values(), key, this.options.maxRows);
   }
 
   private async runFull(group: Member[], calls: CallRecord[]): Promise<SampleOutput> {

@@ -9,6 +9,7 @@
  * (warmup steps, the schedule's last segment, no cache) leaves the remaining steps inactive, so sequences at different
  * points of different schedules share one run.
  */
+import { callGroups, paddedLength } from './batch-plan';
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import { InvalidSamplingRequest } from './errors';
@@ -219,8 +220,6 @@ export interface SegmentCall {
   ms: number;
 }
 
-const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
-
 /**
  * Runs sequences on the GPU path: every `step()` advances each sequence by one segment, with one run per group of
  * sequences that share branches, vocabulary slice, padded length and target count (at most `maxRows` rows).
@@ -242,8 +241,7 @@ export class SegmentRunner {
   add(seq: Sequence): void {
     if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
     checkSegmentable(seq, this.model.segmentSteps);
-    const longest = Math.max(...seq.spec.branches.map((_, g) => seq.rowLength(g)));
-    this.members.set(seq.id, { seq, length: roundUp(longest, this.options.lengthBucket) });
+    this.members.set(seq.id, { seq, length: paddedLength(seq, this.options.lengthBucket) });
   }
 
   remove(id: string): boolean {
@@ -280,19 +278,6 @@ export class SegmentRunner {
   }
 
   private groups(): { seq: Sequence; length: number }[][] {
-    const byKey = new Map<string, { seq: Sequence; length: number }[]>();
-    for (const m of this.members.values()) {
-      const s = m.seq;
-      const key = [s.branches, s.spec.vocab.join('-'), m.length, s.targets].join('|');
-      const list = byKey.get(key) ?? [];
-      list.push(m);
-      byKey.set(key, list);
-    }
-    const out: { seq: Sequence; length: number }[][] = [];
-    for (const list of byKey.values()) {
-      const per = Math.max(1, Math.floor(this.options.maxRows / list[0]!.seq.branches));
-      for (let i = 0; i < list.length; i += per) out.push(list.slice(i, i + per));
-    }
-    return out;
+    return callGroups(this.members.values(), (m) => [m.seq.branches, m.seq.spec.vocab.join('-'), m.length, m.seq.targets].join('|'), this.options.maxRows);
   }
 }

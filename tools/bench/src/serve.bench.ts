@@ -11,7 +11,7 @@
 import { resolve } from 'node:path';
 import { createPrisma, type PrismaClient } from '@dimoo/db';
 import { createTestDatabase } from '@dimoo/db/testing';
-import { freePort, RedisServer, ServiceProcess, sleep, WorkerProcess } from '@dimoo/queue/testing';
+import { freePort, platformServiceEnv, RedisServer, ServiceProcess, sleep, WorkerProcess } from '@dimoo/queue/testing';
 import { encodePng, finish, loadModel, newEngine, prepare, type TaskRequest } from '@dimoo/runtime';
 import { startS3Server } from '@dimoo/storage/testing';
 
@@ -57,17 +57,7 @@ class Bench {
     const redis = new RedisServer(await freePort());
     await redis.start();
     this.closers.push(() => redis.stop());
-    const shared = {
-      DATABASE_URL: db.url,
-      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
-      QUEUE_PREFIX: 'dimoo-bench',
-      S3_ENDPOINT: s3.endPoint,
-      S3_PORT: String(s3.port),
-      S3_ACCESS_KEY: s3.config('dimoo-bench').accessKey,
-      S3_SECRET_KEY: s3.config('dimoo-bench').secretKey,
-      S3_BUCKET: 'dimoo-bench',
-      MODEL_DIR,
-    };
+    const shared = platformServiceEnv({ databaseUrl: db.url, redisPort: redis.port, s3, name: 'dimoo-bench', modelDir: MODEL_DIR });
     const port = await freePort();
     const api = new ServiceProcess('apps/api/src/main.ts', { ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: String(port), OUTBOX_INTERVAL_MS: '1000' }, 'listening on');
     this.closers.unshift(() => api.kill('SIGTERM'));

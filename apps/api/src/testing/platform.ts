@@ -9,7 +9,7 @@ import type { TestDatabase } from '@dimoo/db/testing';
 import { createTestDatabase } from '@dimoo/db/testing';
 import type { S3TestServer } from '@dimoo/storage/testing';
 import { startS3Server } from '@dimoo/storage/testing';
-import { freePort, RedisServer } from '@dimoo/queue/testing';
+import { freePort, platformServiceEnv, RedisServer } from '@dimoo/queue/testing';
 import type { ApiEnv } from '../config';
 import { ApiEnvSchema } from '../config';
 import { createApi } from '../main';
@@ -35,17 +35,7 @@ export async function startPlatform(options: { quiet?: boolean; modelDir?: strin
   const s3 = await startS3Server();
   const redis = new RedisServer(await freePort());
   await redis.start();
-  const shared = {
-    DATABASE_URL: db.url,
-    REDIS_URL: `redis://127.0.0.1:${redis.port}`,
-    QUEUE_PREFIX: 'dimoo-test',
-    S3_ENDPOINT: s3.endPoint,
-    S3_PORT: String(s3.port),
-    S3_ACCESS_KEY: s3.config('dimoo-test').accessKey,
-    S3_SECRET_KEY: s3.config('dimoo-test').secretKey,
-    S3_BUCKET: 'dimoo-test',
-    MODEL_DIR: options.modelDir ?? resolve(ROOT, 'models/tiny'),
-  };
+  const shared = platformServiceEnv({ databaseUrl: db.url, redisPort: redis.port, s3, name: 'dimoo-test', modelDir: options.modelDir ?? resolve(ROOT, 'models/tiny') });
   const env = ApiEnvSchema.parse({ ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: '0', OUTBOX_INTERVAL_MS: '300', MAX_BODY_BYTES: String(2 * 1024 * 1024) });
   const api = await createApi(env, options.quiet ? ['error', 'warn'] : undefined);
   await api.listen(0, '127.0.0.1');

@@ -98,3 +98,28 @@ export class WorkerProcess extends ServiceProcess {
 }
 
 export * from './deploy';
+
+/**
+ * The variables every service process shares (libs/queue ServiceEnvSchema) for a test platform: its database, its
+ * private Redis, an S3-protocol test server and a bucket/queue name of its own.
+ */
+export function platformServiceEnv(p: {
+  databaseUrl: string;
+  redisPort: number;
+  s3: { endPoint: string; port: number; config(bucket: string): { accessKey: string; secretKey: string } };
+  name: string;
+  modelDir: string;
+}): Record<string, string> {
+  const { accessKey, secretKey } = p.s3.config(p.name);
+  return {
+    DATABASE_URL: p.databaseUrl,
+    REDIS_URL: `redis://127.0.0.1:${p.redisPort}`,
+    QUEUE_PREFIX: p.name,
+    S3_ENDPOINT: p.s3.endPoint,
+    S3_PORT: String(p.s3.port),
+    S3_ACCESS_KEY: accessKey,
+    S3_SECRET_KEY: secretKey,
+    S3_BUCKET: p.name,
+    MODEL_DIR: p.modelDir,
+  };
+}
