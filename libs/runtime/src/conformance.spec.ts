@@ -11,6 +11,7 @@ import type { ModelManifest } from '@dimoo/contracts';
 import { combineGuidance, gumbel, remaskLowest, remaskScores, sampleFromLogits } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
 import { loadManifest } from './manifest';
+import { rowFeeds } from './onnx-model';
 import { f32, i64 } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 
@@ -78,6 +79,25 @@ beforeAll(async () => {
 });
 
 /** Two rows of different lengths built from real token ids, padded at the end. */
+/** `denoise`'s row feeds for the two rows of rows(): one sequence, two branches, the same targets in both rows. */
+function pairFeeds(r: { L: number; ids: Int32Array; pos: Int32Array; att: Int32Array }, targets: number[], weights: Float32Array, temperature: number) {
+  const t = manifest.tokens;
+  return rowFeeds({
+    rows: 2,
+    length: r.L,
+    sequences: 1,
+    branches: 2,
+    targets: targets.length,
+    inputIds: r.ids,
+    positionIds: r.pos,
+    attentionMask: r.att,
+    targetPositions: [...targets, ...targets],
+    guidanceWeights: weights,
+    vocab: [t.codeOffset, t.codeOffset + t.codebookSize],
+    temperature: Float32Array.of(temperature),
+  });
+}
+
 function rows() {
   const t = manifest.tokens;
   const L = 40;
@@ -121,13 +141,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const uniforms = Float32Array.from({ length: N }, (_, n) => (n + 0.5) / N);
     for (const temperature of [0, 1]) {
       const d = await sessions.denoise.run({
-        input_ids: i64(ids, [2, L]),
-        position_ids: i64(pos, [2, L]),
-        attention_mask: i64(att, [2, L]),
-        target_positions: i64([...targets, ...targets], [2, N]),
-        guidance_weights: f32(weights, [1, 2]),
-        vocab_range: i64([lo, hi], [2]),
-        temperature: f32(Float32Array.of(temperature), [1]),
+        ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature),
         uniforms: f32(uniforms, [1, N]),
       });
       const full = await sessions.forward_logits.run({ input_ids: i64(ids, [2, L]), position_ids: i64(pos, [2, L]), attention_mask: i64(att, [2, L]) });
@@ -153,13 +167,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       // sample_head on denoise's per-branch target logits gives the same samples
       const withCache = await sessions.denoise.run(
         {
-          input_ids: i64(ids, [2, L]),
-          position_ids: i64(pos, [2, L]),
-          attention_mask: i64(att, [2, L]),
-          target_positions: i64([...targets, ...targets], [2, N]),
-          guidance_weights: f32(weights, [1, 2]),
-          vocab_range: i64([lo, hi], [2]),
-          temperature: f32(Float32Array.of(temperature), [1]),
+          ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature),
           uniforms: f32(uniforms, [1, N]),
         },
         ['target_logits'],
@@ -181,13 +189,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const { nLayers, dModel } = manifest.architecture;
     const full = await sessions.denoise.run(
       {
-        input_ids: i64(ids, [2, L]),
-        position_ids: i64(pos, [2, L]),
-        attention_mask: i64(att, [2, L]),
-        target_positions: i64([0, 0], [2, 1]),
-        guidance_weights: f32(Float32Array.of(1, 0), [1, 2]),
-        vocab_range: i64([lo, hi], [2]),
-        temperature: f32(Float32Array.of(0), [1]),
+        ...pairFeeds({ L, ids, pos, att }, [0], Float32Array.of(1, 0), 0),
         uniforms: f32(Float32Array.of(0.5), [1, 1]),
       },
       ['row_max', 'present_kv'],
@@ -232,7 +234,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     if (!manifest.graphs.denoise_segment) return;
     const { L, ids, pos, att } = rows();
     const t = manifest.tokens;
-    const [lo, hi] = [t.codeOffset, t.codeOffset + t.codebookSize];
+    const lo = t.codeOffset;
     const T = manifest.segmentSteps!;
     // one sequence, two branches; targets = the 10 masked positions 0, 3, …, 27 of both rows
     const targets = Array.from({ length: 10 }, (_, n) => 3 * n);
@@ -244,13 +246,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       const keep = 6;
       const noise = Float64Array.from({ length: T * N }, (_, i) => temperature * gumbel(u(i)));
       const feeds = (active: number[]) => ({
-        input_ids: i64(ids, [2, L]),
-        position_ids: i64(pos, [2, L]),
-        attention_mask: i64(att, [2, L]),
-        target_positions: i64([...targets, ...targets], [2, N]),
-        guidance_weights: f32(weights, [1, 2]),
-        vocab_range: i64([lo, hi], [2]),
-        temperature: f32(Float32Array.of(temperature), [1]),
+        ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature),
         cache_ratio: new ort.Tensor('float64', Float64Array.of(0.9), [1]),
         keep_counts: i64(Array.from({ length: T }, (_, s) => keep - s), [1, T]),
         step_active: i64(active, [1, T]),
@@ -259,13 +255,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       });
       const one = await sessions.denoise_segment.run(feeds(Array.from({ length: T }, (_, s) => (s === 0 ? 1 : 0))));
       const d = await sessions.denoise.run({
-        input_ids: i64(ids, [2, L]),
-        position_ids: i64(pos, [2, L]),
-        attention_mask: i64(att, [2, L]),
-        target_positions: i64([...targets, ...targets], [2, N]),
-        guidance_weights: f32(weights, [1, 2]),
-        vocab_range: i64([lo, hi], [2]),
-        temperature: f32(Float32Array.of(temperature), [1]),
+        ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature),
         uniforms: f32(uniforms.slice(0, N), [1, N]),
       });
       const index = Array.from(d['sample_index']!.data as BigInt64Array, Number);

@@ -14,6 +14,36 @@ import type * as ort from 'onnxruntime-node';
 import type { ExecutionProvider, SessionOptions } from './session';
 import { f32, i64, openSession, toFloat32, toInt32 } from './session';
 
+/** What a call's rows and their sampling settings are (docs/model-interface.md §4.1): `denoise` and `denoise_segment` take the same. */
+export interface RowFeeds {
+  rows: number;
+  length: number;
+  sequences: number;
+  branches: number;
+  targets: number;
+  inputIds: ArrayLike<number>;
+  positionIds: ArrayLike<number>;
+  attentionMask: ArrayLike<number>;
+  targetPositions: ArrayLike<number>;
+  guidanceWeights: Float32Array;
+  vocab: readonly [number, number];
+  temperature: Float32Array;
+}
+
+/** The feeds `denoise` and `denoise_segment` share: the padded rows, the targets, guidance, the vocabulary slice, τ. */
+export function rowFeeds(x: RowFeeds): Record<string, ort.Tensor> {
+  const { rows: R, length: L, sequences: B, branches: G, targets: N } = x;
+  return {
+    input_ids: i64(x.inputIds, [R, L]),
+    position_ids: i64(x.positionIds, [R, L]),
+    attention_mask: i64(x.attentionMask, [R, L]),
+    target_positions: i64(x.targetPositions, [R, N]),
+    guidance_weights: f32(x.guidanceWeights, [B, G]),
+    vocab_range: i64(x.vocab, [2]),
+    temperature: f32(x.temperature, [B]),
+  };
+}
+
 /**
  * The engine's model interface over the `denoise`, `denoise_partial` and `sample_head` graphs. `denoise_partial` (the
  * CPU ML-Cache path) is opened on its first use: each onnxruntime session holds its own copy of the weights, and a GPU
@@ -50,21 +80,8 @@ export class OnnxDenoiseModel implements DenoiseModel {
   }
 
   async fullStep(x: FullStepInput): Promise<FullStepOutput> {
-    const { rows: R, length: L, sequences: B, branches: G, targets: N } = x;
     const fetches = ['sample_index', 'sample_prob', 'row_max', ...(x.withCache ? ['present_kv', 'target_logits'] : [])];
-    const out = await this.denoise.run(
-      {
-        input_ids: i64(x.inputIds, [R, L]),
-        position_ids: i64(x.positionIds, [R, L]),
-        attention_mask: i64(x.attentionMask, [R, L]),
-        target_positions: i64(x.targetPositions, [R, N]),
-        guidance_weights: f32(x.guidanceWeights, [B, G]),
-        vocab_range: i64(x.vocab, [2]),
-        temperature: f32(x.temperature, [B]),
-        uniforms: f32(x.uniforms, [B, N]),
-      },
-      fetches,
-    );
+    const out = await this.denoise.run({ ...rowFeeds(x), uniforms: f32(x.uniforms, [x.sequences, x.targets]) }, fetches);
     return {
       sampleIndex: toInt32(out['sample_index'], 'sample_index'),
       sampleProb: toFloat32(out['sample_prob'], 'sample_prob'),

@@ -10,6 +10,7 @@ import type { SegmentInput, SegmentModel, SegmentOutput, SegmentRunnerOptions } 
 import { SegmentRunner } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from './errors';
+import { rowFeeds } from './onnx-model';
 import type { ExecutionProvider, SessionOptions } from './session';
 import { f32, i64, openSession, toFloat32, toInt32 } from './session';
 
@@ -42,17 +43,11 @@ export class OnnxSegmentModel implements SegmentModel {
   }
 
   async segment(x: SegmentInput): Promise<SegmentOutput> {
-    const { rows: R, length: L, sequences: B, branches: G, targets: N, segmentSteps: T } = x;
+    const { sequences: B, targets: N, segmentSteps: T } = x;
     if (T !== this.segmentSteps) throw new Error(`a plan for ${T} steps given to a graph of ${this.segmentSteps}`);
     this.runs++;
     const out = await this.session.run({
-      input_ids: i64(x.inputIds, [R, L]),
-      position_ids: i64(x.positionIds, [R, L]),
-      attention_mask: i64(x.attentionMask, [R, L]),
-      target_positions: i64(x.targetPositions, [R, N]),
-      guidance_weights: f32(x.guidanceWeights, [B, G]),
-      vocab_range: i64(x.vocab, [2]),
-      temperature: f32(x.temperature, [B]),
+      ...rowFeeds(x),
       cache_ratio: f64(x.cacheRatio, [B]),
       keep_counts: i64(x.keepCounts, [B, T]),
       step_active: i64(x.stepActive, [B, T]),
