@@ -66,13 +66,6 @@ export class DiffusionEngine {
     return sequenceCost(this.paddedLength(seq), seq.branches);
   }
 
-  /** Summed cost of the running sequences. */
-  get cost(): number {
-    let n = 0;
-    for (const m of this.members.values()) n += sequenceCost(m.length, m.seq.branches);
-    return n;
-  }
-
   add(seq: Sequence): void {
     if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
     this.members.set(seq.id, { seq, length: this.paddedLength(seq), slot: null });
