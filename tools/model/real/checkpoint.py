@@ -29,16 +29,6 @@ SPECIAL_STRINGS = {"<IMAGE>": "boi", "</IMAGE>": "eoi", "<uncondition>": "uncond
 TEMPLATE_STRINGS = ["<system>", "</system>", "<user>", "</user>"]
 EOS_ID = 126081  # LLaDA's EOS (config eos_token_id)
 
-SYS = {
-    "t2i": "Generate an image according to the text prompt.",
-    "edit": "Generate an image applying the following editing instruction based on the original image.",
-    "subject": "Generate an image according to the text prompt and the given object image.",
-    "control": "Generate an image according to the text prompt and the given control image.",
-    "style": "Transform the current image into the style of the provided image.",
-    "mmu": ("You are a multimodal model that can process both text and images. Answer the following question based on "
-            "the provided images. Analyze each image and combine relevant details to answer."),
-}
-PROMPT_TEMPLATE = "<system>{sys}</system><user>{user}</user>"
 
 
 class CheckpointMismatch(ValueError):

@@ -14,10 +14,11 @@ import torch
 
 import export as graphs_mod
 from conformance import sha256
+# the reference's system prompts and template (spec §1.2); the tiny model uses the same ones
+from tokenizer import PROMPT_TEMPLATE, SYS
 
 from . import checkpoint as ckpt
 from . import onnx_passes, vqgan
-from .checkpoint import PROMPT_TEMPLATE, SYS
 
 OPSET = graphs_mod.OPSET
 TRANSFORMER_GRAPHS = ("denoise", "denoise_partial", "forward_logits", "denoise_segment")
