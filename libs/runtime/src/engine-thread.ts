@@ -39,8 +39,7 @@ interface Prepared {
 
 interface Active extends Prepared {
   startedAt: number;
-  /** runs on the GPU ML-Cache path (one run per refresh segment) */
-  segment: boolean;
+  /** the step of the last preview sent */
   lastPreview: number;
 }
 
@@ -142,10 +141,9 @@ async function main(options: EngineThreadOptions): Promise<void> {
     const plan = planAdmission(policy, waiting, { count: running(), cost: runningCost() }, now);
     for (const id of plan.admit) {
       const p = waiting.splice(waiting.findIndex((w) => w.id === id), 1)[0]!;
-      const segment = onSegmentPath(p.seq);
-      if (segment) segments!.add(p.seq);
+      if (onSegmentPath(p.seq)) segments!.add(p.seq);
       else engine.add(p.seq);
-      active.set(id, { ...p, startedAt: now, segment, lastPreview: 0 });
+      active.set(id, { ...p, startedAt: now, lastPreview: 0 });
     }
     if (running() === 0) {
       // idle: sleep until a message arrives or the wait window closes
