@@ -46,7 +46,7 @@ def world_codes(book):
 
 def manifest(tok, cfg, out_dir, description):
     m = {
-        "interfaceVersion": 1,
+        "interfaceVersion": 2,
         "name": NAME,
         "version": VERSION,
         "description": description,

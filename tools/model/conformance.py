@@ -33,13 +33,12 @@ SIGNATURES = {
          ("target_positions", I64, 2, (0, 1)), ("guidance_weights", F32, 2, (0, 1)), ("vocab_range", I64, 1, ()),
          ("temperature", F32, 1, (0,)), ("uniforms", F32, 2, (0, 1))],
         [("sample_index", I64, 2, (0, 1)), ("sample_prob", F32, 2, (0, 1)), ("row_max", F32, 2, (0, 1)),
-         ("present_kv", F32, 5, (2, 3)), ("target_logits", F32, 3, (0, 1, 2))],
+         ("target_logits", F32, 3, (0, 1, 2)), ("*present", F32, 4, (0, 2))],
     ),
     "denoise_partial": (
         [("input_ids", I64, 2, (0, 1)), ("query_index", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)),
-         ("past_kv", F32, 5, (2, 3)), ("attention_mask", I64, 2, (0, 1)),
-         ("vocab_range", I64, 1, ())],
-        [("logits", F32, 3, (0, 1, 2)), ("row_max", F32, 2, (0, 1)), ("new_kv", F32, 5, (2, 3))],
+         ("attention_mask", I64, 2, (0, 1)), ("vocab_range", I64, 1, ()), ("*past", F32, 4, (0, 2))],
+        [("logits", F32, 3, (0, 1, 2)), ("row_max", F32, 2, (0, 1)), ("new_kv", F32, 6, (2, 4))],
     ),
     "sample_head": (
         [("logits", F32, 3, (0, 1, 2)), ("guidance_weights", F32, 2, (0, 1)), ("temperature", F32, 1, (0,)),
@@ -168,7 +167,7 @@ def check_ids(c, d, man):
     c.check(len(set(ids)) == len(ids), f"specials distinct {ids}")
     c.check(all(0 <= i < t["textVocabSize"] for i in ids), "specials below textVocabSize")
     c.check(a["dModel"] % a["nHeads"] == 0 and (a["dModel"] // a["nHeads"]) % 2 == 0, "dModel = heads x even headDim")
-    c.check(man["interfaceVersion"] == 1, "interfaceVersion 1")
+    c.check(man["interfaceVersion"] == 2, "interfaceVersion 2")
     c.check(man["tokenizer"]["kind"] in ("word", "hf"), "tokenizer.kind")
     c.check(man["templates"]["prompt"].count("{sys}") == 1 and man["templates"]["prompt"].count("{user}") == 1,
             "prompt template has {sys} and {user}")
@@ -240,9 +239,24 @@ def _vi_info(vi):
     return tt.elem_type, dims
 
 
+def kv_names(prefix, n_layers):
+    """The per-layer cache tensors of §4.1/4.2 in order: {prefix}_key_0, {prefix}_value_0, {prefix}_key_1, ..."""
+    return [f"{prefix}_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
+
+
+def _expand(spec, n_layers):
+    """A signature with its "*past" / "*present" entry expanded to the per-layer cache tensors."""
+    out = []
+    for name, et, rank, dyn in spec:
+        out += [(n, et, rank, dyn) for n in kv_names(name[1:], n_layers)] if name.startswith("*") else [
+            (name, et, rank, dyn)]
+    return out
+
+
 def check_graph_signatures(c, d, man):
     graphs = {}
     for g, (ins, outs) in SIGNATURES.items():
+        ins, outs = _expand(ins, man["architecture"]["nLayers"]), _expand(outs, man["architecture"]["nLayers"])
         if g in OPTIONAL_GRAPHS and g not in man["graphs"]:
             continue
         p = os.path.join(d, man["graphs"][g])
@@ -344,7 +358,8 @@ def _rows_from(tok, kind):
 
 def check_numerics(c, graphs, arch, tok):
     rng = np.random.RandomState(0)
-    nl, dm = arch["nLayers"], arch["dModel"]
+    nl, nh, hd = arch["nLayers"], arch["nHeads"], arch["dModel"] // arch["nHeads"]
+    present, past_names = kv_names("present", nl), kv_names("past", nl)
     cases = [("t2i", [[1.0, 0.0], [3.0, -2.0], [1.5, -0.5]], [0.0, 1.0, 0.7]),
              ("i2i", [[2.0, -0.5, -0.5], [1.0, 0.0, 0.0]], [0.9, 0.0]),
              ("mmu", [[1.0]] * 4, [0.0, 0.5, 0.0, 1.2])]
@@ -365,7 +380,7 @@ def check_numerics(c, graphs, arch, tok):
         c.check(den["sample_prob"].shape == (B, N) and den["sample_prob"].dtype == np.float32,
                 f"{kind}: denoise sample_prob [B, N] float32")
         c.check(den["row_max"].shape == (R, L), f"{kind}: denoise row_max [R, L]")
-        c.check(den["present_kv"].shape == (nl, 2, R, L, dm), f"{kind}: present_kv [nLayers, 2, R, L, dModel]")
+        c.check(all(den[n].shape == (R, nh, L, hd) for n in present), f"{kind}: present_* [R, nHeads, L, headDim]")
         c.check(den["target_logits"].shape == (R, N, K), f"{kind}: target_logits [R, N, K]")
         fl = graphs["forward_logits"].run(dict(input_ids=ids, position_ids=pos, attention_mask=att))["logits"]
         c.check(fl.shape == (R, L, arch["vocabSize"]), f"{kind}: forward_logits [R, L, V]")
@@ -389,27 +404,27 @@ def check_numerics(c, graphs, arch, tok):
                 f"{kind}: sample_head prob == denoise")
         # partial over every position (garbage cache) == full step
         qi = np.tile(np.arange(L, dtype=np.int64), (R, 1))
-        past = rng.randn(nl, 2, R, L, dm).astype(np.float32)
-        pa = graphs["denoise_partial"].run(dict(input_ids=ids, query_index=qi, position_ids=pos, past_kv=past,
-                                                attention_mask=att, vocab_range=vr))
-        c.check(pa["logits"].shape == (R, L, K) and pa["new_kv"].shape == (nl, 2, R, L, dm),
+        past = {n: rng.randn(R, nh, L, hd).astype(np.float32) for n in past_names}
+        pa = graphs["denoise_partial"].run(dict(input_ids=ids, query_index=qi, position_ids=pos,
+                                                attention_mask=att, vocab_range=vr, **past))
+        c.check(pa["logits"].shape == (R, L, K) and pa["new_kv"].shape == (nl, 2, R, nh, L, hd),
                 f"{kind}: partial shapes")
         c.check(np.allclose(pa["logits"][valid], sl[valid], atol=1e-4, rtol=1e-4),
                 f"{kind}: partial step over every position == full step "
                 f"(max diff {np.abs(pa['logits'][valid] - sl[valid]).max():.2e})")
-        c.check(np.allclose(pa["new_kv"], den["present_kv"], atol=1e-5, rtol=1e-5),
-                f"{kind}: partial new_kv == present_kv")
+        c.check(all(np.allclose(pa["new_kv"][j // 2, j % 2], den[n], atol=1e-5, rtol=1e-5)
+                    for j, n in enumerate(present)), f"{kind}: partial new_kv == full step present_*")
         c.check(np.allclose(pa["row_max"][valid], den["row_max"][valid], atol=1e-4), f"{kind}: partial row_max")
         # partial over a subset against the full step's own cache == full step there
         S = 5
         qs = np.stack([rng.choice(int(valid[r].sum()), S, replace=False) for r in range(R)]).astype(np.int64)
         pb = graphs["denoise_partial"].run(dict(
             input_ids=np.take_along_axis(ids, qs, 1), query_index=qs, position_ids=np.take_along_axis(pos, qs, 1),
-            past_kv=den["present_kv"], attention_mask=att, vocab_range=vr))
+            attention_mask=att, vocab_range=vr, **{p: den[n] for p, n in zip(past_names, present)}))
         ref = np.take_along_axis(sl, qs[..., None], 1)
         c.check(np.allclose(pb["logits"], ref, atol=1e-4, rtol=1e-4), f"{kind}: partial subset step == full step")
-        ref_kv = np.take_along_axis(den["present_kv"], qs[None, None, :, :, None], 3)
-        c.check(np.allclose(pb["new_kv"], ref_kv, atol=1e-5, rtol=1e-5), f"{kind}: partial subset new_kv")
+        c.check(all(np.allclose(pb["new_kv"][j // 2, j % 2], np.take_along_axis(den[n], qs[:, None, :, None], 2),
+                                atol=1e-5, rtol=1e-5) for j, n in enumerate(present)), f"{kind}: partial subset new_kv")
 
 
 # ------------------------------------------------------------------------------------------------ the GPU path (§4.6)
@@ -443,7 +458,8 @@ def host_segment(full, partial, head, f, mask):
     a sequence commits only on its active steps. -> tokens [B, N] after the segment.
 
     full(ids, pos, att, tp, w, vr, tau, u) -> (index, prob, row_max, kv, target_logits)
-    partial(ids_s, query_index, pos_s, past_kv, att, vr) -> (logits, row_max, new_kv)
+    partial(ids_s, query_index, pos_s, kv, att, vr) -> (logits, row_max, new_kv [nLayers, 2, R, nHeads, S, headDim])
+    (kv: the per-layer cache tensors [R, nHeads, L, headDim] in kv_names order)
     head(target_logits, w, tau, u) -> (index, prob)
     """
     ids = np.array(f["input_ids"], np.int64)
@@ -460,7 +476,7 @@ def host_segment(full, partial, head, f, mask):
         u = f["uniforms"][:, s]
         if s == 0:
             index, prob, rm, kv, tl = full(ids, pos, att, tp, w, vr, tau, u)
-            rm, kv, tl = rm.copy(), kv.copy(), tl.copy()
+            rm, kv, tl = rm.copy(), [p.copy() for p in kv], tl.copy()
         else:
             sel = [[i for i in range(lens[r]) if np.float64(rm[r, i]) <= quantile_np(rm[r, :lens[r]],
                                                                                   1 - f["cache_ratio"][r // G])]
@@ -472,7 +488,8 @@ def host_segment(full, partial, head, f, mask):
             for r in range(R):
                 tpos = {int(p): n for n, p in enumerate(tp[r])}
                 for j, i in enumerate(sel[r]):
-                    kv[:, :, r, i] = new_kv[:, :, r, j]
+                    for p, plane in enumerate(kv):
+                        plane[r, :, i] = new_kv[p // 2, p % 2, r, :, j]
                     rm[r, i] = rm_s[r, j]
                     if i in tpos:
                         tl[r, tpos[i]] = logits[r, j]
@@ -529,16 +546,18 @@ def segment_case(tok, kind, steps, seed):
                 step_active=active, uniforms=u, remask_noise=np.array(tau, np.float64)[:, None, None] * g)
 
 
-def graph_steps(graphs):
+def graph_steps(graphs, n_layers):
     """The host path's three step functions over the exported graphs (onnx_eval)."""
+    present, past = kv_names("present", n_layers), kv_names("past", n_layers)
+
     def full(ids, pos, att, tp, w, vr, tau, u):
         o = graphs["denoise"].run(dict(input_ids=ids, position_ids=pos, attention_mask=att, target_positions=tp,
                                        guidance_weights=w, vocab_range=vr, temperature=tau, uniforms=u))
-        return o["sample_index"], o["sample_prob"], o["row_max"], o["present_kv"], o["target_logits"]
+        return o["sample_index"], o["sample_prob"], o["row_max"], [o[n] for n in present], o["target_logits"]
 
     def partial(ids_s, qi, pos_s, kv, att, vr):
-        o = graphs["denoise_partial"].run(dict(input_ids=ids_s, query_index=qi, position_ids=pos_s, past_kv=kv,
-                                               attention_mask=att, vocab_range=vr))
+        o = graphs["denoise_partial"].run(dict(input_ids=ids_s, query_index=qi, position_ids=pos_s,
+                                               attention_mask=att, vocab_range=vr, **dict(zip(past, kv))))
         return o["logits"], o["row_max"], o["new_kv"]
 
     def head(tl, w, tau, u):
@@ -552,7 +571,7 @@ def check_segment(c, graphs, man, tok):
     seg = graphs["denoise_segment"]
     T = man["segmentSteps"]
     mask = man["tokens"]["mask"]
-    full, partial, head = graph_steps(graphs)
+    full, partial, head = graph_steps(graphs, man["architecture"]["nLayers"])
     for kind, seed in (("t2i", 1), ("i2i", 2)):
         f = segment_case(tok, kind, T, seed)
         B, N = f["keep_counts"].shape[0], f["target_positions"].shape[1]

@@ -16,14 +16,14 @@ from onnx import helper, numpy_helper, TensorProto
 from torch import nn
 
 import vq as vqmod
-from model import sample_rule
+from model import like, sample_rule, scatter_nd
 
 OPSET = 17
 
 DENOISE_IN = ["input_ids", "position_ids", "attention_mask", "target_positions", "guidance_weights", "vocab_range",
               "temperature", "uniforms"]
-DENOISE_OUT = ["sample_index", "sample_prob", "row_max", "present_kv", "target_logits"]
-PARTIAL_IN = ["input_ids", "query_index", "position_ids", "past_kv", "attention_mask", "vocab_range"]
+DENOISE_OUT = ["sample_index", "sample_prob", "row_max", "target_logits"]  # + kv_names("present", nLayers)
+PARTIAL_IN = ["input_ids", "query_index", "position_ids", "attention_mask", "vocab_range"]  # + kv_names("past", ...)
 PARTIAL_OUT = ["logits", "row_max", "new_kv"]
 HEAD_IN = ["logits", "guidance_weights", "temperature", "uniforms"]
 HEAD_OUT = ["sample_index", "sample_prob"]
@@ -32,6 +32,15 @@ FWD_OUT = ["logits"]
 SEGMENT_IN = ["input_ids", "position_ids", "attention_mask", "target_positions", "guidance_weights", "vocab_range",
               "temperature", "cache_ratio", "keep_counts", "step_active", "uniforms", "remask_noise"]
 SEGMENT_OUT = ["tokens", "sample_prob", "row_max"]
+
+
+def kv_names(prefix, n_layers):
+    """The per-layer cache tensors of docs/model-interface.md §4.1/4.2, in order: {prefix}_key_0, {prefix}_value_0, ..."""
+    return [f"{prefix}_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
+
+
+def _flat(kvs):
+    return [t for kv in kvs for t in kv]
 
 
 class DenoiseGraph(nn.Module):
@@ -46,7 +55,7 @@ class DenoiseGraph(nn.Module):
         idx = target_positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])
         target_logits = torch.gather(logits, 1, idx)
         sample_index, sample_prob = sample_rule(target_logits, guidance_weights, temperature, uniforms)
-        return sample_index, sample_prob, row_max, present, target_logits
+        return (sample_index, sample_prob, row_max, target_logits, *_flat(present))
 
 
 class PartialGraph(nn.Module):
@@ -54,10 +63,10 @@ class PartialGraph(nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, input_ids, query_index, position_ids, past_kv, attention_mask, vocab_range):
-        logits, new_kv = self.lm.partial_step(input_ids, query_index, position_ids, past_kv, attention_mask,
-                                              vocab_range)
-        return logits, logits.max(dim=-1)[0], new_kv
+    def forward(self, input_ids, query_index, position_ids, attention_mask, vocab_range, *past):
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        logits, fresh = self.lm.partial_step(input_ids, query_index, position_ids, attention_mask, vocab_range, pairs)
+        return logits, logits.max(dim=-1)[0], torch.stack([torch.stack([k, v], 0) for k, v in fresh], 0)
 
 
 class SampleHeadGraph(nn.Module):
@@ -137,28 +146,28 @@ class SegmentGraph(nn.Module):
         k = in_s.long().sum(1).max().reshape(1)
         _, sel = _TopKSmallest.apply(rm_real, k)  # [R, k]: a superset of every row's S
         sel_in = torch.gather(in_s.long(), 1, sel) > 0
-        # the partial step on the superset: only S rows are scattered into the cache (spec §3 steps 2-5)
+        # the partial step on the superset: only S rows are written into the cache (spec §3 steps 2-5), exactly as
+        # denoise_partial (model.py run_layers) writes the CPU path's S rows
         x = t["wte"](torch.gather(ids, 1, sel))
         cos, sin = lm.rope_cos_sin(torch.gather(pos, 1, sel))
         bias = lm.key_bias(att)
         scale = 1.0 / math.sqrt(lm.cfg.head_dim)
-        idx = sel.unsqueeze(-1).expand(-1, -1, lm.cfg.d_model)
-        keep = sel_in.unsqueeze(-1)
+        index = lm.scatter_index(sel)
+        keep = sel_in.unsqueeze(1).unsqueeze(-1)  # [R, 1, k, 1]
+        H = lm.cfg.n_heads
+        idx = sel.unsqueeze(1).unsqueeze(-1).expand(-1, H, -1, lm.cfg.head_dim)
         layers = []
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            q = lm.rope(b.q_proj(h), cos, sin)
-            kf = lm.rope(b.k_proj(h), cos, sin)  # the cache holds K after RoPE (model.py run_layers)
-            vf = b.v_proj(h)
-            k_old, v_old = kv[i, 0], kv[i, 1]
-            k_all = torch.scatter(k_old, 1, idx, torch.where(keep, kf, torch.gather(k_old, 1, idx)))
-            v_all = torch.scatter(v_old, 1, idx, torch.where(keep, vf, torch.gather(v_old, 1, idx)))
-            layers.append(torch.stack([k_all, v_all], 0))
-            qh = lm.split_heads(q)
-            kh = lm.split_heads(k_all)
-            vh = lm.split_heads(v_all)
-            a = torch.softmax(torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias, dim=-1)
-            x = x + b.attn_out(lm.merge_heads(torch.matmul(a, vh)))
+            qh = lm.rope(lm.heads(b.q_proj(h)), cos, sin).transpose(1, 2)
+            kf = lm.rope(lm.heads(b.k_proj(h)), cos, sin).transpose(1, 2)  # the cache holds K after RoPE, heads split
+            vf = lm.split_heads(b.v_proj(h))
+            k_old, v_old = kv[i]
+            k_all = scatter_nd(k_old, index, torch.where(keep, kf, torch.gather(k_old, 2, idx)))
+            v_all = scatter_nd(v_old, index, torch.where(keep, vf, torch.gather(v_old, 2, idx)))
+            layers.append((k_all, v_all))
+            a = torch.softmax(torch.matmul(qh, k_all.transpose(-1, -2)) * scale + like(bias, qh), dim=-1)
+            x = x + b.attn_out(lm.merge_heads(torch.matmul(a, v_all)))
             h2 = b.ff_norm(x)
             x = x + b.ff_out(F.silu(b.ff_proj(h2)) * b.up_proj(h2))
         logits = torch.matmul(t["ln_f"](x), lm.head_slice_weight(vr).t())  # [R, k, K]
@@ -170,7 +179,7 @@ class SegmentGraph(nn.Module):
         tslot = torch.gather(slot, 1, tp)  # [R, N]
         fresh_tl = torch.gather(logits, 1, tslot.clamp(min=0).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         tl_new = torch.where((tslot >= 0).unsqueeze(-1), fresh_tl, tl)
-        return torch.stack(layers, 0), rm_new, tl_new
+        return layers, rm_new, tl_new
 
     def _remask(self, tok, sample_index, sample_prob, lo, keep_n, noise):
         """MaskGIT commit + re-mask of one step (libs/diffusion/src/sequence.ts commitMaskGit, remask.ts)."""
@@ -240,9 +249,30 @@ def example_inputs(tok, cfg, R=4, B=2, L=23, N=7, S=5, seed=0):
     temp = torch.tensor([0.0, 1.0] * B, dtype=torch.float32)[:B]
     uni = torch.rand(B, N, generator=g).clamp(1e-3, 1 - 1e-3)
     qi = torch.stack([torch.randperm(L - 3, generator=g)[:S] for _ in range(R)])
-    kv = torch.randn(cfg.n_layers, 2, R, L, cfg.d_model, generator=g)
+    past = [torch.randn(R, cfg.n_heads, L, cfg.head_dim, generator=g) for _ in range(2 * cfg.n_layers)]
     return dict(input_ids=ids, position_ids=pos, attention_mask=att, target_positions=tp, guidance_weights=gw,
-                vocab_range=vr, temperature=temp, uniforms=uni, query_index=qi, past_kv=kv)
+                vocab_range=vr, temperature=temp, uniforms=uni, query_index=qi, past=past)
+
+
+def transformer_specs(lm, ex):
+    """name -> (module, example args, input names, output names, dynamic axes) of `denoise` and `denoise_partial`
+    (§4.1, §4.2), shared by this exporter and the real checkpoint's (real/exporter.py)."""
+    n = lm.cfg.n_layers
+    present, past = kv_names("present", n), kv_names("past", n)
+    RL, RN, RS, BN, RHL = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "R", 1: "S"}, {0: "B", 1: "N"}, {0: "R", 2: "L"}
+    return {
+        "denoise": (DenoiseGraph(lm), [ex[k] for k in DENOISE_IN], DENOISE_IN, DENOISE_OUT + present, {
+            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
+            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN,
+            "sample_index": BN, "sample_prob": BN, "row_max": RL, "target_logits": {0: "R", 1: "N", 2: "K"},
+            **{k: RHL for k in present}}),
+        "denoise_partial": (PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
+                                               ex["attention_mask"], ex["vocab_range"], *ex["past"]],
+                            PARTIAL_IN + past, PARTIAL_OUT, {
+            "input_ids": RS, "query_index": RS, "position_ids": RS, "attention_mask": RL,
+            "logits": {0: "R", 1: "S", 2: "K"}, "row_max": RS, "new_kv": {2: "R", 4: "S"},
+            **{k: RHL for k in past}}),
+    }
 
 
 def _export(module, args, path, in_names, out_names, dyn):
@@ -337,26 +367,13 @@ def export_all(lm, tok, book, out_dir, segment_steps=None):
     cfg = lm.cfg
     ex = example_inputs(tok, cfg)
     RL = {0: "R", 1: "L"}
-    RN = {0: "R", 1: "N"}
-    RS = {0: "R", 1: "S"}
     BN = {0: "B", 1: "N"}
     paths = {}
     with torch.no_grad():
-        p = os.path.join(out_dir, "denoise.onnx")
-        _export(DenoiseGraph(lm), [ex[k] for k in DENOISE_IN], p, DENOISE_IN, DENOISE_OUT, {
-            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
-            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN,
-            "sample_index": BN, "sample_prob": BN, "row_max": RL, "present_kv": {2: "R", 3: "L"},
-            "target_logits": {0: "R", 1: "N", 2: "K"}})
-        paths["denoise"] = p
-        p = os.path.join(out_dir, "denoise_partial.onnx")
-        _export(PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
-                                   ex["past_kv"], ex["attention_mask"], ex["vocab_range"]],
-                p, PARTIAL_IN, PARTIAL_OUT, {
-                    "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"},
-                    "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"},
-                    "row_max": RS, "new_kv": {2: "R", 3: "S"}})
-        paths["denoise_partial"] = p
+        for name, (module, args, ins, outs, dyn) in transformer_specs(lm, ex).items():
+            p = os.path.join(out_dir, f"{name}.onnx")
+            _export(module, args, p, ins, outs, dyn)
+            paths[name] = p
         p = os.path.join(out_dir, "sample_head.onnx")
         K = tok.vocab_size - tok.code_offset
         tl = torch.randn(4, 7, K)
@@ -394,11 +411,12 @@ def torch_steps(lm):
 
     def full(ids, pos, att, tp, w, vr, tau, u):
         with torch.no_grad():
-            return [x.numpy() for x in DenoiseGraph(lm)(*t(ids, pos, att, tp, w, vr, tau, u))]
+            o = [x.numpy() for x in DenoiseGraph(lm)(*t(ids, pos, att, tp, w, vr, tau, u))]
+        return o[0], o[1], o[2], o[4:], o[3]
 
     def partial(ids_s, qi, pos_s, kv, att, vr):
         with torch.no_grad():
-            return [x.numpy() for x in PartialGraph(lm)(*t(ids_s, qi, pos_s, kv, att, vr))]
+            return [x.numpy() for x in PartialGraph(lm)(*t(ids_s, qi, pos_s, att, vr, *kv))]
 
     def head(tl, w, tau, u):
         with torch.no_grad():
@@ -428,7 +446,8 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
     res = {}
     with torch.no_grad():
         den = DenoiseGraph(lm)(*[ex[k] for k in DENOISE_IN])
-        si, sp, rm, kv, tl = den
+        si, sp, rm, tl = den[:4]
+        kv = list(den[4:])
         # 1. sample_head on denoise's target logits == denoise's outputs
         hi, hp = SampleHeadGraph()(tl, ex["guidance_weights"], ex["temperature"], ex["uniforms"])
         res["sampleHeadMatchesDenoise"] = bool(torch.equal(hi, si) and torch.equal(hp, sp))
@@ -440,18 +459,18 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         # 3. partial over every position (random past) == full step
         R, L = ex["input_ids"].shape
         qi = torch.arange(L).unsqueeze(0).repeat(R, 1)
-        pl, prm, nkv = PartialGraph(lm)(ex["input_ids"], qi, ex["position_ids"], torch.randn_like(kv),
-                                        ex["attention_mask"], ex["vocab_range"])
+        pa = PartialGraph(lm)(ex["input_ids"], qi, ex["position_ids"], ex["attention_mask"], ex["vocab_range"],
+                              *[torch.randn_like(x) for x in kv])
         full_logits, _ = lm.full_step(ex["input_ids"], ex["position_ids"], ex["attention_mask"], ex["vocab_range"])
         valid = ex["attention_mask"].bool()
-        res["partialAllMaxDiff"] = float((pl - full_logits)[valid].abs().max())
-        res["partialAllKvMaxDiff"] = float((nkv - kv).abs().max())
+        res["partialAllMaxDiff"] = float((pa[0] - full_logits)[valid].abs().max())
+        res["partialAllKvMaxDiff"] = max(float((pa[2][j // 2, j % 2] - x).abs().max()) for j, x in enumerate(kv))
         # 4. partial over a subset with the full step's own cache == full step at the subset
         S = 6
         qs = torch.stack([torch.randperm(int(valid[r].sum()))[:S] for r in range(R)])
         ids_s = torch.gather(ex["input_ids"], 1, qs)
         pos_s = torch.gather(ex["position_ids"], 1, qs)
-        pl2, _, nkv2 = PartialGraph(lm)(ids_s, qs, pos_s, kv, ex["attention_mask"], ex["vocab_range"])
+        pl2 = PartialGraph(lm)(ids_s, qs, pos_s, ex["attention_mask"], ex["vocab_range"], *kv)[0]
         ref = torch.gather(full_logits, 1, qs.unsqueeze(-1).expand(-1, -1, full_logits.shape[-1]))
         res["partialSubsetMaxDiff"] = float((pl2 - ref).abs().max())
     ok = (res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4

@@ -16,7 +16,8 @@ RMSNorm in fp32 (eps 1e-5); NeoX RoPE (rotate_half, inv_freq = theta^(-2i/headDi
 scale 1/sqrt(headDim), additive -1e9 key-padding bias; no biases anywhere.
 
 One code path (`run_layers`) serves the full step (every position recomputed) and the ML-Cache partial step
-(a subset S recomputed against cached K (after RoPE) and V: fresh rows are scattered into the cache before attention).
+(a subset S recomputed against the cached K (after RoPE) and V of every layer, heads split: fresh rows are written into
+the cache before attention).
 """
 
 import math
@@ -72,11 +73,56 @@ class Block(nn.Module):
         self.ff_out = nn.Linear(f, d, bias=False)
 
 
+def like(x, other):
+    """x in other's dtype: keeps bf16/fp16 runs in one dtype; traces to nothing (no Cast) when they already agree."""
+    return x if x.dtype == other.dtype else x.to(other.dtype)
+
+
 def rotate_half(x):
     half = x.shape[-1] // 2
     x1 = x[..., :half]
     x2 = x[..., half:]
     return torch.cat((-x2, x1), dim=-1)
+
+
+class _ScatterND(torch.autograd.Function):
+    """ONNX ScatterND (one node: a copy of `data` with `updates` written at `indices`); torch's index_put exports
+    through a chain of shape ops."""
+
+    @staticmethod
+    def forward(ctx, data, indices, updates):  # noqa: D102  (torch API)
+        out = data.clone()
+        out[tuple(indices[..., j] for j in range(indices.shape[-1]))] = updates
+        return out
+
+    @staticmethod
+    def symbolic(g, data, indices, updates):  # noqa: D102
+        return g.op("ScatterND", data, indices, updates)
+
+
+def scatter_nd(data, indices, updates):
+    return _ScatterND.apply(data, indices, updates)
+
+
+class _ReshapeTail(torch.autograd.Function):
+    """x [A, B, ...] -> [A, B, *tail] as one ONNX Reshape with the constant shape [0, -1, *tail] (0 keeps axis 0)."""
+
+    @staticmethod
+    def forward(ctx, x, tail):  # noqa: D102  (torch API)
+        return x.reshape(x.shape[0], x.shape[1], *tail)
+
+    @staticmethod
+    def symbolic(g, x, tail):  # noqa: D102
+        return g.op("Reshape", x, g.op("Constant", value_t=torch.tensor([0, -1, *tail], dtype=torch.int64)))
+
+
+def reshape_tail(x, tail):
+    """x.reshape(x.shape[0], x.shape[1], *tail). Traced as written, every such reshape exports a Shape, Gather,
+    Unsqueeze and Concat chain that onnxruntime runs on every call (a tenth of a small partial step's time); the
+    export writes one Reshape with a constant shape instead. Training keeps torch's own (differentiable) reshape."""
+    if torch.onnx.is_in_onnx_export():
+        return _ReshapeTail.apply(x, tuple(tail))
+    return x.reshape(x.shape[0], x.shape[1], *tail)
 
 
 class DimooLM(nn.Module):
@@ -117,20 +163,22 @@ class DimooLM(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1).unsqueeze(2)
         return emb.cos(), emb.sin()
 
-    def rope(self, x, cos, sin):
-        """NeoX rotary on rows [R, Q, d] (heads concatenated) at the positions of cos/sin [R, Q, 1, hd]; elementwise,
-        so it equals rotating after the head split value for value."""
-        xh = x.reshape(x.shape[0], x.shape[1], self.cfg.n_heads, self.cfg.head_dim)
-        return (xh * cos + rotate_half(xh) * sin).reshape(x.shape)
+    def heads(self, x):
+        """[R, Q, d] -> [R, Q, H, hd]"""
+        return reshape_tail(x, (self.cfg.n_heads, self.cfg.head_dim))
+
+    @staticmethod
+    def rope(xh, cos, sin):
+        """NeoX rotary on rows [R, Q, H, hd] at the positions of cos/sin [R, Q, 1, hd] (broadcast over the heads)."""
+        return xh * like(cos, xh) + rotate_half(xh) * like(sin, xh)
 
     def split_heads(self, x):
         """[R, L, d] -> [R, H, L, hd]"""
-        return x.reshape(x.shape[0], x.shape[1], self.cfg.n_heads, self.cfg.head_dim).transpose(1, 2)
+        return self.heads(x).transpose(1, 2)
 
     def merge_heads(self, x):
         """[R, H, L, hd] -> [R, L, d]"""
-        x = x.transpose(1, 2)
-        return x.reshape(x.shape[0], x.shape[1], self.cfg.d_model)
+        return reshape_tail(x.transpose(1, 2), (self.cfg.d_model,))
 
     @staticmethod
     def key_bias(attention_mask):
@@ -138,16 +186,25 @@ class DimooLM(nn.Module):
         m = (attention_mask > 0).float()
         return ((1.0 - m) * -1e9).unsqueeze(1).unsqueeze(2)
 
-    def run_layers(self, input_ids, positions, attention_mask, query_index=None, past_kv=None, collect_kv=False):
+    def scatter_index(self, query_index):
+        """[R, S] row indices -> ScatterND indices [R, H, S, 3] = (row, head, query_index) into a [R, H, L, hd] cache."""
+        R, S = query_index.shape
+        H = self.cfg.n_heads
+        r = torch.arange(R, device=query_index.device).view(R, 1, 1, 1).expand(R, H, S, 1)
+        h = torch.arange(H, device=query_index.device).view(1, H, 1, 1).expand(R, H, S, 1)
+        return torch.cat([r, h, query_index.view(R, 1, S, 1).expand(R, H, S, 1)], -1)
+
+    def run_layers(self, input_ids, positions, attention_mask, query_index=None, past=None, collect_kv=False):
         """Shared transformer body.
 
-        Full step:    query_index=None, past_kv=None; the queries are all L positions, keys = their own K/V.
-        Partial step: input_ids/positions/query_index [R, S], past_kv [nLayers, 2, R, L, d] (K after RoPE); per layer
-                      the fresh K/V rows (K rotated at their positions) are scattered into the cache at query_index,
-                      then q(S) attends to all L keys. Caching K after RoPE means a partial step never rotates the
-                      cached keys again (the reference keeps K before RoPE and re-rotates all L keys each step; the
-                      values are the same, elementwise).
-        Returns (hidden after ln_f [R, Q, d], list of (k after RoPE, v) rows [R, Q, d] per layer when collect_kv).
+        Full step:    query_index=None, past=None; the queries are all L positions, keys = their own K/V.
+        Partial step: input_ids/positions/query_index [R, S]; past = per layer (K after RoPE, V), each [R, H, L, hd]
+                      (heads split, docs/model-interface.md §4.2); per layer the fresh K/V rows are written into a copy
+                      of the cache at query_index (ScatterND), then q(S) attends to all L keys. The cache keeps K
+                      after RoPE and heads split, so a partial step neither re-rotates nor re-lays-out the cached keys
+                      (the reference keeps K before RoPE and rotates all L keys again each step; the values are the
+                      same, elementwise).
+        Returns (hidden after ln_f [R, Q, d], per layer the step's own (K after RoPE, V) [R, H, Q, hd] when collect_kv).
         """
         t = self.transformer
         x = t["wte"](input_ids)
@@ -156,23 +213,18 @@ class DimooLM(nn.Module):
         scale = 1.0 / math.sqrt(self.cfg.head_dim)
         kvs = []
         if query_index is not None:
-            scatter_idx = query_index.unsqueeze(-1).expand(-1, -1, self.cfg.d_model)
+            index = self.scatter_index(query_index)
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            q = self.rope(b.q_proj(h), cos, sin)
-            k = self.rope(b.k_proj(h), cos, sin)
-            v = b.v_proj(h)
+            qh = self.rope(self.heads(b.q_proj(h)), cos, sin).transpose(1, 2)
+            kh = self.rope(self.heads(b.k_proj(h)), cos, sin).transpose(1, 2)
+            vh = self.split_heads(b.v_proj(h))
             if collect_kv:
-                kvs.append((k, v))
-            if past_kv is not None:
-                k_all = torch.scatter(past_kv[i, 0], 1, scatter_idx, k)
-                v_all = torch.scatter(past_kv[i, 1], 1, scatter_idx, v)
-            else:
-                k_all, v_all = k, v
-            qh = self.split_heads(q)
-            kh = self.split_heads(k_all)
-            vh = self.split_heads(v_all)
-            att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + bias
+                kvs.append((kh, vh))
+            if past is not None:
+                kh = scatter_nd(past[i][0], index, kh)
+                vh = scatter_nd(past[i][1], index, vh)
+            att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + like(bias, qh)
             att = torch.softmax(att, dim=-1)
             o = self.merge_heads(torch.matmul(att, vh))
             x = x + b.attn_out(o)
@@ -194,19 +246,16 @@ class DimooLM(nn.Module):
         return self.forward_logits(input_ids, position_ids, attention_mask)
 
     def full_step(self, input_ids, position_ids, attention_mask, vocab_range):
-        """-> slice logits [R, L, K], present_kv [nLayers, 2, R, L, d]"""
+        """-> slice logits [R, L, K], per layer (K after RoPE, V) [R, H, L, hd]"""
         h, kvs = self.run_layers(input_ids, position_ids, attention_mask, collect_kv=True)
-        logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
-        present = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
-        return logits, present
+        return torch.matmul(h, self.head_slice_weight(vocab_range).t()), kvs
 
-    def partial_step(self, input_ids, query_index, position_ids, past_kv, attention_mask, vocab_range):
-        """-> slice logits [R, S, K], new_kv [nLayers, 2, R, S, d] (K after RoPE)"""
-        h, kvs = self.run_layers(input_ids, position_ids, attention_mask,
-                                 query_index=query_index, past_kv=past_kv, collect_kv=True)
-        logits = torch.matmul(h, self.head_slice_weight(vocab_range).t())
-        new = torch.stack([torch.stack([k, v], 0) for k, v in kvs], 0)
-        return logits, new
+    def partial_step(self, input_ids, query_index, position_ids, attention_mask, vocab_range, past):
+        """past: per layer (K after RoPE, V) [R, H, L, hd] -> slice logits [R, S, K], per layer the fresh (K, V) rows
+        [R, H, S, hd] at query_index"""
+        h, kvs = self.run_layers(input_ids, position_ids, attention_mask, query_index=query_index, past=past,
+                                 collect_kv=True)
+        return torch.matmul(h, self.head_slice_weight(vocab_range).t()), kvs
 
     def hidden_at(self, input_ids, position_ids, attention_mask, gather_index):
         """Training helper: final hidden at flat positions gather_index (into R*L)."""

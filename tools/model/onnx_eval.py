@@ -176,6 +176,16 @@ def run_node(node, inp):
         r = x.copy()
         np.put_along_axis(r, idx, inp[2], axis=ax)
         return [r]
+    if op == "ScatterND":
+        if at.get("reduction", "none") != "none":
+            raise NotImplementedError("ScatterND reduction")
+        data, idx, upd = inp
+        out = np.array(data, copy=True)
+        k = idx.shape[-1]
+        flat_idx = idx.reshape(-1, k).astype(np.int64)
+        # a repeated index keeps the last update (NumPy's and onnxruntime's CPU kernel's order)
+        out[tuple(flat_idx.T)] = upd.reshape((flat_idx.shape[0],) + data.shape[k:])
+        return [out]
     if op == "MatMul":
         if inp[0].dtype == np.float16 and inp[1].dtype == np.float16:
             # float16 products accumulated in float32 and rounded once (what onnxruntime's kernels do; NumPy's own

@@ -224,7 +224,7 @@ class ModelTest(unittest.TestCase):
         with torch.no_grad():
             full, kv = lm.full_step(ids, pos, att, vr)
             qi = torch.tensor([[0, 5, 11], [1, 2, 3], [8, 0, 4]])
-            part, nkv = lm.partial_step(torch.gather(ids, 1, qi), qi, torch.gather(pos, 1, qi), kv, att, vr)
+            part, _ = lm.partial_step(torch.gather(ids, 1, qi), qi, torch.gather(pos, 1, qi), att, vr, kv)
             ref = torch.gather(full, 1, qi.unsqueeze(-1).expand(-1, -1, 50))
             self.assertLess(float((part - ref).abs().max()), 1e-5)
             fl = lm.forward_logits(ids, pos, att)[..., 10:60]

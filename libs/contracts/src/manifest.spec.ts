@@ -49,6 +49,6 @@ describe('ManifestSchema', () => {
   });
 
   it('rejects an unknown interface version', () => {
-    expect(issues({ ...tiny, interfaceVersion: 2 })[0]).toMatch(/^interfaceVersion/);
+    expect(issues({ ...tiny, interfaceVersion: 1 })[0]).toMatch(/^interfaceVersion/);
   });
 });

@@ -9,7 +9,7 @@ const fileName = z.string().regex(/^[\w.-]+$/, 'a plain file name inside the mod
 
 export const ManifestSchema = z
   .object({
-    interfaceVersion: z.literal(1),
+    interfaceVersion: z.literal(2),
     name: z.string().min(1),
     version: z.string().min(1),
     description: z.string().optional(),

@@ -1,11 +1,11 @@
 /**
  * ML-Cache state of one batch (spec §3, docs/model-interface.md §5): for every row (sequence × guidance branch) the
  * K (after RoPE) and V of every layer, the slice logits at the targets, and the last max-logit of every position — laid out
- * exactly as the graphs take and return them ([nLayers, 2, R, L, dModel], [R, N, K], [R, L]). A full step's outputs
- * become the arena without a copy; partial steps scatter their fresh rows into it; rows are gathered into a new arena
- * only when the batch's membership changes.
+ * exactly as the graphs take and return them (per layer and kind [R, nHeads, L, headDim], [R, N, K], [R, L]). A full
+ * step's outputs become the arena without a copy; partial steps read the planes in place and scatter their fresh rows
+ * into them; rows are gathered into a new arena only when the batch's membership changes.
  */
-import type { ModelShape } from './model';
+import type { KvPlanes, ModelShape } from './model';
 
 export class CacheArena {
   constructor(
@@ -16,13 +16,13 @@ export class CacheArena {
     readonly length: number,
     readonly targets: number,
     readonly vocabSize: number,
-    readonly kv: Float32Array,
+    readonly kv: KvPlanes,
     readonly logits: Float32Array,
     readonly rowMax: Float32Array,
   ) {
     const R = members.length * branches;
-    const expect = shape.nLayers * 2 * R * length * shape.dModel;
-    if (kv.length !== expect || logits.length !== R * targets * vocabSize || rowMax.length !== R * length) {
+    const plane = R * length * shape.dModel;
+    if (kv.length !== 2 * shape.nLayers || kv.some((p) => p.length !== plane) || logits.length !== R * targets * vocabSize || rowMax.length !== R * length) {
       throw new Error('cache arena buffers do not match their shape');
     }
   }
@@ -32,43 +32,46 @@ export class CacheArena {
   }
 
   get bytes(): number {
-    return (this.kv.length + this.logits.length + this.rowMax.length) * 4;
+    return (this.kv.length * this.kv[0]!.length + this.logits.length + this.rowMax.length) * 4;
   }
 
   /** A new arena holding the given rows (each: source arena and its sequence index there), in order. */
   static gather(ids: string[], sources: { arena: CacheArena; index: number }[]): CacheArena {
     const a0 = sources[0]!.arena;
-    const { nLayers, dModel } = a0.shape;
     const G = a0.branches;
     const L = a0.length;
     const NK = a0.targets * a0.vocabSize;
     const R = ids.length * G;
-    const kv = new Float32Array(nLayers * 2 * R * L * dModel);
+    const rowPlane = L * a0.shape.dModel; // one row of one plane: [nHeads, L, headDim], contiguous
+    const planes = a0.kv.map(() => new Float32Array(R * rowPlane));
     const logits = new Float32Array(R * NK);
     const rowMax = new Float32Array(R * L);
-    const plane = L * dModel;
     sources.forEach(({ arena, index }, b) => {
       for (let g = 0; g < G; g++) {
         const from = index * G + g;
         const to = b * G + g;
-        for (let p = 0; p < nLayers * 2; p++) {
-          kv.set(arena.kv.subarray((p * arena.rows + from) * plane, (p * arena.rows + from + 1) * plane), (p * R + to) * plane);
-        }
+        planes.forEach((p, j) => p.set(arena.kv[j]!.subarray(from * rowPlane, (from + 1) * rowPlane), to * rowPlane));
         logits.set(arena.logits.subarray(from * NK, (from + 1) * NK), to * NK);
         rowMax.set(arena.rowMax.subarray(from * L, (from + 1) * L), to * L);
       }
     });
-    return new CacheArena(a0.shape, ids, G, L, a0.targets, a0.vocabSize, kv, logits, rowMax);
+    return new CacheArena(a0.shape, ids, G, L, a0.targets, a0.vocabSize, planes, logits, rowMax);
   }
 
-  /** Writes a partial step's fresh K/V row, max-logit and (for targets) slice logits for position `pos` of row `r`. */
+  /**
+   * Writes a partial step's fresh K/V (newKv [nLayers, 2, R, nHeads, S, headDim], entry `s`), max-logit and (for
+   * targets) slice logits for position `pos` of row `r`.
+   */
   scatter(r: number, pos: number, target: number | undefined, newKv: Float32Array, queries: number, s: number, logits: Float32Array, rowMax: number): void {
-    const { nLayers, dModel } = this.shape;
+    const { nHeads, dModel } = this.shape;
+    const hd = dModel / nHeads;
     const R = this.rows;
-    for (let p = 0; p < nLayers * 2; p++) {
-      const src = ((p * R + r) * queries + s) * dModel;
-      this.kv.set(newKv.subarray(src, src + dModel), ((p * R + r) * this.length + pos) * dModel);
-    }
+    this.kv.forEach((plane, p) => {
+      for (let h = 0; h < nHeads; h++) {
+        const src = (((p * R + r) * nHeads + h) * queries + s) * hd;
+        plane.set(newKv.subarray(src, src + hd), ((r * nHeads + h) * this.length + pos) * hd);
+      }
+    });
     this.rowMax[r * this.length + pos] = rowMax;
     if (target !== undefined) {
       const K = this.vocabSize;

@@ -51,6 +51,8 @@ export class DiffusionEngine {
   private readonly members = new Map<string, Member>();
   /** every model call since construction (tests and benchmarks read it) */
   readonly calls: CallRecord[] = [];
+  /** the sample head's input logits, reused across steps (a fresh buffer per step is garbage-collection pressure) */
+  private sampleScratch = new Float32Array(0);
 
   constructor(
     private readonly model: DenoiseModel,
@@ -239,17 +241,7 @@ export class DiffusionEngine {
       attentionMask.fill(1, r * L, r * L + ids.length);
     });
     const t0 = performance.now();
-    const out = await this.model.partialStep({
-      rows: R,
-      length: L,
-      queries: S,
-      inputIds,
-      queryIndex,
-      positionIds: queryIndex,
-      pastKv: arena.kv,
-      attentionMask,
-      vocab,
-    });
+    const out = await this.model.partialStep({ rows: R, length: L, queries: S, inputIds, queryIndex, positionIds: queryIndex, pastKv: arena.kv, attentionMask, vocab });
     calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, fullPositions: rows.reduce((n, ids) => n + ids.length, 0), ms: performance.now() - t0 });
 
     group.forEach((m, b) => {
@@ -260,10 +252,45 @@ export class DiffusionEngine {
         selections[r]!.forEach((i, s) => arena.scatter(r, i, targetOf.get(i), out.newKv, S, s, out.logits, out.rowMax[r * S + s]!));
       }
     });
-    // every target is sampled from the merged (fresh or cached) per-branch logits
+    // the masked targets are sampled from the merged (fresh or cached) per-branch logits
     const t1 = performance.now();
-    const sampled = await this.model.sampleHead({ sequences: B, branches: G, targets: N, vocabSize: arena.vocabSize, logits: arena.logits, ...this.samplingInputs(group) });
-    calls.push({ kind: 'sample', sequences: B, rows: R, length: N, positions: 0, fullPositions: 0, ms: performance.now() - t1 });
+    const sampled = await this.sampleMasked(group, arena);
+    calls.push({ kind: 'sample', sequences: B, rows: R, length: sampled.targets, positions: 0, fullPositions: 0, ms: performance.now() - t1 });
     return sampled;
+  }
+
+  /**
+   * Runs the sample head on the masked targets only: `Sequence.commit` reads no other sample, and late in a schedule
+   * most targets are committed. A target's sample depends only on its own logits and uniform (§3), so it is the same
+   * token as sampling every target. Returns [B, N] arrays (entries of committed targets unread) and the M sampled per sequence.
+   */
+  private async sampleMasked(group: Member[], arena: CacheArena): Promise<SampleOutput & { targets: number }> {
+    const B = group.length;
+    const G = arena.branches;
+    const N = arena.targets;
+    const K = arena.vocabSize;
+    const masked = group.map((m) => m.seq.maskedTargets());
+    const M = Math.max(1, ...masked.map((ns) => ns.length));
+    const inputs = this.samplingInputs(group);
+    if (this.sampleScratch.length < B * G * M * K) this.sampleScratch = new Float32Array(B * G * N * K);
+    const logits = this.sampleScratch.subarray(0, B * G * M * K);
+    const uniforms = new Float32Array(B * M);
+    masked.forEach((ns, b) => {
+      for (let m = 0; m < M; m++) {
+        const n = ns[m] ?? ns[0] ?? 0; // padding repeats an entry; its sample is not read
+        uniforms[b * M + m] = inputs.uniforms[b * N + n]!;
+        for (let r = b * G; r < (b + 1) * G; r++) logits.set(arena.logits.subarray((r * N + n) * K, (r * N + n + 1) * K), (r * M + m) * K);
+      }
+    });
+    const out = await this.model.sampleHead({ sequences: B, branches: G, targets: M, vocabSize: K, logits, guidanceWeights: inputs.guidanceWeights, temperature: inputs.temperature, uniforms });
+    const sampleIndex = new Int32Array(B * N);
+    const sampleProb = new Float32Array(B * N);
+    masked.forEach((ns, b) =>
+      ns.forEach((n, m) => {
+        sampleIndex[b * N + n] = out.sampleIndex[b * M + m]!;
+        sampleProb[b * N + n] = out.sampleProb[b * M + m]!;
+      }),
+    );
+    return { sampleIndex, sampleProb, targets: M };
   }
 }

@@ -6,8 +6,15 @@
 
 export interface ModelShape {
   nLayers: number;
+  nHeads: number;
   dModel: number;
 }
+
+/**
+ * The ML-Cache K/V of a call's rows (docs/model-interface.md §4.1, §4.2): one plane per layer and kind, in the order
+ * key 0, value 0, key 1, …, each [R, nHeads, L, headDim] — K after RoPE, heads split, as attention reads them.
+ */
+export type KvPlanes = Float32Array[];
 
 /** Rows of one call: R rows padded to one length L (padding at the end, mask 0, position 0). */
 export interface RowBatch {
@@ -27,7 +34,7 @@ export interface FullStepInput extends RowBatch {
   vocab: readonly [number, number];
   temperature: Float32Array;
   uniforms: Float32Array;
-  /** also return present K/V and the per-branch target logits (the ML-Cache state) */
+  /** also return the rows' K/V and per-branch target logits (the ML-Cache state) */
   withCache: boolean;
 }
 
@@ -41,8 +48,8 @@ export interface SampleOutput {
 export interface FullStepOutput extends SampleOutput {
   /** [R, L] max slice logit at every position (ML-Cache selection score) */
   rowMax: Float32Array;
-  /** [nLayers, 2, R, L, dModel] K (after RoPE) and V, when withCache */
-  presentKv?: Float32Array;
+  /** the rows' K/V, when withCache */
+  presentKv?: KvPlanes;
   /** [R, N, K] per-branch slice logits at the targets, when withCache */
   targetLogits?: Float32Array;
 }
@@ -54,8 +61,8 @@ export interface PartialStepInput {
   inputIds: Int32Array;
   queryIndex: Int32Array;
   positionIds: Int32Array;
-  /** [nLayers, 2, R, L, dModel]: K (after RoPE) and V */
-  pastKv: Float32Array;
+  /** the rows' cache */
+  pastKv: KvPlanes;
   attentionMask: Int32Array;
   vocab: readonly [number, number];
 }
@@ -65,7 +72,7 @@ export interface PartialStepOutput {
   logits: Float32Array;
   /** [R, S] */
   rowMax: Float32Array;
-  /** [nLayers, 2, R, S, dModel] */
+  /** [nLayers, 2, R, nHeads, S, headDim]: the fresh K (after RoPE) and V rows at queryIndex */
   newKv: Float32Array;
 }
 

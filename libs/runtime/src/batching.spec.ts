@@ -53,8 +53,9 @@ describe('continuous batching', () => {
   });
 
   it('lets a job join a running batch mid-way with the same PNG as alone', async () => {
-    const long = host.run('j-long', req('a blue circle at the left', 3, { steps: 64 }));
-    await sleep(400);
+    // long enough to be still running when j-a arrives, on however fast a machine
+    const long = host.run('j-long', req('a blue circle at the left', 3, { steps: 256 }));
+    while (!steps.some((s) => s.jobs.includes('j-long'))) await sleep(5);
     steps.length = 0;
     const joined = await png(host.run('j-a', req('a red circle at the top left', 7)));
     await long;

@@ -15,13 +15,18 @@ import { rowFeeds } from './onnx-model';
 import { f32, i64 } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 
+/** The per-layer cache tensors of §4.1/4.2, in order: {prefix}_key_0, {prefix}_value_0, {prefix}_key_1, … */
+const kvNames = (prefix: 'past' | 'present', nLayers: number): string[] =>
+  Array.from({ length: 2 * nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
+
+/** Inputs and outputs in order; `*past` / `*present` stand for the per-layer cache tensors (kvNames). */
 const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outputs: string[] }> = {
   denoise: {
     inputs: ['input_ids', 'position_ids', 'attention_mask', 'target_positions', 'guidance_weights', 'vocab_range', 'temperature', 'uniforms'],
-    outputs: ['sample_index', 'sample_prob', 'row_max', 'present_kv', 'target_logits'],
+    outputs: ['sample_index', 'sample_prob', 'row_max', 'target_logits', '*present'],
   },
   denoise_partial: {
-    inputs: ['input_ids', 'query_index', 'position_ids', 'past_kv', 'attention_mask', 'vocab_range'],
+    inputs: ['input_ids', 'query_index', 'position_ids', 'attention_mask', 'vocab_range', '*past'],
     outputs: ['logits', 'row_max', 'new_kv'],
   },
   sample_head: { inputs: ['logits', 'guidance_weights', 'temperature', 'uniforms'], outputs: ['sample_index', 'sample_prob'] },
@@ -117,7 +122,7 @@ function rows() {
 
 describe(`model directory ${TEST_MODEL_DIR}`, () => {
   it('has a valid manifest whose files match their checksums', () => {
-    expect(manifest.interfaceVersion).toBe(1);
+    expect(manifest.interfaceVersion).toBe(2);
     expect(manifest.tokens.codeOffset + manifest.tokens.codebookSize).toBe(manifest.architecture.vocabSize);
   });
 
@@ -125,8 +130,9 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const s = sessions[graph as keyof ModelManifest['graphs']];
     const sig = SIGNATURES[graph as keyof ModelManifest['graphs']];
     if (OPTIONAL.has(graph) && !(graph in manifest.graphs)) return; // optional and not shipped: nothing to check
-    expect([...s.inputNames].sort()).toEqual([...sig.inputs].sort());
-    expect([...s.outputNames].sort()).toEqual([...sig.outputs].sort());
+    const expand = (names: string[]) => names.flatMap((n) => (n.startsWith('*') ? kvNames(n.slice(1) as 'past' | 'present', manifest.architecture.nLayers) : [n]));
+    expect([...s.inputNames]).toEqual(expand(sig.inputs));
+    expect([...s.outputNames]).toEqual(expand(sig.outputs));
   });
 
   it('denoise samples what the §3 rule gives on forward_logits, with guidance and temperature', async () => {
@@ -186,37 +192,43 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const { L, lens, ids, pos, att } = rows();
     const t = manifest.tokens;
     const [lo, hi] = [t.codeOffset, t.codeOffset + t.codebookSize];
-    const { nLayers, dModel } = manifest.architecture;
+    const { nLayers, nHeads, dModel } = manifest.architecture;
+    const hd = dModel / nHeads;
+    const present = kvNames('present', nLayers);
     const full = await sessions.denoise.run(
       {
         ...pairFeeds({ L, ids, pos, att }, [0], Float32Array.of(1, 0), 0),
         uniforms: f32(Float32Array.of(0.5), [1, 1]),
       },
-      ['row_max', 'present_kv'],
+      ['row_max', ...present],
     );
-    const kv = full['present_kv']!.data as Float32Array;
-    expect(kv.length).toBe(nLayers * 2 * 2 * L * dModel);
+    for (const name of present) expect([name, full[name]!.dims]).toEqual([name, [2, nHeads, L, hd]]);
     // stale cache: zeros; every real position is recomputed, so the result must not depend on it
     const part = await sessions.denoise_partial.run({
       input_ids: i64(ids, [2, L]),
       query_index: i64(Array.from({ length: 2 * L }, (_, i) => i % L), [2, L]),
       position_ids: i64(pos, [2, L]),
-      past_kv: f32(new Float32Array(kv.length), [nLayers, 2, 2, L, dModel]),
       attention_mask: i64(att, [2, L]),
       vocab_range: i64([lo, hi], [2]),
+      ...Object.fromEntries(kvNames('past', nLayers).map((name) => [name, f32(new Float32Array(2 * L * dModel), [2, nHeads, L, hd])])),
     });
     const rowMax = full['row_max']!.data as Float32Array;
     const partMax = part['row_max']!.data as Float32Array;
-    const newKv = part['new_kv']!.data as Float32Array;
     lens.forEach((len, r) => {
       for (let i = 0; i < len; i++) expect(partMax[r * L + i]).toBeCloseTo(rowMax[r * L + i]!, 3);
     });
+    // new_kv [nLayers, 2, R, nHeads, S = L, headDim] holds every row's fresh K/V: equal to the full step's present_*
+    const newKv = part['new_kv']!.data as Float32Array;
+    const planeSize = 2 * L * dModel;
     let maxDiff = 0;
-    for (let i = 0; i < kv.length; i++) {
-      const l = Math.floor(i / dModel) % L;
-      const r = Math.floor(i / (dModel * L)) % 2;
-      if (l < lens[r]!) maxDiff = Math.max(maxDiff, Math.abs(kv[i]! - newKv[i]!));
-    }
+    present.forEach((name, p) => {
+      const kv = full[name]!.data as Float32Array;
+      for (let i = 0; i < kv.length; i++) {
+        const l = Math.floor(i / hd) % L;
+        const r = Math.floor(i / (hd * L * nHeads));
+        if (l < lens[r]!) maxDiff = Math.max(maxDiff, Math.abs(kv[i]! - newKv[p * planeSize + i]!));
+      }
+    });
     expect(maxDiff).toBeLessThan(1e-4);
   });
 

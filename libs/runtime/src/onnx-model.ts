@@ -66,8 +66,8 @@ export class OnnxDenoiseModel implements DenoiseModel {
     // the partial graph runs on the provider the full step got (a CPU fallback applies to both)
     const partialOptions = { ...options, provider: denoise.provider };
     const openPartial = async () => (await openSession(join(dir, manifest.graphs.denoise_partial), partialOptions)).session;
-    const { nLayers, dModel } = manifest.architecture;
-    return new OnnxDenoiseModel({ nLayers, dModel }, denoise.provider, denoise.session, openPartial, head.session);
+    const { nLayers, nHeads, dModel } = manifest.architecture;
+    return new OnnxDenoiseModel({ nLayers, nHeads, dModel }, denoise.provider, denoise.session, openPartial, head.session);
   }
 
   private get partial(): Promise<ort.InferenceSession> {
@@ -79,33 +79,37 @@ export class OnnxDenoiseModel implements DenoiseModel {
     return this.partialSession;
   }
 
+  /** The per-layer cache tensors' names (docs/model-interface.md §4.1): key 0, value 0, key 1, … */
+  private kvNames(prefix: 'past' | 'present'): string[] {
+    return Array.from({ length: 2 * this.shape.nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
+  }
+
   async fullStep(x: FullStepInput): Promise<FullStepOutput> {
-    const fetches = ['sample_index', 'sample_prob', 'row_max', ...(x.withCache ? ['present_kv', 'target_logits'] : [])];
+    const present = this.kvNames('present');
+    const fetches = ['sample_index', 'sample_prob', 'row_max', ...(x.withCache ? ['target_logits', ...present] : [])];
     const out = await this.denoise.run({ ...rowFeeds(x), uniforms: f32(x.uniforms, [x.sequences, x.targets]) }, fetches);
     return {
       sampleIndex: toInt32(out['sample_index'], 'sample_index'),
       sampleProb: toFloat32(out['sample_prob'], 'sample_prob'),
       rowMax: toFloat32(out['row_max'], 'row_max'),
-      ...(x.withCache ? { presentKv: toFloat32(out['present_kv'], 'present_kv'), targetLogits: toFloat32(out['target_logits'], 'target_logits') } : {}),
+      ...(x.withCache ? { presentKv: present.map((name) => toFloat32(out[name], name)), targetLogits: toFloat32(out['target_logits'], 'target_logits') } : {}),
     };
   }
 
   async partialStep(x: PartialStepInput): Promise<PartialStepOutput> {
     const { rows: R, length: L, queries: S } = x;
-    const { nLayers, dModel } = this.shape;
+    const { nHeads, dModel } = this.shape;
+    // the cache planes go in as views of the arena's buffers (onnxruntime-node copies outputs, not inputs)
+    const past = Object.fromEntries(this.kvNames('past').map((name, j) => [name, f32(x.pastKv[j]!, [R, nHeads, L, dModel / nHeads])]));
     const out = await (await this.partial).run({
       input_ids: i64(x.inputIds, [R, S]),
       query_index: i64(x.queryIndex, [R, S]),
       position_ids: i64(x.positionIds, [R, S]),
-      past_kv: f32(x.pastKv, [nLayers, 2, R, L, dModel]),
       attention_mask: i64(x.attentionMask, [R, L]),
       vocab_range: i64(x.vocab, [2]),
+      ...past,
     });
-    return {
-      logits: toFloat32(out['logits'], 'logits'),
-      rowMax: toFloat32(out['row_max'], 'row_max'),
-      newKv: toFloat32(out['new_kv'], 'new_kv'),
-    };
+    return { logits: toFloat32(out['logits'], 'logits'), rowMax: toFloat32(out['row_max'], 'row_max'), newKv: toFloat32(out['new_kv'], 'new_kv') };
   }
 
   async sampleHead(x: SampleHeadInput): Promise<SampleOutput> {

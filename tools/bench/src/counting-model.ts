@@ -1,7 +1,8 @@
 import type { DenoiseModel, FullStepInput, PartialStepInput, SampleHeadInput } from '@dimoo/diffusion';
 
 /** Bytes on the wire of a typed array as the graphs see it (int32 ids are int64 in the graphs). */
-const wire = (v: unknown): number => (v instanceof Int32Array ? v.length * 8 : ArrayBuffer.isView(v) ? v.byteLength : 0);
+const wire = (v: unknown): number =>
+  v instanceof Int32Array ? v.length * 8 : ArrayBuffer.isView(v) ? v.byteLength : Array.isArray(v) ? v.reduce((n: number, p) => n + wire(p), 0) : 0;
 const sum = (o: object) => Object.values(o).reduce((n: number, v) => n + wire(v), 0);
 
 /** Wraps a model to count the bytes crossing the runtime boundary (inputs fed, outputs fetched). */

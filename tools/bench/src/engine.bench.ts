@@ -6,7 +6,7 @@
  *  4. bytes crossing the runtime boundary per image, and the same figure computed for the real model at 1024²
  */
 import { resolve } from 'node:path';
-import { DiffusionEngine, idealCost, type Sequence } from '@dimoo/diffusion';
+import { DiffusionEngine, idealCost, type CallRecord, type Sequence } from '@dimoo/diffusion';
 import { loadModel, prepare, type LoadedModel, type TaskRequest } from '@dimoo/runtime';
 import { CountingModel } from './counting-model';
 
@@ -15,6 +15,7 @@ const PROMPTS = ['a red circle at the top left', 'a blue square at the center', 
 
 interface RunStats {
   ms: number;
+  calls: CallRecord[];
   modelMs: number;
   steps: number;
   positions: number;
@@ -34,7 +35,7 @@ async function run(m: LoadedModel, counting: CountingModel, reqs: TaskRequest[],
     steps++;
   }
   const ms = performance.now() - t0;
-  return { ms, modelMs: counting.modelMs, steps, positions: engine.calls.reduce((n, c) => n + c.positions, 0), bytes: counting.bytesIn + counting.bytesOut, seqs };
+  return { ms, calls: engine.calls, modelMs: counting.modelMs, steps, positions: engine.calls.reduce((n, c) => n + c.positions, 0), bytes: counting.bytesIn + counting.bytesOut, seqs };
 }
 
 const t2i = (n: number, extra: Partial<TaskRequest> = {}): TaskRequest[] =>
@@ -66,11 +67,13 @@ async function main(): Promise<void> {
   out.push('', `2. ML-Cache (defaults, 64 steps, cfg 1, τ ${tau}) vs no cache, batch 4`);
   const cache = m.manifest.defaults.cache;
   const guided = { steps: 64, cfg: 1, temperature: tau };
-  // three interleaved off/on pairs: single pairs on these two shared cores vary by ±10%; the median pair is reported
+  // interleaved off/on pairs (BENCH_PAIRS, default 5): single pairs on these two shared cores vary by ±15%; the median
+  // pair is reported
+  const nPairs = Number(process.env['BENCH_PAIRS'] ?? 5);
   const pairs: { off: RunStats; on: RunStats }[] = [];
-  for (let i = 0; i < 3; i++) pairs.push({ off: await run(m, counting, t2i(4, guided), 64), on: await run(m, counting, t2i(4, { ...guided, cache: true }), 64) });
+  for (let i = 0; i < nPairs; i++) pairs.push({ off: await run(m, counting, t2i(4, guided), 64), on: await run(m, counting, t2i(4, { ...guided, cache: true }), 64) });
   const ratios = pairs.map((p) => p.off.ms / p.on.ms);
-  const median = [...ratios].sort((a, b) => a - b)[1]!;
+  const median = [...ratios].sort((a, b) => a - b)[(nPairs - 1) >> 1]!;
   const { off, on } = pairs[ratios.indexOf(median)]!;
   let agree = 0;
   let total = 0;
@@ -80,7 +83,12 @@ async function main(): Promise<void> {
       if (on.seqs[i]!.region[j] === t) agree++;
     });
   });
-  out.push(`   wall time (median of 3 pairs): off ${off.ms.toFixed(0)} ms, on ${on.ms.toFixed(0)} ms → ${median.toFixed(2)}× faster (pairs: ${ratios.map((r) => r.toFixed(2)).join(', ')})`);
+  out.push(`   wall time (median of ${nPairs} pairs): off ${off.ms.toFixed(0)} ms, on ${on.ms.toFixed(0)} ms → ${median.toFixed(2)}× faster (pairs: ${ratios.map((r) => r.toFixed(2)).join(', ')})`);
+  const perCall = (kind: string) => {
+    const cs = on.calls.filter((c) => c.kind === kind);
+    return `${cs.length} ${kind} ${(cs.reduce((n, c) => n + c.ms, 0) / Math.max(1, cs.length)).toFixed(2)} ms`;
+  };
+  out.push(`   cached run's calls: ${['full', 'partial', 'sample'].map(perCall).join(', ')} each; uncached full ${(off.modelMs / off.calls.length).toFixed(2)} ms each`);
   out.push(`   positions computed: off ${off.positions}, on ${on.positions} → ${(off.positions / on.positions).toFixed(2)}× fewer (ideal ${(64 / idealCost(64, cache)).toFixed(2)}×)`);
   out.push(`   token agreement with the uncached run: ${((100 * agree) / total).toFixed(1)}%`);
 

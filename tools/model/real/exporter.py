@@ -38,18 +38,10 @@ def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
     disk in `tmp` (32 GB at 8B in float32)."""
     tok = SimpleNamespace(vocab_size=lm.cfg.vocab_size, code_offset=tokens["codeOffset"], mask=tokens["mask"])
     ex = graphs_mod.example_inputs(tok, lm.cfg)
-    RL, RN, RS, BN = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "R", 1: "S"}, {0: "B", 1: "N"}
+    RL, RN, BN = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "B", 1: "N"}
     G = graphs_mod
     specs = {
-        "denoise": (G.DenoiseGraph(lm), [ex[k] for k in G.DENOISE_IN], G.DENOISE_IN, G.DENOISE_OUT, {
-            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
-            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN, "sample_index": BN,
-            "sample_prob": BN, "row_max": RL, "present_kv": {2: "R", 3: "L"}, "target_logits": {0: "R", 1: "N", 2: "K"}}),
-        "denoise_partial": (G.PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
-                                                 ex["past_kv"], ex["attention_mask"], ex["vocab_range"]],
-                                                G.PARTIAL_IN, G.PARTIAL_OUT, {
-            "input_ids": RS, "query_index": RS, "position_ids": RS, "past_kv": {2: "R", 3: "L"},
-            "attention_mask": RL, "logits": {0: "R", 1: "S", 2: "K"}, "row_max": RS, "new_kv": {2: "R", 3: "S"}}),
+        **G.transformer_specs(lm, ex),
         "sample_head": (G.SampleHeadGraph(), [torch.randn(4, 7, 16), ex["guidance_weights"], ex["temperature"],
                                               ex["uniforms"]], G.HEAD_IN, G.HEAD_OUT, {
             "logits": {0: "R", 1: "N", 2: "K"}, "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"},
@@ -123,7 +115,7 @@ class DirWriter:
 def manifest_base(name, version, description, cfg, tokens, special, tokenizer_files, image, segment_steps,
                   length_bucket=64):
     return {
-        "interfaceVersion": 1,
+        "interfaceVersion": 2,
         "name": name,
         "version": version,
         "description": description,

@@ -72,7 +72,7 @@ def torch_outputs(lm, vq, f):
     sel = np.take_along_axis(fl, lp[..., None], 1)  # [R, 3, V]
     return {
         "sample_index": den[0].numpy(), "sample_prob": den[1].numpy(), "row_max": den[2].numpy(),
-        "target_logits": den[4].numpy(), "logits_at": sel, "logit_positions": lp,
+        "target_logits": den[3].numpy(), "logits_at": sel, "logit_positions": lp,
         "vq_codes": codes.numpy(), "vq_pixels": px.numpy(), "vq_input": img.numpy(),
     }
 

@@ -56,7 +56,7 @@ export interface RefRun {
 
 interface BranchState {
   slice: Float32Array[]; // per position, slice logits
-  kv: Float32Array | null; // [nLayers, 2, 1, L, d]
+  kv: Record<string, ort.Tensor> | null; // the cache as the partial graph takes it: past_key_0, past_value_0, …
   rowMax: number[];
 }
 
@@ -118,37 +118,57 @@ export class ReferenceSampler {
         temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
         uniforms: new ort.Tensor('float32', new Float32Array(n).fill(0.5), [1, n]),
       },
-      withKv ? ['target_logits', 'present_kv'] : ['target_logits'],
+      withKv ? ['target_logits', ...this.kvNames('present')] : ['target_logits'],
     );
     const K = vocab[1] - vocab[0];
     const logits = out['target_logits']!.data as Float32Array;
     const slice = row.map((_, i) => logits.slice(i * K, (i + 1) * K));
-    const kv = withKv ? Float32Array.from(out['present_kv']!.data as Float32Array) : null;
+    const kv = withKv ? this.asPast(out) : null;
     return { slice, kv, rowMax: slice.map((s) => s.reduce((a, b) => Math.max(a, b), -Infinity)) };
+  }
+
+  private kvNames(prefix: 'past' | 'present'): string[] {
+    return Array.from({ length: 2 * this.m.architecture.nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
+  }
+
+  /** A full step's present_* outputs, as the partial step's past_* inputs (copies: partial steps update them). */
+  private asPast(out: ort.InferenceSession.OnnxValueMapType): Record<string, ort.Tensor> {
+    const past = this.kvNames('past');
+    return Object.fromEntries(
+      this.kvNames('present').map((name, j) => {
+        const t = out[name] as ort.Tensor;
+        return [past[j]!, new ort.Tensor('float32', Float32Array.from(t.data as Float32Array), t.dims)];
+      }),
+    );
   }
 
   /** Recomputes positions `sel` of a row against its cache (spec §3), updating the cache in place. */
   private async partial(row: number[], state: BranchState, sel: number[], vocab: [number, number]): Promise<void> {
-    const { nLayers, dModel } = this.m.architecture;
+    const { nLayers, nHeads, dModel } = this.m.architecture;
+    const hd = dModel / nHeads;
     const t = this.rowTensors(row);
     const S = sel.length;
     const out = await this.partialGraph.run({
       input_ids: new ort.Tensor('int64', BigInt64Array.from(sel, (i) => BigInt(row[i]!)), [1, S]),
       query_index: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
-      past_kv: new ort.Tensor('float32', state.kv!, [nLayers, 2, 1, t.L, dModel]),
       attention_mask: t.attention_mask,
       vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
+      ...state.kv!,
     });
     const K = vocab[1] - vocab[0];
     const logits = out['logits']!.data as Float32Array;
-    const newKv = out['new_kv']!.data as Float32Array;
+    const newKv = out['new_kv']!.data as Float32Array; // [nLayers, 2, 1, nHeads, S, headDim]
     const rowMax = out['row_max']!.data as Float32Array;
+    const planes = this.kvNames('past').map((name) => state.kv![name]!.data as Float32Array); // [1, nHeads, L, headDim]
     sel.forEach((i, s) => {
       state.slice[i] = logits.slice(s * K, (s + 1) * K);
       state.rowMax[i] = rowMax[s]!;
       for (let p = 0; p < nLayers * 2; p++) {
-        state.kv!.set(newKv.subarray((p * S + s) * dModel, (p * S + s + 1) * dModel), (p * t.L + i) * dModel);
+        for (let h = 0; h < nHeads; h++) {
+          const src = ((p * nHeads + h) * S + s) * hd;
+          planes[p]!.set(newKv.subarray(src, src + hd), (h * t.L + i) * hd);
+        }
       }
     });
   }
