@@ -621,10 +621,12 @@ def main(argv=None):
                            guidance=GUIDANCE, temperature=TEMPERATURE, cache_ratio=CACHE_RATIO)
     log(f"shape  {size}x{size} t2i with guidance: grid {grid}x{grid}, rows of {x1['row_lengths'][0]} (cond) / "
         f"{x1['row_lengths'][1]} (uncond) tokens padded to L = {L}, N = {N} targets, vocab_range {vr}, T = {T}")
-    log(f"mem    per row: attention scores {cfg.n_heads * L * L * 4 / 1e9:.2f} GB (float32 [H, L, L], one layer "
-        f"live), K/V of the full step {kv_row / 1e9:.2f} GB (K {seen.get('present_key', '?')}, "
-        f"V {seen.get('present_value', '?')})")
-    report["per_row_gb"] = dict(attention_scores_fp32=gb(cfg.n_heads * L * L * 4), kv=gb(kv_row))
+    # the scores take the keys' dtype (model.py casts the key bias to it)
+    score_el = el.get(seen.get("present_key"), 4)
+    log(f"mem    per row: attention scores {cfg.n_heads * L * L * score_el / 1e9:.2f} GB "
+        f"({seen.get('present_key', 'float32')} [H, L, L], one layer live), K/V of the full step {kv_row / 1e9:.2f} GB "
+        f"(K {seen.get('present_key', '?')}, V {seen.get('present_value', '?')})")
+    report["per_row_gb"] = dict(attention_scores=gb(cfg.n_heads * L * L * score_el), kv=gb(kv_row))
     log("")
     dump()
 
