@@ -59,23 +59,32 @@ export class CacheArena {
   }
 
   /**
-   * Writes a partial step's fresh K/V (newKv [nLayers, 2, R, nHeads, S, headDim], entry `s`), max-logit and (for
-   * targets) slice logits for position `pos` of row `r`.
+   * Writes a partial step's results for row `r`: for each recomputed position `positions[s]`, its fresh K/V (newKv
+   * [nLayers, 2, R, nHeads, S, headDim], entry `s`), its max-logit, and for targets (`targetOf[pos]` ≥ 0) its slice logits.
    */
-  scatter(r: number, pos: number, target: number | undefined, newKv: Float32Array, queries: number, s: number, logits: Float32Array, rowMax: number): void {
+  scatterRow(r: number, positions: readonly number[], targetOf: Int32Array, newKv: Float32Array, queries: number, logits: Float32Array, rowMax: Float32Array): void {
     const { nHeads, dModel } = this.shape;
     const hd = dModel / nHeads;
     const R = this.rows;
-    this.kv.forEach((plane, p) => {
+    const L = this.length;
+    // plain loops, no view objects or closures: this runs for every recomputed position of every layer and head
+    for (let p = 0; p < this.kv.length; p++) {
+      const plane = this.kv[p]!;
       for (let h = 0; h < nHeads; h++) {
-        const src = (((p * R + r) * nHeads + h) * queries + s) * hd;
-        plane.set(newKv.subarray(src, src + hd), ((r * nHeads + h) * this.length + pos) * hd);
+        const src = ((p * R + r) * nHeads + h) * queries * hd;
+        const dst = (r * nHeads + h) * L * hd;
+        for (let s = 0; s < positions.length; s++) {
+          const from = src + s * hd;
+          const to = dst + positions[s]! * hd;
+          for (let e = 0; e < hd; e++) plane[to + e] = newKv[from + e]!;
+        }
       }
-    });
-    this.rowMax[r * this.length + pos] = rowMax;
-    if (target !== undefined) {
-      const K = this.vocabSize;
-      this.logits.set(logits.subarray((r * queries + s) * K, (r * queries + s + 1) * K), (r * this.targets + target) * K);
     }
+    const K = this.vocabSize;
+    positions.forEach((pos, s) => {
+      this.rowMax[r * L + pos] = rowMax[r * queries + s]!;
+      const n = targetOf[pos]!;
+      if (n >= 0) this.logits.set(logits.subarray((r * queries + s) * K, (r * queries + s + 1) * K), (r * this.targets + n) * K);
+    });
   }
 }

@@ -26,6 +26,8 @@ interface Member {
   length: number;
   /** where this sequence's cache rows live, once it has run a cached full step */
   slot: { arena: CacheArena; index: number } | null;
+  /** per branch: row position → target index (partial steps' scatter) */
+  targetOf?: Int32Array[];
 }
 
 export interface CallRecord {
@@ -129,7 +131,8 @@ export class DiffusionEngine {
     const L = first.length;
     const B = group.length;
     const R = B * G;
-    const withCache = first.seq.params.cache !== null;
+    // only a full step right before a partial step fetches the cache (the K/V cross the runtime boundary)
+    const withCache = group.some((m) => m.seq.leavesCache);
     const inputIds = new Int32Array(R * L);
     const positionIds = new Int32Array(R * L);
     const attentionMask = new Int32Array(R * L);
@@ -170,8 +173,22 @@ export class DiffusionEngine {
       const ids = group.map((m) => m.seq.id);
       const arena = new CacheArena(this.model.shape, ids, G, L, N, hi - lo, out.presentKv, out.targetLogits, out.rowMax);
       group.forEach((m, index) => (m.slot = { arena, index }));
+    } else {
+      for (const m of group) m.slot = null; // nothing reads an older cache again: let it go
     }
     return out;
+  }
+
+  /** Branch `g`'s row position → target index (−1 elsewhere); fixed for a sequence, so built once. */
+  private targetsOf(m: Member, g: number): Int32Array {
+    m.targetOf ??= [];
+    let map = m.targetOf[g];
+    if (!map) {
+      map = new Int32Array(m.length).fill(-1);
+      for (let n = 0; n < m.seq.targets; n++) map[m.seq.targetPosition(g, n)] = n;
+      m.targetOf[g] = map;
+    }
+    return map;
   }
 
   /** Per-sequence guidance weights, temperatures and this step's token uniforms. */
@@ -206,7 +223,6 @@ export class DiffusionEngine {
     const arena = this.arenaFor(group);
     const first = group[0]!;
     const G = first.seq.branches;
-    const N = first.seq.targets;
     const L = first.length;
     const B = group.length;
     const R = B * G;
@@ -245,12 +261,7 @@ export class DiffusionEngine {
     calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, fullPositions: rows.reduce((n, ids) => n + ids.length, 0), ms: performance.now() - t0 });
 
     group.forEach((m, b) => {
-      for (let g = 0; g < G; g++) {
-        const r = b * G + g;
-        const targetOf = new Map<number, number>();
-        for (let n = 0; n < N; n++) targetOf.set(m.seq.targetPosition(g, n), n);
-        selections[r]!.forEach((i, s) => arena.scatter(r, i, targetOf.get(i), out.newKv, S, s, out.logits, out.rowMax[r * S + s]!));
-      }
+      for (let g = 0; g < G; g++) arena.scatterRow(b * G + g, selections[b * G + g]!, this.targetsOf(m, g), out.newKv, S, out.logits, out.rowMax);
     });
     // the masked targets are sampled from the merged (fresh or cached) per-branch logits
     const t1 = performance.now();

@@ -64,6 +64,15 @@ export class Sequence {
     return this.step >= this.params.steps || this.maskedTargets().length === 0;
   }
 
+  /**
+   * The step after the one about to run is an ML-Cache partial step, so this (full) step must leave the cache behind.
+   * Warmup steps are followed by another full step: a cache they built would be overwritten unread.
+   */
+  get leavesCache(): boolean {
+    const next = this.step + 1;
+    return this.params.cache !== null && next < this.params.steps && !isFullStep(next, this.params.steps, this.params.cache);
+  }
+
   /** The step about to run recomputes every position (always, without ML-Cache). */
   get fullStep(): boolean {
     return isFullStep(this.step, this.params.steps, this.params.cache);
