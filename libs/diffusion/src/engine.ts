@@ -119,7 +119,9 @@ export class DiffusionEngine {
   private groups(): Member[][] {
     const key = (m: Member) => {
       const s = m.seq;
-      return [this.isPartial(m) ? 'partial' : 'full', s.branches, s.spec.vocab.join('-'), m.length, s.targets, s.params.cache ? 'cache' : ''].join('|');
+      // a full step that leaves a cache fetches more outputs: it runs apart from those that do not
+      const kind = this.isPartial(m) ? 'partial' : s.leavesCache ? 'full+cache' : 'full';
+      return [kind, s.branches, s.spec.vocab.join('-'), m.length, s.targets].join('|');
     };
     return callGroups(this.members.values(), key, this.options.maxRows);
   }

@@ -129,12 +129,16 @@ describe('the GPU ML-Cache path (denoise_segment) selected on the CPU', () => {
     const previews: number[] = [];
     const got = await Promise.all(reqs.map((r, i) => png(host.run(`g${i}`, { ...r, previewEvery: 8 }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))));
     got.forEach((g, i) => expect(g.equals(expected[i]!)).toBe(true));
-    // 32 steps at the defaults: full steps 0..9, 14, 19, 24, 29 — at most one run each (fewer when a job finishes early)
+    // 32 steps at the defaults: full steps 0..9, 14, 19, 24, 29. The lone full steps 0..8 (warmup) run on the host
+    // path's denoise; a segment run starts at 9, 14, 19, 24 and 29 (fewer when a job finishes early)
     const segmentRuns = steps.flatMap((s) => s.calls).filter((c) => c.kind === 'segment');
-    expect(segmentRuns.length).toBeLessThanOrEqual(14);
+    expect(segmentRuns.length).toBeGreaterThan(0);
+    expect(segmentRuns.length).toBeLessThanOrEqual(5);
     expect(segmentRuns.every((c) => c.sequences === 2)).toBe(true);
-    // the uncached job stayed on the host path, a denoise call per step
-    expect(steps.flatMap((s) => s.calls).filter((c) => c.kind === 'full').length).toBeGreaterThanOrEqual(16);
+    // the uncached job stayed on the host path, a denoise call per step; the cached jobs' warmup steps joined those calls
+    const fullCalls = steps.flatMap((s) => s.calls).filter((c) => c.kind === 'full');
+    expect(fullCalls.length).toBeGreaterThanOrEqual(16);
+    expect(fullCalls.filter((c) => c.sequences >= 2).length).toBeGreaterThanOrEqual(9);
     expect(previews.length).toBeGreaterThanOrEqual(3);
   });
 });

@@ -41,6 +41,8 @@ interface Active extends Prepared {
   startedAt: number;
   /** the step of the last preview sent */
   lastPreview: number;
+  /** an ML-Cache job served by the segment runner (GPU path), except for its lone full steps */
+  segmentPath: boolean;
 }
 
 async function main(options: EngineThreadOptions): Promise<void> {
@@ -76,6 +78,11 @@ async function main(options: EngineThreadOptions): Promise<void> {
       return false; // understanding, or a refresh interval longer than the graph: the host path serves it
     }
   };
+  // A segment-path job's warmup steps are lone full steps (another full step follows each): the host path runs them
+  // with `denoise` and fetches no cache (Sequence.leavesCache). Through `denoise_segment` a lone full step also pays for
+  // the graph's unrolled, inactive partial steps: 1.3–5.5× a plain full step on an H200 (docs/performance.md, "On a
+  // GPU"). The job moves to the segment runner at the full step that starts its first segment.
+  const placeOnSegmentPath = (seq: Sequence) => (seq.leavesCache ? segments!.add(seq) : engine.add(seq));
   const running = () => engine.size + (segments?.size ?? 0);
   const runningCost = () => {
     let n = 0;
@@ -141,9 +148,10 @@ async function main(options: EngineThreadOptions): Promise<void> {
     const plan = planAdmission(policy, waiting, { count: running(), cost: runningCost() }, now);
     for (const id of plan.admit) {
       const p = waiting.splice(waiting.findIndex((w) => w.id === id), 1)[0]!;
-      if (onSegmentPath(p.seq)) segments!.add(p.seq);
+      const segmentPath = onSegmentPath(p.seq);
+      if (segmentPath) placeOnSegmentPath(p.seq);
       else engine.add(p.seq);
-      active.set(id, { ...p, startedAt: now, lastPreview: 0 });
+      active.set(id, { ...p, startedAt: now, lastPreview: 0, segmentPath });
     }
     if (running() === 0) {
       // idle: sleep until a message arrives or the wait window closes
@@ -180,6 +188,9 @@ async function main(options: EngineThreadOptions): Promise<void> {
       continue;
     }
     const finished = new Set(report.finished.map((s) => s.id));
+    for (const a of active.values()) {
+      if (a.segmentPath && !finished.has(a.id) && a.seq.leavesCache && engine.remove(a.id)) segments!.add(a.seq);
+    }
     const batchCost = [...active.values()].reduce((n, a) => n + (finished.has(a.id) ? 0 : a.cost), 0);
     post({ type: 'step', stats: { jobs, calls: report.calls, stepMs: performance.now() - t0, cacheBytes: report.cacheBytes, batchCost, waiting: waiting.length, running: running() } });
     for (const [id, a] of active) {
