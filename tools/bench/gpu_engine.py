@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 import traceback
-import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
@@ -42,48 +41,11 @@ sys.path.insert(0, MODEL_DIR)
 
 import torch  # noqa: E402
 
+import export as export_mod  # noqa: E402  (tools/model is put on sys.path above; needs numpy and onnx too)
+import model as model_mod  # noqa: E402
+
 IMPORT_NOTES = []
 
-
-def _import_model_tools():
-    """model.py needs torch only. export.py also imports numpy, onnx and vq (numpy) at module level, for its exporter
-    and checks, which this benchmark never calls: where numpy or onnx is missing, an empty stand-in module is
-    registered for the duration of that import only (and removed again, so torch never sees it); the report says
-    so."""
-    import model  # noqa: F401
-    stubs = {}
-    for name in ("numpy", "onnx"):
-        try:
-            __import__(name)
-        except ImportError:
-            stubs[name] = sys.modules.get(name, "absent")
-            stub = types.ModuleType(name)
-            if name == "onnx":
-                stub.helper = types.SimpleNamespace()
-                stub.numpy_helper = types.SimpleNamespace()
-                stub.TensorProto = types.SimpleNamespace()
-            sys.modules[name] = stub
-    if stubs:
-        IMPORT_NOTES.append(f"{' and '.join(stubs)} not installed: empty stand-ins were registered while importing "
-                            "tools/model/export.py (only its exporter and checks use them; DenoiseGraph and "
-                            "SegmentGraph are pure torch)")
-    try:
-        import export
-    except Exception as e:  # noqa: BLE001
-        IMPORT_NOTES.append(f"tools/model/export.py could not be imported ({type(e).__name__}: {e}): the denoise "
-                            "case uses an equivalent of DenoiseGraph built from full_step + sample_rule, and the "
-                            "segment cases are skipped")
-        export = None
-    finally:
-        for name, prev in stubs.items():
-            if prev == "absent":
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = prev
-    return model, export
-
-
-model_mod, export_mod = _import_model_tools()
 Config = model_mod.Config
 DimooLM = model_mod.DimooLM
 sample_rule = model_mod.sample_rule
@@ -201,25 +163,8 @@ def segment_args(x, only_first_step=False):
     return [d[k] for k in export_mod.SEGMENT_IN]
 
 
-class LocalDenoise(torch.nn.Module):
-    """Used only when export.py cannot be imported: what export.DenoiseGraph computes, from public pieces."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, input_ids, position_ids, attention_mask, target_positions, guidance_weights, vocab_range,
-                temperature, uniforms):
-        logits, present = self.lm.full_step(input_ids, position_ids, attention_mask, vocab_range)
-        row_max = logits.max(dim=-1)[0]
-        idx = target_positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])
-        target_logits = torch.gather(logits, 1, idx)
-        si, sp = sample_rule(target_logits, guidance_weights, temperature, uniforms)
-        return si, sp, row_max, present, target_logits
-
-
 def denoise_graph(lm):
-    return export_mod.DenoiseGraph(lm) if export_mod is not None else LocalDenoise(lm)
+    return export_mod.DenoiseGraph(lm)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,33 +254,32 @@ def probe(modes, device, steps, log):
             log("probe  " + msg)
             continue
         device_ctx = False
-        if export_mod is not None:
-            seg = export_mod.SegmentGraph(lm, steps, spec["ids"]["mask"])
-            try:
-                with run_context(mode, device, False):
-                    seg(*segment_args(x))
-            except Exception as e:  # noqa: BLE001
-                msg = (f"{mode['name']}: SegmentGraph fails at {where_failed(e)}: {type(e).__name__}: "
-                       f"{str(e).splitlines()[0]}")
-                findings.append(msg)
-                log("probe  " + msg)
-                if device.type != "cpu" and hasattr(torch.device, "__enter__"):
-                    try:
-                        with run_context(mode, device, True):
-                            seg(*segment_args(x))
-                        device_ctx = True
-                        note = ("SegmentGraph runs when its constants (torch.tensor(...) inside the graph) are created "
-                                "on the device: the graphs are called under `with torch.device(device)`")
-                        findings.append(note)
-                        log("probe  " + note)
-                    except Exception as e2:  # noqa: BLE001
-                        msg = (f"{mode['name']}: SegmentGraph also fails under torch.device(): {where_failed(e2)}: "
-                               f"{type(e2).__name__}: {str(e2).splitlines()[0]}")
-                        findings.append(msg)
-                        log("probe  " + msg)
-                        continue
-                else:
+        seg = export_mod.SegmentGraph(lm, steps, spec["ids"]["mask"])
+        try:
+            with run_context(mode, device, False):
+                seg(*segment_args(x))
+        except Exception as e:  # noqa: BLE001
+            msg = (f"{mode['name']}: SegmentGraph fails at {where_failed(e)}: {type(e).__name__}: "
+                   f"{str(e).splitlines()[0]}")
+            findings.append(msg)
+            log("probe  " + msg)
+            if device.type != "cpu" and hasattr(torch.device, "__enter__"):
+                try:
+                    with run_context(mode, device, True):
+                        seg(*segment_args(x))
+                    device_ctx = True
+                    note = ("SegmentGraph runs when its constants (torch.tensor(...) inside the graph) are created "
+                            "on the device: the graphs are called under `with torch.device(device)`")
+                    findings.append(note)
+                    log("probe  " + note)
+                except Exception as e2:  # noqa: BLE001
+                    msg = (f"{mode['name']}: SegmentGraph also fails under torch.device(): {where_failed(e2)}: "
+                           f"{type(e2).__name__}: {str(e2).splitlines()[0]}")
+                    findings.append(msg)
+                    log("probe  " + msg)
                     continue
+            else:
+                continue
         log(f"probe  {mode['name']}: denoise and segment graphs run (tiny model); dtypes {seen}")
         return mode, device_ctx, findings, seen
     return None, False, findings, {}
@@ -662,9 +606,7 @@ def main(argv=None):
 
     # -- b. segment graph (ML-Cache) at the first and the largest batch that ran
     seg_res = {}
-    if export_mod is None:
-        log("segment  skipped: export.py not importable")
-    elif full:
+    if full:
         seg = export_mod.SegmentGraph(lm, T, spec["ids"]["mask"])
         fitted = sorted(full)
         want = [fitted[0]] + ([fitted[-1]] if fitted[-1] != fitted[0] else [])

@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper, TensorProto
 from torch import nn
 
 import vq as vqmod
+from conformance import kv_names  # the interface's names, defined once beside its checker
 from model import like, sample_rule, scatter_nd
 
 OPSET = 17
@@ -32,11 +33,6 @@ FWD_OUT = ["logits"]
 SEGMENT_IN = ["input_ids", "position_ids", "attention_mask", "target_positions", "guidance_weights", "vocab_range",
               "temperature", "cache_ratio", "keep_counts", "step_active", "uniforms", "remask_noise"]
 SEGMENT_OUT = ["tokens", "sample_prob", "row_max"]
-
-
-def kv_names(prefix, n_layers):
-    """The per-layer cache tensors of docs/model-interface.md §4.1/4.2, in order: {prefix}_key_0, {prefix}_value_0, ..."""
-    return [f"{prefix}_{kind}_{i}" for i in range(n_layers) for kind in ("key", "value")]
 
 
 def _flat(kvs):

@@ -11,13 +11,9 @@ import type { ModelManifest } from '@dimoo/contracts';
 import { combineGuidance, gumbel, remaskLowest, remaskScores, sampleFromLogits } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
 import { loadManifest } from './manifest';
-import { rowFeeds } from './onnx-model';
+import { kvNames, rowFeeds } from './onnx-model';
 import { f32, i64 } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';
-
-/** The per-layer cache tensors of §4.1/4.2, in order: {prefix}_key_0, {prefix}_value_0, {prefix}_key_1, … */
-const kvNames = (prefix: 'past' | 'present', nLayers: number): string[] =>
-  Array.from({ length: 2 * nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
 
 /** Inputs and outputs in order; `*past` / `*present` stand for the per-layer cache tensors (kvNames). */
 const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outputs: string[] }> = {

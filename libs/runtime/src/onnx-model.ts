@@ -14,6 +14,11 @@ import type * as ort from 'onnxruntime-node';
 import type { ExecutionProvider, SessionOptions } from './session';
 import { f32, i64, openSession, toFloat32, toInt32 } from './session';
 
+/** The per-layer ML-Cache tensors' names (docs/model-interface.md §4.1–4.2), in order: key 0, value 0, key 1, … */
+export function kvNames(prefix: 'past' | 'present', nLayers: number): string[] {
+  return Array.from({ length: 2 * nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
+}
+
 /** What a call's rows and their sampling settings are (docs/model-interface.md §4.1): `denoise` and `denoise_segment` take the same. */
 export interface RowFeeds {
   rows: number;
@@ -79,13 +84,8 @@ export class OnnxDenoiseModel implements DenoiseModel {
     return this.partialSession;
   }
 
-  /** The per-layer cache tensors' names (docs/model-interface.md §4.1): key 0, value 0, key 1, … */
-  private kvNames(prefix: 'past' | 'present'): string[] {
-    return Array.from({ length: 2 * this.shape.nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
-  }
-
   async fullStep(x: FullStepInput): Promise<FullStepOutput> {
-    const present = this.kvNames('present');
+    const present = kvNames('present', this.shape.nLayers);
     const fetches = ['sample_index', 'sample_prob', 'row_max', ...(x.withCache ? ['target_logits', ...present] : [])];
     const out = await this.denoise.run({ ...rowFeeds(x), uniforms: f32(x.uniforms, [x.sequences, x.targets]) }, fetches);
     return {
@@ -100,7 +100,7 @@ export class OnnxDenoiseModel implements DenoiseModel {
     const { rows: R, length: L, queries: S } = x;
     const { nHeads, dModel } = this.shape;
     // the cache planes go in as views of the arena's buffers (onnxruntime-node copies outputs, not inputs)
-    const past = Object.fromEntries(this.kvNames('past').map((name, j) => [name, f32(x.pastKv[j]!, [R, nHeads, L, dModel / nHeads])]));
+    const past = Object.fromEntries(kvNames('past', this.shape.nLayers).map((name, j) => [name, f32(x.pastKv[j]!, [R, nHeads, L, dModel / nHeads])]));
     const out = await (await this.partial).run({
       input_ids: i64(x.inputIds, [R, S]),
       query_index: i64(x.queryIndex, [R, S]),

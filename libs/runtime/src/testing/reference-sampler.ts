@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
 import * as ort from 'onnxruntime-node';
+import { kvNames } from '../onnx-model';
 
 const MASK32 = 0xffffffffn;
 
@@ -118,7 +119,7 @@ export class ReferenceSampler {
         temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
         uniforms: new ort.Tensor('float32', new Float32Array(n).fill(0.5), [1, n]),
       },
-      withKv ? ['target_logits', ...this.kvNames('present')] : ['target_logits'],
+      withKv ? ['target_logits', ...kvNames('present', this.m.architecture.nLayers)] : ['target_logits'],
     );
     const K = vocab[1] - vocab[0];
     const logits = out['target_logits']!.data as Float32Array;
@@ -127,15 +128,11 @@ export class ReferenceSampler {
     return { slice, kv, rowMax: slice.map((s) => s.reduce((a, b) => Math.max(a, b), -Infinity)) };
   }
 
-  private kvNames(prefix: 'past' | 'present'): string[] {
-    return Array.from({ length: 2 * this.m.architecture.nLayers }, (_, j) => `${prefix}_${j % 2 ? 'value' : 'key'}_${j >> 1}`);
-  }
-
   /** A full step's present_* outputs, as the partial step's past_* inputs (copies: partial steps update them). */
   private asPast(out: ort.InferenceSession.OnnxValueMapType): Record<string, ort.Tensor> {
-    const past = this.kvNames('past');
+    const past = kvNames('past', this.m.architecture.nLayers);
     return Object.fromEntries(
-      this.kvNames('present').map((name, j) => {
+      kvNames('present', this.m.architecture.nLayers).map((name, j) => {
         const t = out[name] as ort.Tensor;
         return [past[j]!, new ort.Tensor('float32', Float32Array.from(t.data as Float32Array), t.dims)];
       }),
@@ -160,7 +157,7 @@ export class ReferenceSampler {
     const logits = out['logits']!.data as Float32Array;
     const newKv = out['new_kv']!.data as Float32Array; // [nLayers, 2, 1, nHeads, S, headDim]
     const rowMax = out['row_max']!.data as Float32Array;
-    const planes = this.kvNames('past').map((name) => state.kv![name]!.data as Float32Array); // [1, nHeads, L, headDim]
+    const planes = kvNames('past', this.m.architecture.nLayers).map((name) => state.kv![name]!.data as Float32Array); // [1, nHeads, L, headDim]
     sel.forEach((i, s) => {
       state.slice[i] = logits.slice(s * K, (s + 1) * K);
       state.rowMax[i] = rowMax[s]!;
