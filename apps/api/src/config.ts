@@ -7,7 +7,11 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   HOST: z.string().default('127.0.0.1'),
   /** bootstrap admin key: creates teams and their keys */
   ADMIN_API_KEY: z.string().min(24, 'use at least 24 characters'),
-  MAX_BODY_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(20 * 1024 * 1024),
   RESULT_URL_TTL_SECONDS: z.coerce.number().int().positive().default(3600),
   OUTBOX_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
   /** how often open event streams look for new job events (one query for all of them) */

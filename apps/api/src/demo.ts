@@ -11,7 +11,10 @@ import type { JobView } from '@dimoo/contracts';
 import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from './testing/platform';
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { out: { type: 'string', default: 'out/demo.png' }, seed: { type: 'string', default: '1' } } });
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { out: { type: 'string', default: 'out/demo.png' }, seed: { type: 'string', default: '1' } },
+  });
   const prompt = positionals.join(' ') || 'a red circle at the top left';
   console.log('starting Postgres database, Redis, S3 server, API and worker (tiny model)…');
   const p = await startPlatform({ quiet: true });
@@ -19,7 +22,11 @@ async function main(): Promise<void> {
   try {
     await worker.ready();
     const post = async (path: string, key: string, body: unknown) => {
-      const res = await fetch(`${p.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await fetch(`${p.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return res;
     };

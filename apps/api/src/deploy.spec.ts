@@ -10,7 +10,11 @@ const known = new Set(Object.keys(ApiEnvSchema.shape));
 describe('api deployment', () => {
   it('k8s/base: the pod environment passes the API schema; probes hit /healthz and /readyz on the served port', () => {
     const base = k8sObjects('k8s/base');
-    const container = deploymentPod(base, 'dimoo-api').containers[0]! as { env?: { name: string }[]; livenessProbe?: { httpGet: { path: string } }; readinessProbe?: { httpGet: { path: string } } };
+    const container = deploymentPod(base, 'dimoo-api').containers[0]! as {
+      env?: { name: string }[];
+      livenessProbe?: { httpGet: { path: string } };
+      readinessProbe?: { httpGet: { path: string } };
+    };
     const env = containerEnv(base, container as Parameters<typeof containerEnv>[1]);
     // MODEL_DIR: the API reads the manifest to check requests against the served model's limits
     expect(Object.keys(env).filter((k) => !known.has(k))).toEqual([]);

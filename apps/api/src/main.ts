@@ -16,15 +16,18 @@ import { loadEnv } from '@dimoo/queue';
 function bodyErrors(err: { type?: string; status?: number; message?: string }, _req: Request, res: Response, next: NextFunction): void {
   if (err.type === 'entity.parse.failed' || err.type === 'entity.too.large') {
     const status = err.type === 'entity.too.large' ? 413 : 400;
-    res.status(status).type('application/problem+json').send(
-      JSON.stringify({
-        type: `about:blank#${err.type === 'entity.too.large' ? 'body-too-large' : 'malformed-json'}`,
-        title: status === 413 ? 'Request body too large' : 'Malformed JSON',
-        status,
-        detail: err.message,
-        errors: [{ field: '(body)', reason: err.message ?? 'unreadable body' }],
-      }),
-    );
+    res
+      .status(status)
+      .type('application/problem+json')
+      .send(
+        JSON.stringify({
+          type: `about:blank#${err.type === 'entity.too.large' ? 'body-too-large' : 'malformed-json'}`,
+          title: status === 413 ? 'Request body too large' : 'Malformed JSON',
+          status,
+          detail: err.message,
+          errors: [{ field: '(body)', reason: err.message ?? 'unreadable body' }],
+        }),
+      );
     return;
   }
   next(err);
@@ -38,7 +41,12 @@ export async function createApi(env: ApiEnv, logger: LogLevel[] = ['error', 'war
   app.enableShutdownHooks();
   const doc = SwaggerModule.createDocument(
     app,
-    new DocumentBuilder().setTitle('DiMOO Serve').setDescription('Discrete-diffusion omni model as an async job service').setVersion('1').addBearerAuth().build(),
+    new DocumentBuilder()
+      .setTitle('DiMOO Serve')
+      .setDescription('Discrete-diffusion omni model as an async job service')
+      .setVersion('1')
+      .addBearerAuth()
+      .build(),
   );
   SwaggerModule.setup('docs', app, doc);
   return app;

@@ -127,7 +127,9 @@ describe('teams', () => {
 
 describe('durability', () => {
   it('a worker killed with SIGKILL mid-job: the job is retried and succeeds exactly once', async () => {
-    const job = (await (await call('POST', '/v1/jobs', keyA, { task: 't2i', prompt: 'a green triangle at the bottom', seed: 3, steps: 256, cfg: 1, temperature: 1 })).json()) as JobView;
+    const job = (await (
+      await call('POST', '/v1/jobs', keyA, { task: 't2i', prompt: 'a green triangle at the bottom', seed: 3, steps: 256, cfg: 1, temperature: 1 })
+    ).json()) as JobView;
     await waitFor(job.id, keyA, (j) => j.status === 'running' && j.step > 0);
     expect(await worker.kill('SIGKILL')).toBeNull();
     worker = new WorkerProcess(p.workerEnv);

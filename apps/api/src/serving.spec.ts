@@ -64,7 +64,11 @@ async function readStream(path: string, headers: Record<string, string> = {}): P
     .split('\n\n')
     .filter((block) => block.includes('event: '))
     .map((block) => {
-      const field = (name: string) => block.split('\n').find((l) => l.startsWith(`${name}: `))!.slice(name.length + 2);
+      const field = (name: string) =>
+        block
+          .split('\n')
+          .find((l) => l.startsWith(`${name}: `))!
+          .slice(name.length + 2);
       return { id: field('id'), event: field('event'), data: JSON.parse(field('data')) as Record<string, unknown> };
     });
 }

@@ -21,7 +21,11 @@ let worker: WorkerProcess;
 let key: string;
 
 async function call(method: string, path: string, k: string, body?: unknown): Promise<Response> {
-  return fetch(`${p.url}${path}`, { method, headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  return fetch(`${p.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
 }
 
 async function runJob(body: unknown): Promise<JobView> {

@@ -12,7 +12,9 @@ const ROOT = resolve(__dirname, '../../..');
 describe('dimoo generate', () => {
   it('writes a PNG for a prompt and says where', async () => {
     const out = join(await mkdtemp(join(tmpdir(), 'dimoo-cli-')), 'img.png');
-    const { stdout } = await run('npx', ['tsx', 'apps/cli/src/main.ts', 'generate', '--prompt', 'a blue square at the center', '--out', out, '--seed', '7'], { cwd: ROOT });
+    const { stdout } = await run('npx', ['tsx', 'apps/cli/src/main.ts', 'generate', '--prompt', 'a blue square at the center', '--out', out, '--seed', '7'], {
+      cwd: ROOT,
+    });
     expect(stdout).toContain(`wrote ${out}`);
     const img = await decodeImage(await readFile(out));
     expect([img.width, img.height]).toEqual([128, 128]);
@@ -23,6 +25,8 @@ describe('dimoo generate', () => {
   });
 
   it('fails with a usage message on an unknown command', async () => {
-    await expect(run('npx', ['tsx', 'apps/cli/src/main.ts', 'paint'], { cwd: ROOT })).rejects.toMatchObject({ stderr: expect.stringContaining('usage: dimoo') });
+    await expect(run('npx', ['tsx', 'apps/cli/src/main.ts', 'paint'], { cwd: ROOT })).rejects.toMatchObject({
+      stderr: expect.stringContaining('usage: dimoo'),
+    });
   });
 });

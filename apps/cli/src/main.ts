@@ -29,7 +29,13 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const common = { seed: Number(values.seed), steps: num(values.steps), temperature: num(values.temperature), cfg: num(values.cfg), cache: values.cache ? (true as const) : null };
+  const common = {
+    seed: Number(values.seed),
+    steps: num(values.steps),
+    temperature: num(values.temperature),
+    cfg: num(values.cfg),
+    cache: values.cache ? (true as const) : null,
+  };
   let request: TaskRequest;
   switch (command) {
     case 'generate':
@@ -56,7 +62,9 @@ async function main(argv: string[]): Promise<void> {
     const out = resolve(values.out);
     await mkdir(dirname(out), { recursive: true });
     await writeFile(out, await resultPng(result));
-    console.log(`wrote ${out} (${result.width}×${result.height}, model ${model.manifest.name} ${model.checksum.slice(0, 12)}, seed ${request.seed}; ${timing})`);
+    console.log(
+      `wrote ${out} (${result.width}×${result.height}, model ${model.manifest.name} ${model.checksum.slice(0, 12)}, seed ${request.seed}; ${timing})`,
+    );
   } else {
     console.log(`${result.text}\n(model ${model.manifest.name}; ${timing})`);
   }

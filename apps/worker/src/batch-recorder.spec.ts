@@ -16,7 +16,11 @@ describe('BatchRecorder', () => {
   it('records one busy period: jobs, size over time, step times, cache saving', async () => {
     const records: BatchRecord[] = [];
     let t = 1000;
-    const rec = new BatchRecorder((r) => Promise.resolve(void records.push(r)), 500, () => t);
+    const rec = new BatchRecorder(
+      (r) => Promise.resolve(void records.push(r)),
+      500,
+      () => t,
+    );
     const steps = [step(['a'], 1), step(['a', 'b'], 2), step(['a', 'b'], 2, true), step(['a', 'b'], 1, true), step(['b'], 0)];
     for (const s of steps) {
       t += 5;
@@ -25,7 +29,18 @@ describe('BatchRecorder', () => {
     expect(records).toHaveLength(1);
     const r = records[0]!;
     expect(r.jobIds.sort()).toEqual(['a', 'b']);
-    expect(r.stats).toMatchObject({ steps: 5, jobs: 2, maxSize: 2, meanSize: 1.6, modelCalls: 5, forwardMs: 20, positions: 320, fullPositions: 500, maxCacheBytes: 2048, maxBatchCost: 224 });
+    expect(r.stats).toMatchObject({
+      steps: 5,
+      jobs: 2,
+      maxSize: 2,
+      meanSize: 1.6,
+      modelCalls: 5,
+      forwardMs: 20,
+      positions: 320,
+      fullPositions: 500,
+      maxCacheBytes: 2048,
+      maxBatchCost: 224,
+    });
     expect(r.stats.sizeOverTime).toEqual([
       [5, 1],
       [10, 2],

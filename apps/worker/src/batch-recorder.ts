@@ -61,7 +61,19 @@ export class BatchRecorder {
   /** Adds one step; writes the record (through the sink) when the batch drained or reached `maxSteps`. */
   onStep(s: StepStats): Promise<void> | null {
     const t = this.now();
-    const o = (this.open ??= { startedAt: t - s.stepMs, jobIds: new Set(), stepMs: [], sizes: [], sizeSum: 0, calls: 0, forwardMs: 0, positions: 0, fullPositions: 0, maxCacheBytes: 0, maxBatchCost: 0 });
+    const o = (this.open ??= {
+      startedAt: t - s.stepMs,
+      jobIds: new Set(),
+      stepMs: [],
+      sizes: [],
+      sizeSum: 0,
+      calls: 0,
+      forwardMs: 0,
+      positions: 0,
+      fullPositions: 0,
+      maxCacheBytes: 0,
+      maxBatchCost: 0,
+    });
     for (const id of s.jobs) o.jobIds.add(id);
     o.stepMs.push(s.stepMs);
     if (o.sizes.at(-1)?.[1] !== s.jobs.length) o.sizes.push([Math.round(t - o.startedAt), s.jobs.length]);

@@ -126,7 +126,11 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       if (output.kind === 'image') {
         const key = resultKey(record.teamId, jobId, 'png');
         await this.store.put(key, Buffer.from(output.png), 'image/png');
-        await this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: performance.now() - t0 } });
+        await this.jobs.succeed(jobId, {
+          resultKey: key,
+          modelChecksum: this.engine.model.checksum,
+          timings: { ...timings, uploadMs: performance.now() - t0 },
+        });
       } else {
         await this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 } });
       }
@@ -177,7 +181,13 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     const inputs = record.inputs as Record<string, string | string[]>;
     const image = async (key: string) => decodeImage(await this.store.get(key));
     const cache = p.cache === true ? true : p.cache ? p.cache : null;
-    const common = { seed: p.seed, cache, ...(p.previewEvery !== undefined ? { previewEvery: p.previewEvery } : {}), ...(p.steps !== undefined ? { steps: p.steps } : {}), ...(p.temperature !== undefined ? { temperature: p.temperature } : {}) };
+    const common = {
+      seed: p.seed,
+      cache,
+      ...(p.previewEvery !== undefined ? { previewEvery: p.previewEvery } : {}),
+      ...(p.steps !== undefined ? { steps: p.steps } : {}),
+      ...(p.temperature !== undefined ? { temperature: p.temperature } : {}),
+    };
     switch (p.task) {
       case 't2i':
         return { task: 't2i', prompt: p.prompt, ...common, ...opt({ height: p.height, width: p.width, cfg: p.cfg }) };
@@ -201,7 +211,13 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
           ...opt({ cfg: p.cfg, cfgImage: p.cfgImage }),
         };
       case 'mmu':
-        return { task: 'mmu', question: p.question, image: await image(inputs['image'] as string), ...common, ...opt({ genLength: p.genLength, blockLength: p.blockLength, cfg: p.cfg }) };
+        return {
+          task: 'mmu',
+          question: p.question,
+          image: await image(inputs['image'] as string),
+          ...common,
+          ...opt({ genLength: p.genLength, blockLength: p.blockLength, cfg: p.cfg }),
+        };
     }
   }
 }

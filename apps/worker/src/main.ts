@@ -19,11 +19,17 @@ export async function createWorker(env: WorkerEnv): Promise<INestApplicationCont
       batch: { mode: env.BATCH_MODE, costBudget: env.BATCH_COST_BUDGET, waitMs: env.BATCH_WAIT_MS },
       previewEvery: env.PREVIEW_EVERY_STEPS,
       mlCachePath: env.ML_CACHE_PATH,
-      session: { provider: env.EXECUTION_PROVIDER, allowCpuFallback: env.ALLOW_CPU_FALLBACK, ...(env.INTRA_OP_THREADS ? { intraOpThreads: env.INTRA_OP_THREADS } : {}) },
+      session: {
+        provider: env.EXECUTION_PROVIDER,
+        allowCpuFallback: env.ALLOW_CPU_FALLBACK,
+        ...(env.INTRA_OP_THREADS ? { intraOpThreads: env.INTRA_OP_THREADS } : {}),
+      },
     },
     { onLog: (m) => log.warn(m) },
   );
-  log.log(`model ${engine.model.name} ${engine.model.version} (${engine.model.checksum.slice(0, 12)}) on ${engine.provider}; ${env.BATCH_SLOTS} batch slots, ${env.BATCH_MODE} batching (budget ${env.BATCH_COST_BUDGET}, window ${env.BATCH_WAIT_MS} ms)`);
+  log.log(
+    `model ${engine.model.name} ${engine.model.version} (${engine.model.checksum.slice(0, 12)}) on ${engine.provider}; ${env.BATCH_SLOTS} batch slots, ${env.BATCH_MODE} batching (budget ${env.BATCH_COST_BUDGET}, window ${env.BATCH_WAIT_MS} ms)`,
+  );
   const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env, engine), { abortOnError: false, logger: ['error', 'warn', 'log'] });
   app.enableShutdownHooks();
   return app;

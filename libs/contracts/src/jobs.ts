@@ -110,7 +110,9 @@ export function checkAgainstManifest(req: JobRequest, m: ModelManifest): FieldIs
       break;
     case 'i2i':
       if (req.cfgImage !== undefined && req.cfgImage > m.limits.maxCfg) issues.push({ field: 'cfgImage', reason: `must be at most ${m.limits.maxCfg}` });
-      if (req.editType === 'style' && req.images.length !== 2) issues.push({ field: 'images', reason: 'style transfer needs the content image and a style image' });
+      if (req.editType === 'style' && req.images.length !== 2) {
+        issues.push({ field: 'images', reason: 'style transfer needs the content image and a style image' });
+      }
       break;
     case 'mmu': {
       const gen = req.genLength ?? m.defaults.mmu.genLength;
@@ -145,7 +147,12 @@ export const JobViewSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   timings: z.record(z.string(), z.number()).nullable(),
-  result: z.union([z.object({ kind: z.literal('image'), url: z.string(), contentType: z.literal('image/png') }), z.object({ kind: z.literal('text'), text: z.string(), url: z.string() })]).nullable(),
+  result: z
+    .union([
+      z.object({ kind: z.literal('image'), url: z.string(), contentType: z.literal('image/png') }),
+      z.object({ kind: z.literal('text'), text: z.string(), url: z.string() }),
+    ])
+    .nullable(),
   error: z.object({ type: z.string(), message: z.string(), field: z.string().optional() }).nullable(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;

@@ -126,7 +126,10 @@ export const ManifestSchema = z
     for (const [graph, file] of Object.entries(m.graphs)) {
       if (file !== undefined && !m.files[file]) ctx.addIssue({ code: 'custom', path: ['graphs', graph], message: `${file} has no checksum in files` });
     }
-    for (const [field, file] of [['file', m.tokenizer.file], ['config', m.tokenizer.config]] as const) {
+    for (const [field, file] of [
+      ['file', m.tokenizer.file],
+      ['config', m.tokenizer.config],
+    ] as const) {
       if (file !== undefined && !m.files[file]) ctx.addIssue({ code: 'custom', path: ['tokenizer', field], message: `${file} has no checksum in files` });
     }
     if ((m.graphs.denoise_segment === undefined) !== (m.segmentSteps === undefined)) {

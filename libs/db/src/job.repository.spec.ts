@@ -306,7 +306,12 @@ describe('JobRepository (PostgreSQL)', () => {
 
     it('allows any number of non-terminal events', async () => {
       const job = await jobs.create(input());
-      await prisma.jobEvent.createMany({ data: [{ jobId: job.id, type: 'enqueued' }, { jobId: job.id, type: 'enqueued' }] });
+      await prisma.jobEvent.createMany({
+        data: [
+          { jobId: job.id, type: 'enqueued' },
+          { jobId: job.id, type: 'enqueued' },
+        ],
+      });
       expect(await eventTypes(job.id)).toEqual(['queued', 'enqueued', 'enqueued']);
     });
   });
@@ -351,7 +356,6 @@ describe('JobRepository (PostgreSQL)', () => {
       expect(first.createdAt).toEqual(t0);
       expect((await batches.recent(2)).map((x) => x.id)).toEqual([second.id, first.id]);
     });
-
 
     it('opens and closes a batch with its stats', async () => {
       const batches = new BatchRepository(prisma);

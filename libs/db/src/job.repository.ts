@@ -1,5 +1,16 @@
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
-import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, JobStatus, type JobTask, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
+import {
+  FOREIGN_KEY_VIOLATION,
+  isUuid,
+  type Job,
+  type JobEvent,
+  JobStatus,
+  type JobTask,
+  Prisma,
+  type PrismaClient,
+  prismaErrorCode,
+  UNIQUE_VIOLATION,
+} from './prisma';
 
 /** The event types a job's history can hold (column `job_events.type`). */
 export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'retried'] as const;
@@ -105,8 +116,7 @@ export class JobRepository {
    * there is a no-op because the BullMQ job id is the job id).
    */
   public async pendingEnqueue(limit: number, olderThanMs?: number): Promise<Job[]> {
-    const stale: Prisma.JobWhereInput[] =
-      olderThanMs === undefined ? [] : [{ enqueuedAt: { lt: new Date(Date.now() - olderThanMs) } }];
+    const stale: Prisma.JobWhereInput[] = olderThanMs === undefined ? [] : [{ enqueuedAt: { lt: new Date(Date.now() - olderThanMs) } }];
     return this.prisma.job.findMany({
       where: { status: JobStatus.queued, OR: [{ enqueuedAt: null }, ...stale] },
       orderBy: { createdAt: 'asc' },

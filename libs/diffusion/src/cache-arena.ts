@@ -62,7 +62,15 @@ export class CacheArena {
    * Writes a partial step's results for row `r`: for each recomputed position `positions[s]`, its fresh K/V (newKv
    * [nLayers, 2, R, nHeads, S, headDim], entry `s`), its max-logit, and for targets (`targetOf[pos]` ≥ 0) its slice logits.
    */
-  scatterRow(r: number, positions: readonly number[], targetOf: Int32Array, newKv: Float32Array, queries: number, logits: Float32Array, rowMax: Float32Array): void {
+  scatterRow(
+    r: number,
+    positions: readonly number[],
+    targetOf: Int32Array,
+    newKv: Float32Array,
+    queries: number,
+    logits: Float32Array,
+    rowMax: Float32Array,
+  ): void {
     const { nHeads, dModel } = this.shape;
     const hd = dModel / nHeads;
     const R = this.rows;

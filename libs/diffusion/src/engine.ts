@@ -259,8 +259,26 @@ export class DiffusionEngine {
       attentionMask.fill(1, r * L, r * L + ids.length);
     });
     const t0 = performance.now();
-    const out = await this.model.partialStep({ rows: R, length: L, queries: S, inputIds, queryIndex, positionIds: queryIndex, pastKv: arena.kv, attentionMask, vocab });
-    calls.push({ kind: 'partial', sequences: B, rows: R, length: L, positions, fullPositions: rows.reduce((n, ids) => n + ids.length, 0), ms: performance.now() - t0 });
+    const out = await this.model.partialStep({
+      rows: R,
+      length: L,
+      queries: S,
+      inputIds,
+      queryIndex,
+      positionIds: queryIndex,
+      pastKv: arena.kv,
+      attentionMask,
+      vocab,
+    });
+    calls.push({
+      kind: 'partial',
+      sequences: B,
+      rows: R,
+      length: L,
+      positions,
+      fullPositions: rows.reduce((n, ids) => n + ids.length, 0),
+      ms: performance.now() - t0,
+    });
 
     group.forEach((m, b) => {
       for (let g = 0; g < G; g++) arena.scatterRow(b * G + g, selections[b * G + g]!, this.targetsOf(m, g), out.newKv, S, out.logits, out.rowMax);
@@ -295,7 +313,16 @@ export class DiffusionEngine {
         for (let r = b * G; r < (b + 1) * G; r++) logits.set(arena.logits.subarray((r * N + n) * K, (r * N + n + 1) * K), (r * M + m) * K);
       }
     });
-    const out = await this.model.sampleHead({ sequences: B, branches: G, targets: M, vocabSize: K, logits, guidanceWeights: inputs.guidanceWeights, temperature: inputs.temperature, uniforms });
+    const out = await this.model.sampleHead({
+      sequences: B,
+      branches: G,
+      targets: M,
+      vocabSize: K,
+      logits,
+      guidanceWeights: inputs.guidanceWeights,
+      temperature: inputs.temperature,
+      uniforms,
+    });
     const sampleIndex = new Int32Array(B * N);
     const sampleProb = new Float32Array(B * N);
     masked.forEach((ns, b) =>

@@ -5,10 +5,7 @@
  * - image-to-image (dual): c + a·(c − u_text) + b·(c − u_img) = (1 + a + b)·c − a·u_text − b·u_img
  */
 
-export type Guidance =
-  | { kind: 'none' }
-  | { kind: 'text'; scale: number }
-  | { kind: 'dual'; text: number; image: number };
+export type Guidance = { kind: 'none' } | { kind: 'text'; scale: number } | { kind: 'dual'; text: number; image: number };
 
 export function guidanceWeights(g: Guidance): number[] {
   switch (g.kind) {

@@ -92,7 +92,11 @@ export function imageRows(layout: TokenLayout, rows: number, cols: number, code:
 
 /** `<IMAGE> rows </IMAGE>` for a known image. */
 export function imageBlock(layout: TokenLayout, grid: CodeGrid): Int32Array {
-  return ids([layout.boi], imageRows(layout, grid.rows, grid.cols, (i) => grid.codes[i]!), [layout.eoi]);
+  return ids(
+    [layout.boi],
+    imageRows(layout, grid.rows, grid.cols, (i) => grid.codes[i]!),
+    [layout.eoi],
+  );
 }
 
 /** Indices of the code cells (not the newlines) in an image region of `rows × (cols + 1)`. */

@@ -47,7 +47,7 @@ export function philox4x32(c: readonly [number, number, number, number], key: re
 
 export function seedKey(seed: number): [number, number] {
   if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be an integer in [0, 2^53): ${seed}`);
-  return [seed % 0x100000000 >>> 0, Math.floor(seed / 0x100000000) >>> 0];
+  return [(seed % 0x100000000) >>> 0, Math.floor(seed / 0x100000000) >>> 0];
 }
 
 /** Uniform in (0, 1) on the grid (2k + 1) / 2^24: exactly representable in float32, so host and graph agree. */

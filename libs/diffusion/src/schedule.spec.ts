@@ -6,7 +6,12 @@ describe('cosine keep schedule', () => {
   });
 
   it('keeps at least one masked until the last step, none on it', () => {
-    for (const [n0, T] of [[1, 4], [3, 64], [64, 16], [4096, 64]] as const) {
+    for (const [n0, T] of [
+      [1, 4],
+      [3, 64],
+      [64, 16],
+      [4096, 64],
+    ] as const) {
       const s = keepSchedule(n0, T);
       expect(s.at(-1)).toBe(0);
       for (const k of s.slice(0, -1)) expect(k).toBeGreaterThanOrEqual(1);

@@ -19,7 +19,20 @@ import {
 import type { SamplingParams } from './sequence';
 import { Sequence } from './sequence';
 
-const L: TokenLayout = { vocabSize: 60, textVocabSize: 20, codeOffset: 20, codebookSize: 40, mask: 1, newline: 2, boi: 3, eoi: 4, uncondition: 5, boa: 6, eoa: 7, answerPad: 8 };
+const L: TokenLayout = {
+  vocabSize: 60,
+  textVocabSize: 20,
+  codeOffset: 20,
+  codebookSize: 40,
+  mask: 1,
+  newline: 2,
+  boi: 3,
+  eoi: 4,
+  uncondition: 5,
+  boa: 6,
+  eoa: 7,
+  answerPad: 8,
+};
 const CACHE: CacheSettings = { cacheRatio: 0.9, warmupRatio: 0.3, refreshInterval: 5 };
 
 function make(id: string, over: Partial<SamplingParams> = {}, size = 4, canvas = false): Sequence {
@@ -31,11 +44,21 @@ function make(id: string, over: Partial<SamplingParams> = {}, size = 4, canvas =
       uncondPrompt: Int32Array.of(10, 5),
       rows: size,
       cols: size,
-      ...(canvas ? { canvas: { codes: Int32Array.from({ length: cells }, (_, i) => i % 40), regenerate: Array.from({ length: cells }, (_, i) => i % 3 !== 0) } } : {}),
+      ...(canvas
+        ? { canvas: { codes: Int32Array.from({ length: cells }, (_, i) => i % 40), regenerate: Array.from({ length: cells }, (_, i) => i % 3 !== 0) } }
+        : {}),
     },
     { kind: 'text', scale: 1 },
   );
-  return new Sequence(id, L, spec, { steps: 20, temperature: 0.7, seed: 42, guidance: { kind: 'text', scale: 1 }, cache: CACHE, sampler: { kind: 'maskgit' }, ...over });
+  return new Sequence(id, L, spec, {
+    steps: 20,
+    temperature: 0.7,
+    seed: 42,
+    guidance: { kind: 'text', scale: 1 },
+    cache: CACHE,
+    sampler: { kind: 'maskgit' },
+    ...over,
+  });
 }
 
 describe('segments of a schedule', () => {
@@ -92,7 +115,14 @@ describe('planSegment', () => {
     mid.step = 14;
     expect(() => planSegment(mid, 5)).toThrow(/does not start a segment/);
     const spec = understanding(L, { prompt: Int32Array.of(10, 11), image: { rows: 1, cols: 1, codes: Int32Array.of(0) }, genLength: 4 }, { kind: 'none' });
-    const mmu = new Sequence('m', L, spec, { steps: 4, temperature: 0, seed: 1, guidance: { kind: 'none' }, cache: null, sampler: { kind: 'llada', blockLength: 4, remasking: 'low_confidence' } });
+    const mmu = new Sequence('m', L, spec, {
+      steps: 4,
+      temperature: 0,
+      seed: 1,
+      guidance: { kind: 'none' },
+      cache: null,
+      sampler: { kind: 'llada', blockLength: 4, remasking: 'low_confidence' },
+    });
     expect(() => checkSegmentable(mmu, 5)).toThrow(/MaskGIT rule only/);
   });
 });
@@ -150,7 +180,11 @@ describe('a segment run advances a sequence exactly like the host path', () => {
   it('applySegment refuses a plan the sequence has moved past', () => {
     const seq = make('x');
     const plan = planSegment(seq, 5);
-    applySegment(seq, plan, Array.from(seq.spec.targets, () => L.codeOffset));
+    applySegment(
+      seq,
+      plan,
+      Array.from(seq.spec.targets, () => L.codeOffset),
+    );
     expect(seq.step).toBe(1);
     expect(() => applySegment(seq, plan, [])).toThrow(/moved/);
   });
@@ -184,7 +218,11 @@ describe('segmentBatch and SegmentRunner', () => {
       segment(x: SegmentInput): Promise<SegmentOutput> {
         this.inputs.push(x);
         // commits every target on its first active step
-        return Promise.resolve({ tokens: new Int32Array(x.sequences * x.targets).fill(L.codeOffset), sampleProb: new Float32Array(0), rowMax: new Float32Array(0) });
+        return Promise.resolve({
+          tokens: new Int32Array(x.sequences * x.targets).fill(L.codeOffset),
+          sampleProb: new Float32Array(0),
+          rowMax: new Float32Array(0),
+        });
       }
     }
     const model = new Fake();

@@ -263,7 +263,13 @@ export class SegmentRunner {
       );
       const t0 = performance.now();
       const out = await this.model.segment(input);
-      this.calls.push({ sequences: input.sequences, rows: input.rows, length: input.length, steps: Math.max(...plans.map((p) => p.steps)), ms: performance.now() - t0 });
+      this.calls.push({
+        sequences: input.sequences,
+        rows: input.rows,
+        length: input.length,
+        steps: Math.max(...plans.map((p) => p.steps)),
+        ms: performance.now() - t0,
+      });
       const N = input.targets;
       group.forEach((m, b) => applySegment(m.seq, plans[b]!, out.tokens.subarray(b * N, (b + 1) * N)));
     }

@@ -2,7 +2,20 @@ import type { TokenLayout } from './layout';
 import { textToImage, understanding } from './layout';
 import { Sequence } from './sequence';
 
-const L: TokenLayout = { vocabSize: 40, textVocabSize: 20, codeOffset: 20, codebookSize: 20, mask: 1, newline: 2, boi: 3, eoi: 4, uncondition: 5, boa: 6, eoa: 7, answerPad: 8 };
+const L: TokenLayout = {
+  vocabSize: 40,
+  textVocabSize: 20,
+  codeOffset: 20,
+  codebookSize: 20,
+  mask: 1,
+  newline: 2,
+  boi: 3,
+  eoi: 4,
+  uncondition: 5,
+  boa: 6,
+  eoa: 7,
+  answerPad: 8,
+};
 const prompt = Int32Array.of(10, 11);
 
 describe('Sequence (maskgit)', () => {

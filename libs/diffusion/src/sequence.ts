@@ -137,12 +137,7 @@ export class Sequence {
     });
   }
 
-  private commitLlada(
-    masked: number[],
-    sampleIndex: ArrayLike<number>,
-    sampleProb: ArrayLike<number>,
-    sampler: Extract<SamplerKind, { kind: 'llada' }>,
-  ): void {
+  private commitLlada(masked: number[], sampleIndex: ArrayLike<number>, sampleProb: ArrayLike<number>, sampler: Extract<SamplerKind, { kind: 'llada' }>): void {
     const blocks = this.targets / sampler.blockLength;
     const stepsPerBlock = this.params.steps / blocks;
     const block = Math.floor(this.step / stepsPerBlock);

@@ -10,7 +10,8 @@ import type { TaskRequest } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 
 const session = { provider: 'cpu' as const, allowCpuFallback: false };
-const req = (prompt: string, seed: number, extra: Partial<TaskRequest> = {}): TaskRequest => ({ task: 't2i', prompt, seed, steps: 16, temperature: 1, cfg: 1, ...extra }) as TaskRequest;
+const req = (prompt: string, seed: number, extra: Partial<TaskRequest> = {}): TaskRequest =>
+  ({ task: 't2i', prompt, seed, steps: 16, temperature: 1, cfg: 1, ...extra }) as TaskRequest;
 const png = async (p: Promise<{ output: { kind: string; png?: Uint8Array } }>) => {
   const r = await p;
   if (r.output.kind !== 'image' || !r.output.png) throw new Error('not an image');
@@ -22,7 +23,10 @@ describe('continuous batching', () => {
   let host: EngineHost;
   const steps: StepStats[] = [];
   beforeAll(async () => {
-    host = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, batch: { mode: 'continuous', costBudget: 4096, waitMs: 150 } }, { onStep: (s) => steps.push(s) });
+    host = await EngineHost.start(
+      { modelDir: TEST_MODEL_DIR, session, batch: { mode: 'continuous', costBudget: 4096, waitMs: 150 } },
+      { onStep: (s) => steps.push(s) },
+    );
   });
   afterAll(() => host.close());
 
@@ -77,7 +81,9 @@ describe('continuous batching', () => {
 
   it('sends previews with the still-masked cells grey, every k steps', async () => {
     const previews: { step: number; png: Uint8Array }[] = [];
-    await host.run('p', req('an orange circle at the bottom left', 4, { previewEvery: 4 }), { onPreview: (step, _steps, p) => previews.push({ step, png: p }) });
+    await host.run('p', req('an orange circle at the bottom left', 4, { previewEvery: 4 }), {
+      onPreview: (step, _steps, p) => previews.push({ step, png: p }),
+    });
     expect(previews.map((p) => p.step)).toEqual([4, 8, 12]);
     const first = await decodeImage(previews[0]!.png);
     expect(first.width).toBe(128);
@@ -91,7 +97,10 @@ describe('static batching', () => {
   let host: EngineHost;
   const steps: StepStats[] = [];
   beforeAll(async () => {
-    host = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, batch: { mode: 'static', costBudget: 4096, waitMs: 50 } }, { onStep: (s) => steps.push(s) });
+    host = await EngineHost.start(
+      { modelDir: TEST_MODEL_DIR, session, batch: { mode: 'static', costBudget: 4096, waitMs: 50 } },
+      { onStep: (s) => steps.push(s) },
+    );
   });
   afterAll(() => host.close());
 
@@ -113,7 +122,10 @@ describe('the GPU ML-Cache path (denoise_segment) selected on the CPU', () => {
   let hostPath: EngineHost;
   const steps: StepStats[] = [];
   beforeAll(async () => {
-    host = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, mlCachePath: 'segment', batch: { mode: 'continuous', costBudget: 4096, waitMs: 200 } }, { onStep: (s) => steps.push(s) });
+    host = await EngineHost.start(
+      { modelDir: TEST_MODEL_DIR, session, mlCachePath: 'segment', batch: { mode: 'continuous', costBudget: 4096, waitMs: 200 } },
+      { onStep: (s) => steps.push(s) },
+    );
     hostPath = await EngineHost.start({ modelDir: TEST_MODEL_DIR, session, mlCachePath: 'auto' });
   });
   afterAll(async () => {
@@ -127,7 +139,9 @@ describe('the GPU ML-Cache path (denoise_segment) selected on the CPU', () => {
     const expected = await Promise.all(reqs.map((r, i) => png(hostPath.run(`h${i}`, r))));
     steps.length = 0;
     const previews: number[] = [];
-    const got = await Promise.all(reqs.map((r, i) => png(host.run(`g${i}`, { ...r, previewEvery: 8 }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))));
+    const got = await Promise.all(
+      reqs.map((r, i) => png(host.run(`g${i}`, { ...r, previewEvery: 8 }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))),
+    );
     got.forEach((g, i) => expect(g.equals(expected[i]!)).toBe(true));
     // 32 steps at the defaults: full steps 0..9, 14, 19, 24, 29. The lone full steps 0..8 (warmup) run on the host
     // path's denoise; a segment run starts at 9, 14, 19, 24 and 29 (fewer when a job finishes early)

@@ -126,7 +126,8 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const s = sessions[graph as keyof ModelManifest['graphs']];
     const sig = SIGNATURES[graph as keyof ModelManifest['graphs']];
     if (OPTIONAL.has(graph) && !(graph in manifest.graphs)) return; // optional and not shipped: nothing to check
-    const expand = (names: string[]) => names.flatMap((n) => (n.startsWith('*') ? kvNames(n.slice(1) as 'past' | 'present', manifest.architecture.nLayers) : [n]));
+    const expand = (names: string[]) =>
+      names.flatMap((n) => (n.startsWith('*') ? kvNames(n.slice(1) as 'past' | 'present', manifest.architecture.nLayers) : [n]));
     expect([...s.inputNames]).toEqual(expand(sig.inputs));
     expect([...s.outputNames]).toEqual(expand(sig.outputs));
   });
@@ -202,7 +203,10 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     // stale cache: zeros; every real position is recomputed, so the result must not depend on it
     const part = await sessions.denoise_partial.run({
       input_ids: i64(ids, [2, L]),
-      query_index: i64(Array.from({ length: 2 * L }, (_, i) => i % L), [2, L]),
+      query_index: i64(
+        Array.from({ length: 2 * L }, (_, i) => i % L),
+        [2, L],
+      ),
       position_ids: i64(pos, [2, L]),
       attention_mask: i64(att, [2, L]),
       vocab_range: i64([lo, hi], [2]),
@@ -256,7 +260,10 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       const feeds = (active: number[]) => ({
         ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature),
         cache_ratio: new ort.Tensor('float64', Float64Array.of(0.9), [1]),
-        keep_counts: i64(Array.from({ length: T }, (_, s) => keep - s), [1, T]),
+        keep_counts: i64(
+          Array.from({ length: T }, (_, s) => keep - s),
+          [1, T],
+        ),
         step_active: i64(active, [1, T]),
         uniforms: f32(uniforms, [1, T, N]),
         remask_noise: new ort.Tensor('float64', noise, [1, T, N]),
@@ -269,7 +276,14 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       const index = Array.from(d['sample_index']!.data as BigInt64Array, Number);
       const prob = d['sample_prob']!.data as Float32Array;
       // the host path (sequence.ts commitMaskGit): all targets are masked, commit every sample, re-mask keep_n
-      const back = remaskLowest(remaskScores(prob, temperature, Array.from({ length: N }, (_, n) => gumbel(u(n)))), keep);
+      const back = remaskLowest(
+        remaskScores(
+          prob,
+          temperature,
+          Array.from({ length: N }, (_, n) => gumbel(u(n))),
+        ),
+        keep,
+      );
       const want = index.map((k, n) => (back[n] ? t.mask : lo + k));
       expect(Array.from(one['tokens']!.data as BigInt64Array, Number)).toEqual(want);
       expect(want.filter((v) => v === t.mask)).toHaveLength(keep);

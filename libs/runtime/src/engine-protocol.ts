@@ -38,9 +38,7 @@ export interface EngineError {
   retryable: boolean;
 }
 
-export type EngineOutput =
-  | { kind: 'image'; png: Uint8Array; width: number; height: number }
-  | { kind: 'text'; text: string };
+export type EngineOutput = { kind: 'image'; png: Uint8Array; width: number; height: number } | { kind: 'text'; text: string };
 
 export interface JobTimings {
   /** prepared, waiting for the batch to admit it (wait window, budget, static batches) */

@@ -107,7 +107,14 @@ async function main(options: EngineThreadOptions): Promise<void> {
     const t0 = performance.now();
     try {
       const seq = await prepare(model, id, request);
-      waiting.push({ id, seq, arrivedAt: performance.now(), cost: engine.costOf(seq), prepareMs: performance.now() - t0, previewEvery: request.previewEvery ?? options.previewEvery ?? 0 });
+      waiting.push({
+        id,
+        seq,
+        arrivedAt: performance.now(),
+        cost: engine.costOf(seq),
+        prepareMs: performance.now() - t0,
+        previewEvery: request.previewEvery ?? options.previewEvery ?? 0,
+      });
     } catch (err) {
       post({ type: 'error', id, error: describeError(err) });
     }
@@ -147,7 +154,10 @@ async function main(options: EngineThreadOptions): Promise<void> {
     const now = performance.now();
     const plan = planAdmission(policy, waiting, { count: running(), cost: runningCost() }, now);
     for (const id of plan.admit) {
-      const p = waiting.splice(waiting.findIndex((w) => w.id === id), 1)[0]!;
+      const p = waiting.splice(
+        waiting.findIndex((w) => w.id === id),
+        1,
+      )[0]!;
       const segmentPath = onSegmentPath(p.seq);
       if (segmentPath) placeOnSegmentPath(p.seq);
       else engine.add(p.seq);
@@ -192,7 +202,18 @@ async function main(options: EngineThreadOptions): Promise<void> {
       if (a.segmentPath && !finished.has(a.id) && a.seq.leavesCache && engine.remove(a.id)) segments!.add(a.seq);
     }
     const batchCost = [...active.values()].reduce((n, a) => n + (finished.has(a.id) ? 0 : a.cost), 0);
-    post({ type: 'step', stats: { jobs, calls: report.calls, stepMs: performance.now() - t0, cacheBytes: report.cacheBytes, batchCost, waiting: waiting.length, running: running() } });
+    post({
+      type: 'step',
+      stats: {
+        jobs,
+        calls: report.calls,
+        stepMs: performance.now() - t0,
+        cacheBytes: report.cacheBytes,
+        batchCost,
+        waiting: waiting.length,
+        running: running(),
+      },
+    });
     for (const [id, a] of active) {
       post({ type: 'progress', id, step: a.seq.step, steps: a.seq.params.steps });
       // a segment advances several steps at once: preview when a multiple of previewEvery was passed
@@ -205,7 +226,13 @@ async function main(options: EngineThreadOptions): Promise<void> {
       const a = active.get(seq.id)!;
       active.delete(seq.id);
       const t1 = performance.now();
-      const timings = () => ({ admitWaitMs: a.startedAt - a.arrivedAt, prepareMs: a.prepareMs, samplingMs: t1 - a.startedAt, decodeMs: performance.now() - t1, steps: seq.step });
+      const timings = () => ({
+        admitWaitMs: a.startedAt - a.arrivedAt,
+        prepareMs: a.prepareMs,
+        samplingMs: t1 - a.startedAt,
+        decodeMs: performance.now() - t1,
+        steps: seq.step,
+      });
       try {
         const result = await finish(model, seq);
         if (result.kind === 'image') {

@@ -17,9 +17,7 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
 /** PNG of the image, optionally resized (area-averaged) to `size`. */
 export async function encodePng(image: RgbImage, size?: { width: number; height: number }): Promise<Buffer> {
   const img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
-  return (size ? img.resize(size.width, size.height, { kernel: 'mitchell' }) : img)
-    .png({ compressionLevel: 9, adaptiveFiltering: true })
-    .toBuffer();
+  return (size ? img.resize(size.width, size.height, { kernel: 'mitchell' }) : img).png({ compressionLevel: 9, adaptiveFiltering: true }).toBuffer();
 }
 
 export function toPlanar(image: RgbImage): PlanarImage {

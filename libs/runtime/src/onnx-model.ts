@@ -101,7 +101,9 @@ export class OnnxDenoiseModel implements DenoiseModel {
     const { nHeads, dModel } = this.shape;
     // the cache planes go in as views of the arena's buffers (onnxruntime-node copies outputs, not inputs)
     const past = Object.fromEntries(kvNames('past', this.shape.nLayers).map((name, j) => [name, f32(x.pastKv[j]!, [R, nHeads, L, dModel / nHeads])]));
-    const out = await (await this.partial).run({
+    const out = await (
+      await this.partial
+    ).run({
       input_ids: i64(x.inputIds, [R, S]),
       query_index: i64(x.queryIndex, [R, S]),
       position_ids: i64(x.positionIds, [R, S]),

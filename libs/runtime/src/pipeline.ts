@@ -43,9 +43,7 @@ export type TaskRequest =
   | (Common & { task: 'i2i'; prompt: string; kind: EditKind; images: RgbImage[]; cfg?: number; cfgImage?: number })
   | (Common & { task: 'mmu'; question: string; image: RgbImage; genLength?: number; blockLength?: number; cfg?: number });
 
-export type TaskResult =
-  | { kind: 'image'; width: number; height: number; codes: Int32Array; rgb: RgbImage }
-  | { kind: 'text'; text: string; tokens: number[] };
+export type TaskResult = { kind: 'image'; width: number; height: number; codes: Int32Array; rgb: RgbImage } | { kind: 'text'; text: string; tokens: number[] };
 
 export interface LoadedModel {
   dir: string;
@@ -82,7 +80,10 @@ export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRo
 
 function checkSize(m: ModelManifest, field: string, height: number, width: number): void {
   const { gridFactor, minSize, maxSize, maxAspect } = m.image;
-  for (const [name, v] of [['height', height], ['width', width]] as const) {
+  for (const [name, v] of [
+    ['height', height],
+    ['width', width],
+  ] as const) {
     if (!Number.isInteger(v) || v % gridFactor !== 0) throw new InvalidSamplingRequest(`${field}.${name}`, `must be a multiple of ${gridFactor}`);
     if (v < minSize || v > maxSize) throw new InvalidSamplingRequest(`${field}.${name}`, `must be in [${minSize}, ${maxSize}]`);
   }
@@ -111,7 +112,12 @@ export async function prepare(m: LoadedModel, id: string, req: TaskRequest): Pro
       const guidance = effectiveGuidance({ kind: 'text', scale: req.cfg ?? d.cfg });
       const spec = textToImage(
         layout,
-        { prompt: tok(sys.t2i, req.prompt), uncondPrompt: tok(sys.t2i, manifest.templates.uncondition), rows: height / manifest.image.gridFactor, cols: width / manifest.image.gridFactor },
+        {
+          prompt: tok(sys.t2i, req.prompt),
+          uncondPrompt: tok(sys.t2i, manifest.templates.uncondition),
+          rows: height / manifest.image.gridFactor,
+          cols: width / manifest.image.gridFactor,
+        },
         guidance,
       );
       return new Sequence(id, layout, spec, params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), { kind: 'maskgit' }));
@@ -125,7 +131,13 @@ export async function prepare(m: LoadedModel, id: string, req: TaskRequest): Pro
       const guidance = effectiveGuidance({ kind: 'text', scale: req.cfg ?? d.cfg });
       const spec = textToImage(
         layout,
-        { prompt: tok(sys.t2i, req.prompt), uncondPrompt: tok(sys.t2i, manifest.templates.uncondition), rows: canvas.rows, cols: canvas.cols, canvas: { codes: canvas.codes, regenerate } },
+        {
+          prompt: tok(sys.t2i, req.prompt),
+          uncondPrompt: tok(sys.t2i, manifest.templates.uncondition),
+          rows: canvas.rows,
+          cols: canvas.cols,
+          canvas: { codes: canvas.codes, regenerate },
+        },
         guidance,
       );
       return new Sequence(id, layout, spec, params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), { kind: 'maskgit' }));
@@ -166,7 +178,14 @@ export async function prepare(m: LoadedModel, id: string, req: TaskRequest): Pro
   }
 }
 
-function params(req: Common, steps: number, temperature: number, guidance: Guidance, cache: CacheSettings | null, sampler: SamplingParams['sampler']): SamplingParams {
+function params(
+  req: Common,
+  steps: number,
+  temperature: number,
+  guidance: Guidance,
+  cache: CacheSettings | null,
+  sampler: SamplingParams['sampler'],
+): SamplingParams {
   return { steps: req.steps ?? steps, temperature: req.temperature ?? temperature, seed: req.seed, guidance, cache, sampler };
 }
 

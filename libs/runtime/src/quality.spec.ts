@@ -22,7 +22,11 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  console.log(`tiny-model quality (held-out combinations):\n${Object.entries(report).map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
+  console.log(
+    `tiny-model quality (held-out combinations):\n${Object.entries(report)
+      .map(([k, v]) => `  ${k}: ${v}`)
+      .join('\n')}`,
+  );
 });
 
 const rate = (hits: number, n: number) => `${hits}/${n} = ${((100 * hits) / n).toFixed(1)}%`;
@@ -100,7 +104,9 @@ describe('editing into held-out combinations', () => {
     }
     const chosen = edits.filter((_, i) => i % 2 === 0);
     expect(chosen.length).toBeGreaterThanOrEqual(60);
-    const seqs = await Promise.all(chosen.map((e, i) => prepare(model, `e${i}`, { task: 'i2i', kind: 'edit', prompt: e.instruction, images: [render(world, e.from)], seed: i })));
+    const seqs = await Promise.all(
+      chosen.map((e, i) => prepare(model, `e${i}`, { task: 'i2i', kind: 'edit', prompt: e.instruction, images: [render(world, e.from)], seed: i })),
+    );
     const read = (await runAll(seqs)).map((r) => check(world, image(r).rgb));
     const right = chosen.filter((e, i) => same(read[i]!, e.to)).length;
     report['edits'] = rate(right, chosen.length);
@@ -121,7 +127,11 @@ describe('inpainting with an arbitrary pixel mask', () => {
       return m;
     };
     // the canvas shows another colour and shape at the same place; the caption asks for the held-out one
-    const canvasOf = (s: Scene) => ({ ...s, colour: world.colourOrder[(world.colourOrder.indexOf(s.colour) + 1) % 6]!, shape: world.shapes[(world.shapes.indexOf(s.shape) + 1) % 3]! });
+    const canvasOf = (s: Scene) => ({
+      ...s,
+      colour: world.colourOrder[(world.colourOrder.indexOf(s.colour) + 1) % 6]!,
+      shape: world.shapes[(world.shapes.indexOf(s.shape) + 1) % 3]!,
+    });
     const seqs = await Promise.all(
       scenes.map((s, i) => prepare(model, `i${i}`, { task: 'paint', prompt: caption(world, s), image: render(world, canvasOf(s)), mask: maskFor(s), seed: i })),
     );

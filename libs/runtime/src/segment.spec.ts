@@ -104,7 +104,15 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
   });
 
   it('without ML-Cache every run is one full step and still equals the CPU path', async () => {
-    const reqs: TaskRequest[] = [0, 1].map((i) => ({ task: 't2i', prompt: caption(world, heldOutScenes(world)[i + 20]!), cfg: 1, temperature: 1, steps: 12, seed: 40 + i, cache: null }));
+    const reqs: TaskRequest[] = [0, 1].map((i) => ({
+      task: 't2i',
+      prompt: caption(world, heldOutScenes(world)[i + 20]!),
+      cfg: 1,
+      temperature: 1,
+      steps: 12,
+      seed: 40 + i,
+      cache: null,
+    }));
     const r = await bothPaths(reqs);
     expect(r.gpu).toEqual(r.host);
     expect(r.runs).toBe(12);
@@ -115,7 +123,18 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
     let x = 12345;
     const next = () => ((x = (x * 1103515245 + 12345) % 2147483648), Math.floor((x / 2147483648) * 256));
     const noise = { width: world.size, height: world.size, data: Uint8Array.from({ length: world.size * world.size * 3 }, next) };
-    return [5, 6].map((seed) => ({ task: 'i2i', kind: 'edit', prompt: 'make it blue', images: [noise], cfg: 2, cfgImage: 1, temperature: 1, steps: 32, seed, cache: c }));
+    return [5, 6].map((seed) => ({
+      task: 'i2i',
+      kind: 'edit',
+      prompt: 'make it blue',
+      images: [noise],
+      cfg: 2,
+      cfgImage: 1,
+      temperature: 1,
+      steps: 32,
+      seed,
+      cache: c,
+    }));
   };
 
   it('i2i from a noise image, where ML-Cache changes the result', async () => {
@@ -137,9 +156,22 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
 
   it('refuses what the graph cannot run', async () => {
     const runner = newSegmentRunner(segment, model.manifest);
-    const long = await prepare(model, 'long', { task: 't2i', prompt: 'a red circle at the top left', cfg: 1, steps: 64, seed: 1, cache: { ...cache(), refreshInterval: 8 } });
+    const long = await prepare(model, 'long', {
+      task: 't2i',
+      prompt: 'a red circle at the top left',
+      cfg: 1,
+      steps: 64,
+      seed: 1,
+      cache: { ...cache(), refreshInterval: 8 },
+    });
     expect(() => runner.add(long)).toThrow(/segment of 8 steps does not fit the graph's 5/);
-    const mmu = await prepare(model, 'mmu', { task: 'mmu', question: 'what shape is it ?', image: render(world, heldOutScenes(world)[0]!), seed: 1, cache: true });
+    const mmu = await prepare(model, 'mmu', {
+      task: 'mmu',
+      question: 'what shape is it ?',
+      image: render(world, heldOutScenes(world)[0]!),
+      seed: 1,
+      cache: true,
+    });
     expect(() => runner.add(mmu)).toThrow(/MaskGIT rule only/);
   });
 });

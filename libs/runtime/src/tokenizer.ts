@@ -57,7 +57,10 @@ export class WordTokenizer implements TextTokenizer {
   }
 
   decode(ids: readonly number[]): string {
-    return ids.map((i) => this.inverse.get(i) ?? '').filter((w) => w !== '' && !w.startsWith('<')).join(' ');
+    return ids
+      .map((i) => this.inverse.get(i) ?? '')
+      .filter((w) => w !== '' && !w.startsWith('<'))
+      .join(' ');
   }
 
   tokenId(token: string): number | undefined {

@@ -69,7 +69,9 @@ run('the twin: PyTorch vs onnxruntime-node parity', () => {
   ])('%s graphs: denoise and forward_logits logits, row max and samples', async (dtype, bound) => {
     const dir = join(TWIN_DIR, dtype);
     const den = await ort.InferenceSession.create(join(dir, 'denoise.onnx'));
-    const out = await den.run(feed(['input_ids', 'position_ids', 'attention_mask', 'target_positions', 'guidance_weights', 'vocab_range', 'temperature', 'uniforms']));
+    const out = await den.run(
+      feed(['input_ids', 'position_ids', 'attention_mask', 'target_positions', 'guidance_weights', 'vocab_range', 'temperature', 'uniforms']),
+    );
     const fwd = await ort.InferenceSession.create(join(dir, 'forward_logits.onnx'));
     const logits = (await fwd.run(feed(['input_ids', 'position_ids', 'attention_mask'])))['logits']!;
     const [R, L, V] = logits.dims as [number, number, number];
@@ -118,7 +120,20 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
   const mask = Uint8Array.from({ length: 64 * 64 }, (_, i) => (i % 64 >= 16 && i % 64 < 48 && i >= 64 * 16 ? 1 : 0));
   const requests: [string, TaskRequest][] = [
     ['t2i', { task: 't2i', prompt: 'a red circle at the top left', height: 64, width: 64, steps: 8, cfg: 4, temperature: 1, seed: 7 }],
-    ['t2i ML-Cache', { task: 't2i', prompt: 'a blue square', height: 64, width: 48, steps: 8, cfg: 4, temperature: 1, seed: 8, cache: { cacheRatio: 0.5, warmupRatio: 0.25, refreshInterval: 2 } }],
+    [
+      't2i ML-Cache',
+      {
+        task: 't2i',
+        prompt: 'a blue square',
+        height: 64,
+        width: 48,
+        steps: 8,
+        cfg: 4,
+        temperature: 1,
+        seed: 8,
+        cache: { cacheRatio: 0.5, warmupRatio: 0.25, refreshInterval: 2 },
+      },
+    ],
     ['paint', { task: 'paint', prompt: 'a green triangle', image, mask, steps: 6, cfg: 4, temperature: 1, seed: 9 }],
     ['i2i', { task: 'i2i', prompt: 'make it blue', kind: 'edit', images: [image], steps: 8, cfg: 2.5, cfgImage: 4, temperature: 1, seed: 10 }],
     ['mmu', { task: 'mmu', question: 'what colour is the shape?', image, genLength: 8, blockLength: 8, steps: 8, cfg: 0, temperature: 0, seed: 11 }],
@@ -177,7 +192,11 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
     }
     // painting keeps the known cells: the input image's codes outside the mask
     const paint = seqs[2]!;
-    const known = await model.vq.encode({ width: 64, height: 64, data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => image.data[(i % 4096) * 3 + Math.floor(i / 4096)]! / 255) });
+    const known = await model.vq.encode({
+      width: 64,
+      height: 64,
+      data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => image.data[(i % 4096) * 3 + Math.floor(i / 4096)]! / 255),
+    });
     const r = await finish(model, paint);
     if (r.kind === 'image') expect(r.codes[0]).toBe(known.codes[0]);
   });

@@ -21,7 +21,7 @@ export class CountingModel implements DenoiseModel {
   }
 
   private async count<T extends object>(input: object, run: () => Promise<T>): Promise<T> {
-    this.bytesIn += sum(input) + (('vocab' in input) ? 16 : 0);
+    this.bytesIn += sum(input) + ('vocab' in input ? 16 : 0);
     const out = await run();
     this.bytesOut += sum(out);
     return out;

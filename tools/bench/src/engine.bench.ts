@@ -36,7 +36,15 @@ async function run(m: LoadedModel, counting: CountingModel, reqs: TaskRequest[],
   }
   const ms = performance.now() - t0;
   // model time as the engine timed its calls (the counting wrapper's own promise hop is not the engine's host time)
-  return { ms, calls: engine.calls, modelMs: engine.calls.reduce((n, c) => n + c.ms, 0), steps, positions: engine.calls.reduce((n, c) => n + c.positions, 0), bytes: counting.bytesIn + counting.bytesOut, seqs };
+  return {
+    ms,
+    calls: engine.calls,
+    modelMs: engine.calls.reduce((n, c) => n + c.ms, 0),
+    steps,
+    positions: engine.calls.reduce((n, c) => n + c.positions, 0),
+    bytes: counting.bytesIn + counting.bytesOut,
+    seqs,
+  };
 }
 
 const t2i = (n: number, extra: Partial<TaskRequest> = {}): TaskRequest[] =>
@@ -47,7 +55,9 @@ async function main(): Promise<void> {
   const threads = Number(process.env['BENCH_THREADS'] ?? 1);
   const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false, intraOpThreads: threads });
   const counting = new CountingModel(m.model);
-  const out: string[] = [`engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${threads} intra-op thread(s), ${new Date().toISOString()}`];
+  const out: string[] = [
+    `engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${threads} intra-op thread(s), ${new Date().toISOString()}`,
+  ];
   // warm-up, with the cache too: denoise_partial and sample_head open on first use
   await run(m, counting, t2i(4, { steps: 16, cfg: 1, temperature: 1, cache: true }), 64);
 
@@ -72,7 +82,9 @@ async function main(): Promise<void> {
   // pair is reported
   const nPairs = Number(process.env['BENCH_PAIRS'] ?? 5);
   const pairs: { off: RunStats; on: RunStats }[] = [];
-  for (let i = 0; i < nPairs; i++) pairs.push({ off: await run(m, counting, t2i(4, guided), 64), on: await run(m, counting, t2i(4, { ...guided, cache: true }), 64) });
+  for (let i = 0; i < nPairs; i++) {
+    pairs.push({ off: await run(m, counting, t2i(4, guided), 64), on: await run(m, counting, t2i(4, { ...guided, cache: true }), 64) });
+  }
   const ratios = pairs.map((p) => p.off.ms / p.on.ms);
   const median = [...ratios].sort((a, b) => a - b)[(nPairs - 1) >> 1]!;
   const { off, on } = pairs[ratios.indexOf(median)]!;
@@ -84,13 +96,19 @@ async function main(): Promise<void> {
       if (on.seqs[i]!.region[j] === t) agree++;
     });
   });
-  out.push(`   wall time (median of ${nPairs} pairs): off ${off.ms.toFixed(0)} ms, on ${on.ms.toFixed(0)} ms → ${median.toFixed(2)}× faster (pairs: ${ratios.map((r) => r.toFixed(2)).join(', ')})`);
+  out.push(
+    `   wall time (median of ${nPairs} pairs): off ${off.ms.toFixed(0)} ms, on ${on.ms.toFixed(0)} ms → ${median.toFixed(2)}× faster (pairs: ${ratios.map((r) => r.toFixed(2)).join(', ')})`,
+  );
   const perCall = (kind: string) => {
     const cs = on.calls.filter((c) => c.kind === kind);
     return `${cs.length} ${kind} ${(cs.reduce((n, c) => n + c.ms, 0) / Math.max(1, cs.length)).toFixed(2)} ms`;
   };
-  out.push(`   cached run's calls: ${['full', 'partial', 'sample'].map(perCall).join(', ')} each; uncached full ${(off.modelMs / off.calls.length).toFixed(2)} ms each`);
-  out.push(`   positions computed: off ${off.positions}, on ${on.positions} → ${(off.positions / on.positions).toFixed(2)}× fewer (ideal ${(64 / idealCost(64, cache)).toFixed(2)}×)`);
+  out.push(
+    `   cached run's calls: ${['full', 'partial', 'sample'].map(perCall).join(', ')} each; uncached full ${(off.modelMs / off.calls.length).toFixed(2)} ms each`,
+  );
+  out.push(
+    `   positions computed: off ${off.positions}, on ${on.positions} → ${(off.positions / on.positions).toFixed(2)}× fewer (ideal ${(64 / idealCost(64, cache)).toFixed(2)}×)`,
+  );
   out.push(`   token agreement with the uncached run: ${((100 * agree) / total).toFixed(1)}%`);
 
   out.push('', '3. host time per step (batch 8, t2i, 16 steps, cfg 1; the median of 5 runs by host share)');

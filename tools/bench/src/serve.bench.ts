@@ -59,7 +59,11 @@ class Bench {
     this.closers.push(() => redis.stop());
     const shared = platformServiceEnv({ databaseUrl: db.url, redisPort: redis.port, s3, name: 'dimoo-bench', modelDir: MODEL_DIR });
     const port = await freePort();
-    const api = new ServiceProcess('apps/api/src/main.ts', { ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: String(port), OUTBOX_INTERVAL_MS: '1000' }, 'listening on');
+    const api = new ServiceProcess(
+      'apps/api/src/main.ts',
+      { ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: String(port), OUTBOX_INTERVAL_MS: '1000' },
+      'listening on',
+    );
     this.closers.unshift(() => api.kill('SIGTERM'));
     await api.ready();
     this.url = `http://127.0.0.1:${port}`;
@@ -75,7 +79,11 @@ class Bench {
   }
 
   private async post(path: string, key: string, body: unknown): Promise<unknown> {
-    const res = await fetch(`${this.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${this.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
     return res.json();
   }
@@ -88,7 +96,10 @@ class Bench {
   async settle(ids: string[], timeoutMs = 600000): Promise<JobRow[]> {
     const t0 = Date.now();
     for (;;) {
-      const rows = await this.prisma.job.findMany({ where: { id: { in: ids } }, select: { id: true, createdAt: true, startedAt: true, finishedAt: true, status: true, timings: true } });
+      const rows = await this.prisma.job.findMany({
+        where: { id: { in: ids } },
+        select: { id: true, createdAt: true, startedAt: true, finishedAt: true, status: true, timings: true },
+      });
       if (rows.every((r) => r.finishedAt !== null)) {
         const bad = rows.filter((r) => r.status !== 'succeeded');
         if (bad.length > 0) throw new Error(`${bad.length} job(s) did not succeed: ${bad[0]!.status}`);
@@ -152,7 +163,8 @@ async function main(): Promise<void> {
   const b = new Bench();
   await b.start();
   try {
-    const t2i = (n: number, extra: object, seed0 = 1) => Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: seed0 + i, ...extra }));
+    const t2i = (n: number, extra: object, seed0 = 1) =>
+      Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: seed0 + i, ...extra }));
 
     // 1. end to end vs the raw engine at the same batch size
     const B = 4;
@@ -172,10 +184,24 @@ async function main(): Promise<void> {
     const parts = overhead.map((r) => {
       const t = r.timings as Timings;
       const total = r.finishedAt!.getTime() - r.createdAt.getTime();
-      return { total, overhead: total - t.prepareMs - t.samplingMs - t.decodeMs, pickup: r.startedAt!.getTime() - r.createdAt.getTime(), admit: t.admitWaitMs, upload: t.uploadMs };
+      return {
+        total,
+        overhead: total - t.prepareMs - t.samplingMs - t.decodeMs,
+        pickup: r.startedAt!.getTime() - r.createdAt.getTime(),
+        admit: t.admitWaitMs,
+        upload: t.uploadMs,
+      };
     });
-    const p = (k: keyof (typeof parts)[number], q: number) => f(pct(parts.map((x) => x[k]), q));
-    log(`   per-job overhead, one job at a time (16 steps, ${parts.length} jobs): p50 ${p('overhead', 0.5)} ms, p95 ${p('overhead', 0.95)} ms of p50 ${p('total', 0.5)} ms per job`);
+    const p = (k: keyof (typeof parts)[number], q: number) =>
+      f(
+        pct(
+          parts.map((x) => x[k]),
+          q,
+        ),
+      );
+    log(
+      `   per-job overhead, one job at a time (16 steps, ${parts.length} jobs): p50 ${p('overhead', 0.5)} ms, p95 ${p('overhead', 0.95)} ms of p50 ${p('total', 0.5)} ms per job`,
+    );
     log(`     of which (p50) row committed → worker started ${p('pickup', 0.5)} ms, batch wait window ${p('admit', 0.5)} ms, upload ${p('upload', 0.5)} ms`);
 
     // 2. batched vs batch-1 worker, saturated
@@ -189,7 +215,13 @@ async function main(): Promise<void> {
     // 3. continuous vs static under Poisson arrivals (mixed lengths: 16, 32 or 48 steps)
     log();
     log('3. continuous ÷ static batching, Poisson arrivals (20 jobs of 16/32/48 steps, cfg 1, 8 slots)');
-    const mixed = Array.from({ length: 20 }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: 300 + i, steps: [16, 32, 48][i % 3]!, cfg: 1 }));
+    const mixed = Array.from({ length: 20 }, (_, i) => ({
+      task: 't2i',
+      prompt: PROMPTS[i % PROMPTS.length]!,
+      seed: 300 + i,
+      steps: [16, 32, 48][i % 3]!,
+      cfg: 1,
+    }));
     const capacity = await b.withWorker({ BATCH_SLOTS: '8' }, async () => throughput(await b.settle(await Promise.all(mixed.map((r) => b.submit(r))))));
     log(`   capacity (all submitted at once, continuous): ${f(capacity, 2)} images/s`);
     for (const load of [0.25, 0.5, 0.9]) {
@@ -217,7 +249,9 @@ async function main(): Promise<void> {
     log();
     log('4. ML-Cache on ÷ off at the service level (16 jobs, t2i 64 steps, cfg 1, τ 1, 8 slots, saturated)');
     const cacheRun = (cache: boolean) =>
-      b.withWorker({ BATCH_SLOTS: '8' }, async () => throughput(await b.settle(await Promise.all(t2i(16, { ...guided, ...(cache ? { cache: true } : {}) }, 400).map((r) => b.submit(r))))));
+      b.withWorker({ BATCH_SLOTS: '8' }, async () =>
+        throughput(await b.settle(await Promise.all(t2i(16, { ...guided, ...(cache ? { cache: true } : {}) }, 400).map((r) => b.submit(r))))),
+      );
     const off = await cacheRun(false);
     const on = await cacheRun(true);
     log(`   off ${f(off, 2)} images/s, on ${f(on, 2)} images/s → ${f(on / off, 2)}×`);

@@ -17,7 +17,9 @@ export interface Caller {
 const ADMIN_ONLY = 'dimoo:admin-only';
 export const AdminOnly = () => SetMetadata(ADMIN_ONLY, true);
 
-export const CurrentCaller = createParamDecorator((_: unknown, ctx: ExecutionContext): Caller => ctx.switchToHttp().getRequest<Request & { caller: Caller }>().caller);
+export const CurrentCaller = createParamDecorator(
+  (_: unknown, ctx: ExecutionContext): Caller => ctx.switchToHttp().getRequest<Request & { caller: Caller }>().caller,
+);
 
 const unauthorized = () => new ProblemError(HttpStatus.UNAUTHORIZED, 'unauthorized', 'Unauthorized', 'a valid API key is required');
 

@@ -30,7 +30,13 @@ export class ProblemFilter implements ExceptionFilter {
     const res = host.switchToHttp().getResponse<Response>();
     let body: Record<string, unknown>;
     if (exception instanceof ProblemError) {
-      body = { type: `about:blank#${exception.slug}`, title: exception.title, status: exception.status, detail: exception.message, ...(exception.errors ? { errors: exception.errors } : {}) };
+      body = {
+        type: `about:blank#${exception.slug}`,
+        title: exception.title,
+        status: exception.status,
+        detail: exception.message,
+        ...(exception.errors ? { errors: exception.errors } : {}),
+      };
     } else if (exception instanceof HttpException) {
       const status = exception.getStatus();
       body = { type: 'about:blank', title: HttpStatus[status] ?? 'Error', status, detail: bodyParserDetail(exception) };
@@ -38,7 +44,10 @@ export class ProblemFilter implements ExceptionFilter {
       this.logger.error(exception instanceof Error ? exception.stack : String(exception));
       body = { type: 'about:blank#internal', title: 'Internal error', status: 500, detail: 'the server failed to handle the request' };
     }
-    res.status(body['status'] as number).type('application/problem+json').send(JSON.stringify(body));
+    res
+      .status(body['status'] as number)
+      .type('application/problem+json')
+      .send(JSON.stringify(body));
   }
 }
 

@@ -7,7 +7,8 @@ import { QUEUE_NAMES } from '@dimoo/contracts';
 import { PrismaClient } from '@dimoo/db';
 import { ObjectStore } from '@dimoo/storage';
 
-const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms))]);
+const within = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms))]);
 
 @ApiTags('health')
 @Controller()
@@ -33,7 +34,9 @@ export class HealthController {
       storage: within(this.store.ping(), 1000),
     };
     const results = await Promise.allSettled(Object.values(checks));
-    const status = Object.fromEntries(Object.keys(checks).map((k, i) => [k, results[i]!.status === 'fulfilled' ? 'up' : `down: ${String((results[i] as PromiseRejectedResult).reason)}`]));
+    const status = Object.fromEntries(
+      Object.keys(checks).map((k, i) => [k, results[i]!.status === 'fulfilled' ? 'up' : `down: ${String((results[i] as PromiseRejectedResult).reason)}`]),
+    );
     const ok = results.every((r) => r.status === 'fulfilled');
     res.status(ok ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE).json({ status: ok ? 'ready' : 'not ready', checks: status });
   }

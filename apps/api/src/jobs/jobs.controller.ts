@@ -74,8 +74,15 @@ export class JobsController {
   ): Promise<void> {
     await this.jobs.get(caller, id);
     const raw = lastEventHeader ?? lastEventQuery ?? '0';
-    if (!/^\d{1,18}$/.test(raw)) throw invalidRequest([{ field: lastEventHeader !== undefined ? 'Last-Event-ID' : 'lastEventId', reason: 'must be an event id' }]);
-    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    if (!/^\d{1,18}$/.test(raw)) {
+      throw invalidRequest([{ field: lastEventHeader !== undefined ? 'Last-Event-ID' : 'lastEventId', reason: 'must be an event id' }]);
+    }
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
     res.write('retry: 2000\n\n');
 
     let lastSent = BigInt(raw);

@@ -35,7 +35,13 @@ export async function startPlatform(options: { quiet?: boolean; modelDir?: strin
   const s3 = await startS3Server();
   const redis = new RedisServer(await freePort());
   await redis.start();
-  const shared = platformServiceEnv({ databaseUrl: db.url, redisPort: redis.port, s3, name: 'dimoo-test', modelDir: options.modelDir ?? resolve(ROOT, 'models/tiny') });
+  const shared = platformServiceEnv({
+    databaseUrl: db.url,
+    redisPort: redis.port,
+    s3,
+    name: 'dimoo-test',
+    modelDir: options.modelDir ?? resolve(ROOT, 'models/tiny'),
+  });
   const env = ApiEnvSchema.parse({ ...shared, ADMIN_API_KEY: ADMIN_KEY, PORT: '0', OUTBOX_INTERVAL_MS: '300', MAX_BODY_BYTES: String(2 * 1024 * 1024) });
   const api = await createApi(env, options.quiet ? ['error', 'warn'] : undefined);
   await api.listen(0, '127.0.0.1');

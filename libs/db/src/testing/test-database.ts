@@ -121,10 +121,9 @@ async function createFromTemplate(client: pg.Client, adminUrl: string, name: str
         throw error;
       }
       // Templates of other migration sets (older checkouts) are only rebuilt if needed again.
-      const stale = await client.query<{ datname: string }>(
-        `SELECT datname FROM pg_database WHERE datname LIKE '${TEMPLATE_PREFIX}%' AND datname <> $1`,
-        [template],
-      );
+      const stale = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE '${TEMPLATE_PREFIX}%' AND datname <> $1`, [
+        template,
+      ]);
       for (const { datname } of stale.rows) await dropDatabase(client, datname).catch(() => undefined);
     }
     await client.query(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);

@@ -48,9 +48,16 @@ export function deploymentPod(objects: K8sObject[], name: string): PodSpec {
 export function containerEnv(objects: K8sObject[], container: Container): Record<string, string> {
   const env: Record<string, string> = {};
   const data = (kind: string, name: string, field: string) =>
-    ((objects.find((o) => o.kind === kind && o.metadata.name === name) as Record<string, unknown> | undefined)?.[field] ?? null) as Record<string, string> | null;
+    ((objects.find((o) => o.kind === kind && o.metadata.name === name) as Record<string, unknown> | undefined)?.[field] ?? null) as Record<
+      string,
+      string
+    > | null;
   for (const from of container.envFrom ?? []) {
-    const src = from.configMapRef ? data('ConfigMap', from.configMapRef.name, 'data') : from.secretRef ? data('Secret', from.secretRef.name, 'stringData') : null;
+    const src = from.configMapRef
+      ? data('ConfigMap', from.configMapRef.name, 'data')
+      : from.secretRef
+        ? data('Secret', from.secretRef.name, 'stringData')
+        : null;
     if (!src) throw new Error(`container ${container.name}: envFrom names a missing ConfigMap or Secret`);
     Object.assign(env, src);
   }

@@ -37,7 +37,11 @@ export class RedisServer {
   constructor(readonly port: number) {}
 
   async start(): Promise<void> {
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    this.proc = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+      { stdio: 'ignore' },
+    );
     for (let i = 0; i < 100; i++) {
       if (await canConnect(this.port)) return;
       await sleep(50);
@@ -66,7 +70,11 @@ export class ServiceProcess {
     env: NodeJS.ProcessEnv,
     private readonly readyLine: string,
   ) {
-    this.proc = spawn(process.execPath, ['-r', '@swc-node/register', entry], { cwd: WORKSPACE_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, ['-r', '@swc-node/register', entry], {
+      cwd: WORKSPACE_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.proc.stdout?.on('data', (d: Buffer) => this.output.push(d.toString()));
     this.proc.stderr?.on('data', (d: Buffer) => this.output.push(d.toString()));
   }

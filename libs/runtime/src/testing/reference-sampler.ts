@@ -113,7 +113,11 @@ export class ReferenceSampler {
         input_ids: t.input_ids,
         position_ids: t.position_ids,
         attention_mask: t.attention_mask,
-        target_positions: new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(i)), [1, n]),
+        target_positions: new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+          [1, n],
+        ),
         guidance_weights: new ort.Tensor('float32', Float32Array.of(1), [1, 1]),
         vocab_range: new ort.Tensor('int64', BigInt64Array.from(vocab.map(BigInt)), [2]),
         temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
@@ -146,7 +150,11 @@ export class ReferenceSampler {
     const t = this.rowTensors(row);
     const S = sel.length;
     const out = await this.partialGraph.run({
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(sel, (i) => BigInt(row[i]!)), [1, S]),
+      input_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(sel, (i) => BigInt(row[i]!)),
+        [1, S],
+      ),
       query_index: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(sel, BigInt), [1, S]),
       attention_mask: t.attention_mask,
@@ -193,7 +201,12 @@ export class ReferenceSampler {
           const sorted = [...st.rowMax].sort((a, b) => a - b);
           const q = (1 - job.cache!.cacheRatio) * (sorted.length - 1);
           const theta = sorted[Math.floor(q)]! + (sorted[Math.min(Math.floor(q) + 1, sorted.length - 1)]! - sorted[Math.floor(q)]!) * (q - Math.floor(q));
-          await this.partial(row, st, st.rowMax.flatMap((v, i) => (v <= theta ? [i] : [])), job.vocab);
+          await this.partial(
+            row,
+            st,
+            st.rowMax.flatMap((v, i) => (v <= theta ? [i] : [])),
+            job.vocab,
+          );
         }
       }
 

@@ -57,7 +57,15 @@ export function syntheticTokenizerJson(options: SyntheticTokenizerOptions = {}):
     ['a', 't'],
   ];
   for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
-  const added = Object.entries(specials).map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = Object.entries(specials).map(([content, id]) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const seq = (id: string) => ({ SpecialToken: { id, type_id: 0 } });
   const single = [...(bos ? [seq(bos)] : []), { Sequence: { id: 'A', type_id: 0 } }, ...(eos ? [seq(eos)] : [])];
   const specialTokens: Record<string, unknown> = {};
@@ -71,6 +79,17 @@ export function syntheticTokenizerJson(options: SyntheticTokenizerOptions = {}):
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'TemplateProcessing', single, pair: [...single, { Sequence: { id: 'B', type_id: 1 } }], special_tokens: specialTokens },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
+    },
   };
 }
