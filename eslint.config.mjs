@@ -1,10 +1,18 @@
 import nx from '@nx/eslint-plugin';
+import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
+
+// Libraries a layer must never load: the engine is pure; only the runtime (worker side) loads onnxruntime-node.
+const io = ['fs', 'node:fs', 'node:fs/promises', 'sharp', 'pngjs', 'minio', 'bullmq', 'ioredis', '@prisma/*'];
+const nest = ['@nestjs/*'];
 
 export default tseslint.config(
   { ignores: ['**/node_modules/**', '**/dist/**', '**/*.js', '**/*.mjs', 'models/**', 'tools/model/**', 'libs/db/src/generated/**'] },
   ...nx.configs['flat/base'],
   ...tseslint.configs.recommendedTypeChecked,
+  // formatting is Prettier's (npm run format:check): stylistic rules that disagree with it are off; `curly` below is
+  // kept on purpose (multi-line), and a body Prettier wraps gets braces
+  prettier,
   {
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
@@ -22,39 +30,61 @@ export default tseslint.config(
         'error',
         { selector: "CallExpression[callee.object.name=/^(it|describe|test)$/][callee.property.name='only']", message: 'No committed .only' },
       ],
+      // The architecture (docs/architecture.md): who may import whom, by scope (which process) and type (which layer).
       '@nx/enforce-module-boundaries': [
         'error',
         {
           enforceBuildableLibDependency: false,
           allow: [],
           depConstraints: [
-            // The engine is pure: no other project, no Nest, no runtime, no I/O.
+            // scopes: the API process never loads the engine or onnxruntime-node; API and worker share only libraries
+            { sourceTag: 'scope:api', onlyDependOnLibsWithTags: ['scope:api', 'scope:shared', 'scope:testing'], bannedExternalImports: ['onnxruntime-node'] },
+            { sourceTag: 'scope:worker', onlyDependOnLibsWithTags: ['scope:worker', 'scope:shared', 'scope:engine', 'scope:testing'] },
+            { sourceTag: 'scope:cli', onlyDependOnLibsWithTags: ['scope:shared', 'scope:engine'] },
+            { sourceTag: 'scope:engine', onlyDependOnLibsWithTags: ['scope:engine', 'scope:shared'] },
+            { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'], bannedExternalImports: ['onnxruntime-node'] },
+            { sourceTag: 'scope:testing', onlyDependOnLibsWithTags: ['scope:shared', 'scope:testing'], bannedExternalImports: ['onnxruntime-node'] },
+            // tools (benchmarks, end-to-end tests) reach the apps only as processes, over HTTP
+            { sourceTag: 'scope:tools', onlyDependOnLibsWithTags: ['scope:shared', 'scope:engine', 'scope:testing', 'scope:tools'] },
+            // types: the layers
+            { sourceTag: 'type:engine', onlyDependOnLibsWithTags: ['type:engine'], bannedExternalImports: [...nest, 'onnxruntime-node', ...io] },
             {
-              sourceTag: 'type:engine',
-              onlyDependOnLibsWithTags: ['type:engine'],
-              bannedExternalImports: [
-                '@nestjs/*',
-                'onnxruntime-node',
-                'bullmq',
-                'ioredis',
-                'minio',
-                '@prisma/*',
-                'fs',
-                'node:fs',
-                'node:fs/promises',
-                'sharp',
-                'pngjs',
-              ],
+              sourceTag: 'type:contracts',
+              onlyDependOnLibsWithTags: ['type:contracts'],
+              bannedExternalImports: [...nest, 'onnxruntime-node', 'sharp', 'minio', 'bullmq', '@prisma/*'],
             },
-            { sourceTag: 'type:contracts', onlyDependOnLibsWithTags: ['type:contracts'], bannedExternalImports: ['@nestjs/*', 'onnxruntime-node'] },
-            { sourceTag: 'type:runtime', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts'], bannedExternalImports: ['@nestjs/*'] },
-            // Data access (Postgres, object storage): plain classes, usable from apps and workers alike.
-            { sourceTag: 'type:data', onlyDependOnLibsWithTags: ['type:contracts', 'type:data'], bannedExternalImports: ['@nestjs/*'] },
-            { sourceTag: 'type:app', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime', 'type:data'] },
-            // Tools (benchmarks) may start the data services; they reach the apps only as processes, over HTTP.
-            { sourceTag: 'type:tool', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:runtime', 'type:data'] },
+            { sourceTag: 'type:config', onlyDependOnLibsWithTags: ['type:config'], bannedExternalImports: nest },
+            { sourceTag: 'type:model', onlyDependOnLibsWithTags: ['type:contracts', 'type:model'], bannedExternalImports: nest },
+            { sourceTag: 'type:runtime', onlyDependOnLibsWithTags: ['type:engine', 'type:contracts', 'type:model'], bannedExternalImports: nest },
+            { sourceTag: 'type:data', onlyDependOnLibsWithTags: ['type:contracts', 'type:data'], bannedExternalImports: nest },
+            { sourceTag: 'type:testing', onlyDependOnLibsWithTags: ['type:contracts', 'type:config', 'type:data', 'type:testing'] },
           ],
         },
+      ],
+    },
+  },
+  {
+    // the engine and the contracts are pure: no Node built-in (Nx's bannedExternalImports does not cover them); specs
+    // may read fixtures
+    files: ['libs/diffusion/**/*.ts', 'libs/contracts/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [{ regex: '^node:|^(fs|path|os|net|http|https|child_process|worker_threads)$', message: 'the engine and the contracts are pure: no I/O' }],
+        },
+      ],
+    },
+  },
+  {
+    // production code of the apps never imports test harnesses
+    files: ['apps/**/*.ts'],
+    ignores: ['**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['@dimoo/platform', '@dimoo/*/testing'], message: 'test harnesses are for specs, tools and the demo' }] },
       ],
     },
   },

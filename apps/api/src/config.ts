@@ -1,5 +1,5 @@
 /** The API's environment, validated once at boot: a bad value stops the process with the variable named. */
-import { ServiceEnvSchema } from '@dimoo/queue';
+import { ServiceEnvSchema } from '@dimoo/config';
 import { z } from 'zod';
 
 export const ApiEnvSchema = ServiceEnvSchema.extend({

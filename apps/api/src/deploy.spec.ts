@@ -2,7 +2,7 @@
  * The deployment files boot the API: the environment of the API pod (k8s/base) and of the compose service passes the
  * API's env schema with no unknown variable, and the probes point at the routes the API serves.
  */
-import { composeEnv, containerEnv, deploymentPod, k8sObjects } from '@dimoo/queue/testing';
+import { composeEnv, containerEnv, deploymentPod, k8sObjects } from '@dimoo/platform';
 import { ApiEnvSchema } from './config';
 
 const known = new Set(Object.keys(ApiEnvSchema.shape));

@@ -6,11 +6,11 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
-import { loadManifest } from '@dimoo/runtime';
+import { loadManifest } from '@dimoo/model';
 import { AppModule } from './app.module';
 import type { ApiEnv } from './config';
 import { ApiEnvSchema } from './config';
-import { loadEnv } from '@dimoo/queue';
+import { loadEnv } from '@dimoo/config';
 
 /** Body-parser failures (bad JSON, too large) as problem+json, before any route runs. */
 function bodyErrors(err: { type?: string; status?: number; message?: string }, _req: Request, res: Response, next: NextFunction): void {

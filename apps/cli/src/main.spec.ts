@@ -4,7 +4,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { decodeImage } from '@dimoo/runtime';
+import { decodeImage } from '@dimoo/model';
 
 const run = promisify(execFile);
 const ROOT = resolve(__dirname, '../../..');

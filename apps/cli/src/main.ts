@@ -6,8 +6,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { TaskRequest } from '@dimoo/runtime';
-import { decodeImage, finish, loadModel, newEngine, prepare, resultPng } from '@dimoo/runtime';
+import type { LocalRequest } from '@dimoo/contracts';
+import type { RgbImage } from '@dimoo/model';
+import { decodeImage } from '@dimoo/model';
+import { encodeResult, finish, loadModel, newEngine, prepare, resolveLocal } from '@dimoo/runtime';
 
 const DEFAULT_MODEL = resolve(__dirname, '../../../models/tiny');
 
@@ -28,15 +30,16 @@ async function main(argv: string[]): Promise<void> {
       cache: { type: 'boolean', default: false },
     },
   });
-  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const given = <K extends string>(key: K, v: string | undefined) => (v === undefined ? {} : ({ [key]: Number(v) } as Record<K, number>));
   const common = {
     seed: Number(values.seed),
-    steps: num(values.steps),
-    temperature: num(values.temperature),
-    cfg: num(values.cfg),
-    cache: values.cache ? (true as const) : null,
+    ...given('steps', values.steps),
+    ...given('temperature', values.temperature),
+    ...given('cfg', values.cfg),
+    cache: values.cache,
   };
-  let request: TaskRequest;
+  let request: LocalRequest;
+  const images: RgbImage[] = [];
   switch (command) {
     case 'generate':
       if (!values.prompt) throw new Error('generate needs --prompt');
@@ -44,7 +47,8 @@ async function main(argv: string[]): Promise<void> {
       break;
     case 'understand':
       if (!values.image || !values.question) throw new Error('understand needs --image and --question');
-      request = { task: 'mmu', question: values.question, image: await decodeImage(await readFile(values.image)), ...common };
+      request = { task: 'mmu', question: values.question, ...common };
+      images.push(await decodeImage(await readFile(values.image)));
       break;
     default:
       throw new Error('usage: dimoo generate --prompt TEXT [--out FILE] | dimoo understand --image FILE --question TEXT');
@@ -52,7 +56,9 @@ async function main(argv: string[]): Promise<void> {
   const t0 = performance.now();
   const model = await loadModel(values.model, { provider: 'cpu', allowCpuFallback: false });
   const t1 = performance.now();
-  const seq = await prepare(model, 'cli', request);
+  // the same resolution of a request as the API's: defaults and limits from the model's manifest
+  const job = resolveLocal(model.manifest, request, { images });
+  const seq = await prepare(model, 'cli', job);
   const engine = newEngine(model);
   await engine.run([seq]);
   const result = await finish(model, seq);
@@ -61,9 +67,9 @@ async function main(argv: string[]): Promise<void> {
   if (result.kind === 'image') {
     const out = resolve(values.out);
     await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, await resultPng(result));
+    await writeFile(out, (await encodeResult(job.job, result.rgb)).bytes);
     console.log(
-      `wrote ${out} (${result.width}×${result.height}, model ${model.manifest.name} ${model.checksum.slice(0, 12)}, seed ${request.seed}; ${timing})`,
+      `wrote ${out} (${result.width}×${result.height}, model ${model.manifest.name} ${model.checksum.slice(0, 12)}, seed ${job.job.seed}; ${timing})`,
     );
   } else {
     console.log(`${result.text}\n(model ${model.manifest.name}; ${timing})`);

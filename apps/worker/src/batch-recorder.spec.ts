@@ -4,7 +4,18 @@ import { BatchRecorder } from './batch-recorder';
 
 const step = (jobs: string[], running: number, partial = false): StepStats => ({
   jobs,
-  calls: [{ kind: partial ? 'partial' : 'full', sequences: jobs.length, rows: jobs.length, positions: partial ? 10 : 100, fullPositions: 100, ms: 4 }],
+  calls: [
+    {
+      kind: partial ? 'partial' : 'full',
+      sequences: jobs.length,
+      rows: jobs.length,
+      positions: partial ? 10 : 100,
+      fullPositions: 100,
+      length: 16,
+      steps: 1,
+      ms: 4,
+    },
+  ],
   stepMs: 5,
   cacheBytes: partial ? 2048 : 1024,
   batchCost: 112 * jobs.length,

@@ -1,7 +1,7 @@
 /** The worker's environment, validated once at boot. */
 import { hostname } from 'node:os';
-import { ServiceEnvSchema } from '@dimoo/queue';
-import { DEFAULT_BATCH_POLICY } from '@dimoo/runtime';
+import { ServiceEnvSchema } from '@dimoo/config';
+import { DEFAULT_BATCH_POLICY } from '@dimoo/diffusion';
 import { z } from 'zod';
 
 export const WorkerEnvSchema = ServiceEnvSchema.extend({

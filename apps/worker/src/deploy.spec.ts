@@ -3,7 +3,7 @@
  * gets passes the worker's env schema, names no variable the worker does not know, and the pod's termination grace
  * outlasts the worker's drain (SHUTDOWN_GRACE_MS), so a rolling update hands jobs back instead of killing them.
  */
-import { composeEnv, containerEnv, deploymentPod, k8sObjects } from '@dimoo/queue/testing';
+import { composeEnv, containerEnv, deploymentPod, k8sObjects } from '@dimoo/platform';
 import { WorkerEnvSchema } from './config';
 
 const known = new Set(Object.keys(WorkerEnvSchema.shape));

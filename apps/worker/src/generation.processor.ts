@@ -8,13 +8,14 @@ import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/comm
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
-import type { JobRequest, QueuePayload } from '@dimoo/contracts';
-import { QUEUE_NAMES, QueuePayloadSchema } from '@dimoo/contracts';
+import { parseStoredJob, StoredImagesSchema } from '@dimoo/contracts';
 import type { Job as JobRecord } from '@dimoo/db';
 import { BatchRepository, JobRepository, NotFound } from '@dimoo/db';
-import { redisConnection } from '@dimoo/queue';
-import type { TaskRequest } from '@dimoo/runtime';
-import { decodeImage, EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
+import { decodeImage } from '@dimoo/model';
+import type { QueuePayload } from '@dimoo/queue';
+import { QUEUE_NAMES, QueuePayloadSchema, redisConnection } from '@dimoo/queue';
+import type { EngineSubmission } from '@dimoo/runtime';
+import { EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
 import { ObjectStore, previewKey, resultKey } from '@dimoo/storage';
 import { BatchRecorder } from './batch-recorder';
 import type { WorkerEnv } from './config';
@@ -97,9 +98,15 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
     if (!record) return;
 
-    let request: TaskRequest;
+    // the job as the API resolved and stored it; a row that does not parse (or an unknown schema version) fails here
+    const stored = parseStoredJob(record.params);
+    if (!stored.ok) {
+      await this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason });
+      throw new UnrecoverableError(stored.reason);
+    }
+    let submission: EngineSubmission;
     try {
-      request = await this.requestOf(record);
+      submission = { job: stored.job, images: await this.imagesOf(record), team: record.teamId, priority: 0 };
     } catch (err) {
       await this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) });
       throw new UnrecoverableError(String(err));
@@ -108,7 +115,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     let lastReport = 0;
     let previewing = false;
     try {
-      const { output, timings } = await this.engine.run(jobId, request, {
+      const { output, timings } = await this.engine.run(jobId, submission, {
         onProgress: (step, steps) => {
           const now = Date.now();
           if (now - lastReport < this.env.PROGRESS_INTERVAL_MS && step < steps) return;
@@ -124,8 +131,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       });
       const t0 = performance.now();
       if (output.kind === 'image') {
-        const key = resultKey(record.teamId, jobId, 'png');
-        await this.store.put(key, Buffer.from(output.png), 'image/png');
+        const key = resultKey(record.teamId, jobId, output.extension);
+        await this.store.put(key, Buffer.from(output.bytes), output.contentType);
         await this.jobs.succeed(jobId, {
           resultKey: key,
           modelChecksum: this.engine.model.checksum,
@@ -175,53 +182,9 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
   }
 
-  /** The engine request: the recorded parameters plus the input images from storage, decoded off the event loop. */
-  private async requestOf(record: JobRecord): Promise<TaskRequest> {
-    const p = record.params as unknown as JobRequest & { seed: number };
-    const inputs = record.inputs as Record<string, string | string[]>;
-    const image = async (key: string) => decodeImage(await this.store.get(key));
-    const cache = p.cache === true ? true : p.cache ? p.cache : null;
-    const common = {
-      seed: p.seed,
-      cache,
-      ...(p.previewEvery !== undefined ? { previewEvery: p.previewEvery } : {}),
-      ...(p.steps !== undefined ? { steps: p.steps } : {}),
-      ...(p.temperature !== undefined ? { temperature: p.temperature } : {}),
-    };
-    switch (p.task) {
-      case 't2i':
-        return { task: 't2i', prompt: p.prompt, ...common, ...opt({ height: p.height, width: p.width, cfg: p.cfg }) };
-      case 'paint': {
-        const img = await image(inputs['image'] as string);
-        const maskImg = await image(inputs['mask'] as string);
-        const mask = new Uint8Array(maskImg.width * maskImg.height);
-        for (let i = 0; i < mask.length; i++) {
-          const o = i * 3;
-          mask[i] = maskImg.data[o]! + maskImg.data[o + 1]! + maskImg.data[o + 2]! > 3 * 127.5 ? 1 : 0;
-        }
-        return { task: 'paint', prompt: p.prompt, image: img, mask, ...common, ...opt({ cfg: p.cfg }) };
-      }
-      case 'i2i':
-        return {
-          task: 'i2i',
-          prompt: p.prompt,
-          kind: p.editType,
-          images: await Promise.all((inputs['images'] as string[]).map(image)),
-          ...common,
-          ...opt({ cfg: p.cfg, cfgImage: p.cfgImage }),
-        };
-      case 'mmu':
-        return {
-          task: 'mmu',
-          question: p.question,
-          image: await image(inputs['image'] as string),
-          ...common,
-          ...opt({ genLength: p.genLength, blockLength: p.blockLength, cfg: p.cfg }),
-        };
-    }
+  /** The job's input images from storage, decoded off the event loop, in the order the engine takes them. */
+  private async imagesOf(record: JobRecord): Promise<Awaited<ReturnType<typeof decodeImage>>[]> {
+    const { images } = StoredImagesSchema.parse(record.inputs);
+    return Promise.all(images.map(async (key) => decodeImage(await this.store.get(key))));
   }
-}
-
-function opt<T extends Record<string, unknown>>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -3,7 +3,7 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { INestApplicationContext } from '@nestjs/common';
 import { EngineHost } from '@dimoo/runtime';
-import { loadEnv } from '@dimoo/queue';
+import { loadEnv } from '@dimoo/config';
 import type { WorkerEnv } from './config';
 import { WorkerEnvSchema } from './config';
 import { WorkerModule } from './worker.module';

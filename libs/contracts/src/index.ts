@@ -1,2 +1,4 @@
+export * from './enums';
 export * from './jobs';
 export * from './manifest';
+export * from './resolve';

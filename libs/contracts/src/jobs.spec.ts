@@ -1,14 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { checkAgainstManifest, JobRequestSchema } from './jobs';
+import { JobRequestSchema } from './jobs';
 import type { ModelManifest } from './manifest';
 import { ManifestSchema } from './manifest';
+import { resolveJob } from './resolve';
 
 const manifest: ModelManifest = ManifestSchema.parse(JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')));
 const parse = (body: unknown) => JobRequestSchema.safeParse(body);
+// every input image decodes to the model's default size: these cases are about the other fields
+const size = { height: manifest.image.defaultHeight, width: manifest.image.defaultWidth };
 const fields = (body: unknown) => {
   const r = parse(body);
-  return r.success ? checkAgainstManifest(r.data, manifest).map((i) => i.field) : r.error.issues.map((i) => i.path.join('.'));
+  if (!r.success) return r.error.issues.map((i) => i.path.join('.'));
+  const images = 'images' in r.data ? r.data.images.length : 'image' in r.data ? 1 : 0;
+  const resolved = resolveJob(r.data, manifest, { inputs: Array.from({ length: images }, () => size), seed: 1 });
+  return resolved.ok ? [] : resolved.issues.map((i) => i.field);
 };
 
 describe('job requests', () => {

@@ -1,16 +1,9 @@
 /**
- * Job requests, statuses, events, results and queue names: the one definition the API, the worker, the CLI and the
- * dashboard share. Shape checks live here; limits that depend on the served model (sizes, steps, …) are checked
- * against its manifest by `checkAgainstManifest`.
+ * What a team sends (`POST /v1/jobs`) and what it reads back (`GET /v1/jobs/:id`): request shapes and the job view.
+ * Shape checks live here; every default and every limit of the served model is applied by `resolveJob` (resolve.ts).
  */
 import { z } from 'zod';
-import type { ModelManifest } from './manifest';
-
-export const QUEUE_NAMES = { generation: 'dimoo-generation' } as const;
-
-/** What travels through Redis: only ids — Postgres holds the job. */
-export const QueuePayloadSchema = z.object({ jobId: z.uuid(), teamId: z.uuid() });
-export type QueuePayload = z.infer<typeof QueuePayloadSchema>;
+import { EDIT_TYPES, JOB_STATUSES, JOB_TASKS } from './enums';
 
 const MAX_IMAGE_BASE64 = 8 * 1024 * 1024;
 
@@ -22,16 +15,15 @@ export const ImageInputSchema = z
   .refine((s) => /^[A-Za-z0-9+/]+={0,2}$/.test(s), 'must be base64 image data')
   .describe('base64-encoded PNG, JPEG or WebP (a data: URL is accepted)');
 
-export const CacheSchema = z
-  .union([
-    z.boolean(),
-    z.object({
-      cacheRatio: z.number().gt(0).lt(1),
-      warmupRatio: z.number().min(0).lt(1),
-      refreshInterval: z.number().int().gt(1),
-    }),
-  ])
-  .describe('ML-Cache: true for the model defaults, or explicit settings');
+/** ML-Cache settings (the policy they drive: libs/diffusion cache-policy.ts). */
+export const CacheSettingsSchema = z.strictObject({
+  cacheRatio: z.number().gt(0).lt(1),
+  warmupRatio: z.number().min(0).lt(1),
+  refreshInterval: z.number().int().gt(1),
+});
+export type CacheSettings = z.infer<typeof CacheSettingsSchema>;
+
+export const CacheSchema = z.union([z.boolean(), CacheSettingsSchema]).describe('ML-Cache: true for the model defaults, or explicit settings');
 
 const sampling = {
   steps: z.number().int().min(1).optional().describe('sampling steps (model default when omitted)'),
@@ -43,10 +35,15 @@ const sampling = {
 
 const prompt = z.string().trim().min(1, 'must not be empty').max(2000);
 
-export const EDIT_TYPES = ['edit', 'subject', 'control', 'style'] as const;
+/** The formats an image result can be stored in, with the content type it is served as. */
+export const OUTPUT_FORMATS = {
+  png: { contentType: 'image/png', extension: 'png' },
+} as const;
+export type OutputFormat = keyof typeof OUTPUT_FORMATS;
 
+/** Unknown fields are refused (strict objects): a misspelt option must not be silently ignored. */
 export const JobRequestSchema = z.discriminatedUnion('task', [
-  z.object({
+  z.strictObject({
     task: z.literal('t2i'),
     prompt,
     height: z.number().int().positive().optional(),
@@ -54,7 +51,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     cfg: z.number().min(0).optional().describe('text guidance scale w: (1 + w)·cond − w·uncond'),
     ...sampling,
   }),
-  z.object({
+  z.strictObject({
     task: z.literal('paint'),
     prompt,
     image: ImageInputSchema,
@@ -62,7 +59,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     cfg: z.number().min(0).optional(),
     ...sampling,
   }),
-  z.object({
+  z.strictObject({
     task: z.literal('i2i'),
     prompt,
     editType: z.enum(EDIT_TYPES),
@@ -71,7 +68,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     cfgImage: z.number().min(0).optional(),
     ...sampling,
   }),
-  z.object({
+  z.strictObject({
     task: z.literal('mmu'),
     question: prompt,
     image: ImageInputSchema,
@@ -82,60 +79,45 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
   }),
 ]);
 export type JobRequest = z.infer<typeof JobRequestSchema>;
-export type JobTask = JobRequest['task'];
+
+/** The image fields of a request, by task: what the API uploads and the worker hands the engine, in this order. */
+export type ImageField = 'image' | 'mask' | `images.${number}`;
+
+/** A job's images: those the engine gets, in request order (`image`, or `images.0`, `images.1`), and a painting mask. */
+export interface JobImages<T> {
+  images: T[];
+  mask?: T;
+}
+
+/** A job row's `inputs`: the object keys of its uploaded images, by the role they play. */
+export const StoredImagesSchema = z.strictObject({ images: z.array(z.string().min(1)), mask: z.string().min(1).optional() });
+
+/** The base64 images of a request, by the role they play. */
+export function requestImages(req: JobRequest): JobImages<string> {
+  switch (req.task) {
+    case 't2i':
+      return { images: [] };
+    case 'paint':
+      return { images: [req.image], mask: req.mask };
+    case 'i2i':
+      return { images: req.images };
+    case 'mmu':
+      return { images: [req.image] };
+  }
+}
+
+/** A request without its base64 images: what in-process callers (CLI, tests, benchmarks) build, images given decoded. */
+export type LocalRequest = WithoutImages<JobRequest>;
+type WithoutImages<R> = R extends unknown ? Omit<R, 'image' | 'images' | 'mask'> : never;
 
 export interface FieldIssue {
   field: string;
   reason: string;
 }
 
-/** Limits that come from the served model's manifest. */
-export function checkAgainstManifest(req: JobRequest, m: ModelManifest): FieldIssue[] {
-  const issues: FieldIssue[] = [];
-  const { gridFactor, minSize, maxSize } = m.image;
-  const size = (field: string, v: number | undefined) => {
-    if (v === undefined) return;
-    if (v % gridFactor !== 0) issues.push({ field, reason: `must be a multiple of ${gridFactor}` });
-    else if (v < minSize || v > maxSize) issues.push({ field, reason: `must be between ${minSize} and ${maxSize}` });
-  };
-  if (req.steps !== undefined && req.steps > m.limits.maxSteps) issues.push({ field: 'steps', reason: `must be at most ${m.limits.maxSteps}` });
-  if (req.temperature !== undefined && req.temperature > m.limits.maxTemperature) {
-    issues.push({ field: 'temperature', reason: `must be at most ${m.limits.maxTemperature}` });
-  }
-  if (req.cfg !== undefined && req.cfg > m.limits.maxCfg) issues.push({ field: 'cfg', reason: `must be at most ${m.limits.maxCfg}` });
-  switch (req.task) {
-    case 't2i':
-      size('height', req.height);
-      size('width', req.width);
-      break;
-    case 'i2i':
-      if (req.cfgImage !== undefined && req.cfgImage > m.limits.maxCfg) issues.push({ field: 'cfgImage', reason: `must be at most ${m.limits.maxCfg}` });
-      if (req.editType === 'style' && req.images.length !== 2) {
-        issues.push({ field: 'images', reason: 'style transfer needs the content image and a style image' });
-      }
-      break;
-    case 'mmu': {
-      const gen = req.genLength ?? m.defaults.mmu.genLength;
-      const block = req.blockLength ?? Math.min(m.defaults.mmu.blockLength, gen);
-      const steps = req.steps ?? m.defaults.mmu.steps;
-      if (gen > m.limits.maxGenLength) issues.push({ field: 'genLength', reason: `must be at most ${m.limits.maxGenLength}` });
-      else if (gen % block !== 0) issues.push({ field: 'blockLength', reason: 'must divide genLength' });
-      else if (steps % (gen / block) !== 0) issues.push({ field: 'steps', reason: 'must be a multiple of genLength / blockLength' });
-      break;
-    }
-    case 'paint':
-      break;
-  }
-  return issues;
-}
-
-export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'canceled'];
-
 export const JobViewSchema = z.object({
   id: z.uuid(),
-  task: z.enum(['t2i', 'paint', 'i2i', 'mmu']),
+  task: z.enum(JOB_TASKS),
   status: z.enum(JOB_STATUSES),
   progress: z.number().min(0).max(1),
   step: z.number().int(),
@@ -149,7 +131,7 @@ export const JobViewSchema = z.object({
   timings: z.record(z.string(), z.number()).nullable(),
   result: z
     .union([
-      z.object({ kind: z.literal('image'), url: z.string(), contentType: z.literal('image/png') }),
+      z.object({ kind: z.literal('image'), url: z.string(), contentType: z.string() }),
       z.object({ kind: z.literal('text'), text: z.string(), url: z.string() }),
     ])
     .nullable(),
@@ -158,9 +140,8 @@ export const JobViewSchema = z.object({
 export type JobView = z.infer<typeof JobViewSchema>;
 
 /**
- * Server-sent events of a job (`GET /v1/jobs/:id/events`). Each carries `id:` (replay with `Last-Event-ID`) and JSON
- * data with `jobId` and `at`, plus: progress `{step, steps}`; preview `{step, url}`; completed `{url, text?}`;
- * failed `{error}`; started `{attempt}`. The stream ends after completed, failed or canceled.
+ * Server-sent events of a job (`GET /v1/jobs/:id/events`, types in enums.ts). Each carries `id:` (replay with
+ * `Last-Event-ID`) and JSON data with `jobId` and `at`, plus: progress `{step, steps}`; preview `{step, url}`;
+ * completed `{url, text?}`; failed `{error}`; started `{attempt}`. The stream ends after completed, failed or canceled.
  */
-export const JOB_STREAM_EVENT_TYPES = ['queued', 'started', 'progress', 'preview', 'completed', 'failed', 'canceled'] as const;
-export type JobStreamEventType = (typeof JOB_STREAM_EVENT_TYPES)[number];
+export type { JobStreamEventType } from './enums';

@@ -3,6 +3,7 @@
  * graph files and checksums. Job validation, the engine's token layout and the runtime all read it.
  */
 import { z } from 'zod';
+import { CacheSettingsSchema } from './jobs';
 
 const id = z.number().int().nonnegative();
 const fileName = z.string().regex(/^[\w.-]+$/, 'a plain file name inside the model directory');
@@ -80,11 +81,7 @@ export const ManifestSchema = z
         cfg: z.number().nonnegative(),
         temperature: z.number().nonnegative(),
       }),
-      cache: z.object({
-        cacheRatio: z.number().gt(0).lt(1),
-        warmupRatio: z.number().min(0).lt(1),
-        refreshInterval: z.number().int().gt(1),
-      }),
+      cache: CacheSettingsSchema,
     }),
     limits: z.object({
       maxSteps: z.number().int().positive(),

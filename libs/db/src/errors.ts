@@ -1,4 +1,4 @@
-import type { JobStatus } from './generated/prisma/client';
+import type { JobStatus } from '@dimoo/contracts';
 
 /** Base class of the errors this library throws on purpose; match with `instanceof`, never on messages. */
 export abstract class DbError extends Error {

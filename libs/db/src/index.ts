@@ -2,5 +2,5 @@ export * from './api-key.repository';
 export * from './batch.repository';
 export * from './errors';
 export * from './job.repository';
-export { createPrisma, isUuid, JobStatus, JobTask, Prisma, PrismaClient } from './prisma';
+export { createPrisma, isUuid, Prisma, PrismaClient } from './prisma';
 export type { ApiKey, Batch, CreatePrismaOptions, Job, JobEvent, Team } from './prisma';

@@ -4,7 +4,8 @@ import { ApiKeyRepository } from './api-key.repository';
 import { BatchRepository } from './batch.repository';
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
 import { type CreateJobInput, JobRepository } from './job.repository';
-import { createPrisma, JobStatus, Prisma, type PrismaClient } from './prisma';
+import { JobStatus } from './generated/prisma/client';
+import { createPrisma, Prisma, type PrismaClient } from './prisma';
 import { createTestDatabase, type TestDatabase } from './testing';
 
 describe('JobRepository (PostgreSQL)', () => {
@@ -181,11 +182,11 @@ describe('JobRepository (PostgreSQL)', () => {
   describe('succeed', () => {
     it('stores the result once: a duplicate delivery changes nothing and adds no event', async () => {
       const id = await runningJob();
-      const first = { resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 7n, timings: { totalMs: 12 } };
+      const first = { resultKey: 'first.png', modelChecksum: 'sha256:aa', timings: { totalMs: 12 } };
       expect(await jobs.succeed(id, first)).toBe(true);
-      expect(await jobs.succeed(id, { resultKey: 'second.png', modelChecksum: 'sha256:bb', seed: 8n })).toBe(false);
+      expect(await jobs.succeed(id, { resultKey: 'second.png', modelChecksum: 'sha256:bb' })).toBe(false);
       const row = (await jobs.get(id, teamId))!;
-      expect(row).toMatchObject({ status: JobStatus.succeeded, resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 7n, progress: 1 });
+      expect(row).toMatchObject({ status: JobStatus.succeeded, resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 42n, progress: 1 });
       expect(row.timings).toEqual({ totalMs: 12 });
       expect(row.finishedAt).toBeInstanceOf(Date);
       expect((await eventTypes(id)).filter((t) => t === 'succeeded')).toHaveLength(1);

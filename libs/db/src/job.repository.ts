@@ -1,27 +1,6 @@
+import type { JobEventType, JobTask } from '@dimoo/contracts';
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
-import {
-  FOREIGN_KEY_VIOLATION,
-  isUuid,
-  type Job,
-  type JobEvent,
-  JobStatus,
-  type JobTask,
-  Prisma,
-  type PrismaClient,
-  prismaErrorCode,
-  UNIQUE_VIOLATION,
-} from './prisma';
-
-/** The event types a job's history can hold (column `job_events.type`). */
-export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'retried'] as const;
-export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
-
-/** Statuses a job never leaves. The database allows at most one event of the matching types per job. */
-export const TERMINAL_STATUSES: readonly JobStatus[] = [JobStatus.succeeded, JobStatus.failed, JobStatus.canceled];
-
-export function isTerminal(status: JobStatus): boolean {
-  return TERMINAL_STATUSES.includes(status);
-}
+import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
 
 export interface CreateJobInput {
   /** Pass an id to upload inputs under the job's key before the row exists; a random uuid otherwise. */
@@ -37,8 +16,6 @@ export interface CreateJobInput {
 
 interface SucceedCommon {
   modelChecksum?: string | null;
-  /** The seed actually used (when the request left it to the worker). */
-  seed?: bigint | number | null;
   timings?: Prisma.InputJsonValue | null;
 }
 
@@ -103,7 +80,7 @@ export class JobRepository {
   /** Records that the job was handed to Redis. Applies only while queued; calling it again refreshes the time. */
   public async markEnqueued(id: string): Promise<boolean> {
     return this.transition(id, async (tx) => {
-      const { count } = await tx.job.updateMany({ where: { id, status: JobStatus.queued }, data: { enqueuedAt: new Date() } });
+      const { count } = await tx.job.updateMany({ where: { id, status: 'queued' }, data: { enqueuedAt: new Date() } });
       if (count === 0) return false;
       await addEvent(tx, id, 'enqueued');
       return true;
@@ -118,7 +95,7 @@ export class JobRepository {
   public async pendingEnqueue(limit: number, olderThanMs?: number): Promise<Job[]> {
     const stale: Prisma.JobWhereInput[] = olderThanMs === undefined ? [] : [{ enqueuedAt: { lt: new Date(Date.now() - olderThanMs) } }];
     return this.prisma.job.findMany({
-      where: { status: JobStatus.queued, OR: [{ enqueuedAt: null }, ...stale] },
+      where: { status: 'queued', OR: [{ enqueuedAt: null }, ...stale] },
       orderBy: { createdAt: 'asc' },
       take: limit,
     });
@@ -138,7 +115,7 @@ export class JobRepository {
     let taken: Job | null = null;
     await this.transition(id, async (tx) => {
       const data = {
-        status: JobStatus.running,
+        status: 'running',
         workerId,
         batchId: batchId ?? null,
         startedAt: new Date(),
@@ -146,13 +123,13 @@ export class JobRepository {
         step: 0,
         progress: 0,
       } satisfies Prisma.JobUpdateManyMutationInput;
-      const fresh = await tx.job.updateManyAndReturn({ where: { id, status: JobStatus.queued }, data });
+      const fresh = await tx.job.updateManyAndReturn({ where: { id, status: 'queued' }, data });
       if (fresh[0]) {
         await addEvent(tx, id, 'started', { workerId, batchId: batchId ?? null, attempt: fresh[0].attempts });
         taken = fresh[0];
         return true;
       }
-      const retried = await tx.job.updateManyAndReturn({ where: { id, status: JobStatus.running, cancelRequested: false }, data });
+      const retried = await tx.job.updateManyAndReturn({ where: { id, status: 'running', cancelRequested: false }, data });
       if (retried[0]) {
         await addEvent(tx, id, 'retried', { workerId, attempt: retried[0].attempts });
         await addEvent(tx, id, 'started', { workerId, batchId: batchId ?? null, attempt: retried[0].attempts });
@@ -169,7 +146,7 @@ export class JobRepository {
   public async progress(id: string, step: number, steps: number): Promise<boolean> {
     return this.transition(id, async (tx) => {
       const { count } = await tx.job.updateMany({
-        where: { id, status: JobStatus.running },
+        where: { id, status: 'running' },
         data: { step, steps, progress: steps > 0 ? Math.min(1, Math.max(0, step / steps)) : 0 },
       });
       if (count === 0) return false;
@@ -181,7 +158,7 @@ export class JobRepository {
   /** A preview image of step `step` was stored at `key`. Applies only while running. */
   public async preview(id: string, step: number, key: string): Promise<boolean> {
     return this.transition(id, async (tx) => {
-      const running = await tx.job.count({ where: { id, status: JobStatus.running } });
+      const running = await tx.job.count({ where: { id, status: 'running' } });
       if (running === 0) return false;
       await addEvent(tx, id, 'preview', { step, key });
       return true;
@@ -195,13 +172,12 @@ export class JobRepository {
   public async succeed(id: string, result: SucceedInput): Promise<boolean> {
     return this.transition(id, async (tx) => {
       const { count } = await tx.job.updateMany({
-        where: { id, status: JobStatus.running },
+        where: { id, status: 'running' },
         data: {
-          status: JobStatus.succeeded,
+          status: 'succeeded',
           resultKey: result.resultKey ?? null,
           resultText: result.resultText ?? null,
           ...(result.modelChecksum === undefined ? {} : { modelChecksum: result.modelChecksum }),
-          ...(result.seed === undefined ? {} : { seed: result.seed }),
           timings: result.timings ?? Prisma.DbNull,
           progress: 1,
           finishedAt: new Date(),
@@ -218,8 +194,8 @@ export class JobRepository {
     return this.transition(id, async (tx) => {
       const failure = { ...error } satisfies Prisma.InputJsonObject;
       const { count } = await tx.job.updateMany({
-        where: { id, status: { in: [JobStatus.queued, JobStatus.running] } },
-        data: { status: JobStatus.failed, error: failure, finishedAt: new Date() },
+        where: { id, status: { in: ['queued', 'running'] } },
+        data: { status: 'failed', error: failure, finishedAt: new Date() },
       });
       if (count === 0) return false;
       await addEvent(tx, id, 'failed', failure);
@@ -237,8 +213,8 @@ export class JobRepository {
     if (!isUuid(id)) throw new NotFound('job', id);
     const canceled = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.job.updateMany({
-        where: { id, teamId, status: JobStatus.queued },
-        data: { status: JobStatus.canceled, cancelRequested: true, finishedAt: new Date() },
+        where: { id, teamId, status: 'queued' },
+        data: { status: 'canceled', cancelRequested: true, finishedAt: new Date() },
       });
       if (count === 0) return false;
       await addEvent(tx, id, 'canceled', { by: 'team' });
@@ -246,13 +222,13 @@ export class JobRepository {
     });
     if (canceled) return 'canceled';
     const { count } = await this.prisma.job.updateMany({
-      where: { id, teamId, status: JobStatus.running },
+      where: { id, teamId, status: 'running' },
       data: { cancelRequested: true },
     });
     if (count === 1) return 'cancelRequested';
     const job = await this.prisma.job.findFirst({ where: { id, teamId }, select: { status: true } });
     if (!job) throw new NotFound('job', id);
-    if (job.status === JobStatus.canceled) return 'canceled';
+    if (job.status === 'canceled') return 'canceled';
     throw new TransitionRejected(id, 'requestCancel', job.status);
   }
 
@@ -276,8 +252,8 @@ export class JobRepository {
   public async handBack(id: string, workerId: string): Promise<boolean> {
     return this.transition(id, async (tx) => {
       const { count } = await tx.job.updateMany({
-        where: { id, status: JobStatus.running, workerId },
-        data: { status: JobStatus.queued, enqueuedAt: new Date(), step: 0, progress: 0 },
+        where: { id, status: 'running', workerId },
+        data: { status: 'queued', enqueuedAt: new Date(), step: 0, progress: 0 },
       });
       if (count === 0) return false;
       await addEvent(tx, id, 'queued', { reason: 'handed back by a draining worker', workerId });
@@ -325,8 +301,8 @@ export class JobRepository {
 
   private async cancelRunning(tx: Tx, id: string, data: Prisma.InputJsonObject): Promise<boolean> {
     const { count } = await tx.job.updateMany({
-      where: { id, status: JobStatus.running },
-      data: { status: JobStatus.canceled, finishedAt: new Date() },
+      where: { id, status: 'running' },
+      data: { status: 'canceled', finishedAt: new Date() },
     });
     if (count === 0) return false;
     await addEvent(tx, id, 'canceled', data);

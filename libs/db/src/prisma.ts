@@ -2,7 +2,8 @@ import { PrismaPg } from '@prisma/adapter-pg';
 
 import { Prisma, PrismaClient } from './generated/prisma/client';
 
-export { JobStatus, JobTask, Prisma, PrismaClient } from './generated/prisma/client';
+// the job enums are @dimoo/contracts' (enums.ts); enums.spec.ts holds Prisma's equal to them
+export { Prisma, PrismaClient } from './generated/prisma/client';
 export type { ApiKey, Batch, Job, JobEvent, Team } from './generated/prisma/client';
 
 export interface CreatePrismaOptions {

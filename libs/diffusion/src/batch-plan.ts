@@ -8,7 +8,8 @@
  *   come, so a burst starts as one batch; it starts at once when the waiting cost already fills the budget.
  * - **continuous** (default): while a batch runs, waiting sequences join it at the next step as soon as they fit.
  *   **static** (for comparison): nothing joins a running batch; the next one forms when it is empty.
- * - First come, first served: a sequence that does not fit is not overtaken by a smaller one behind it.
+ * - Order: the scheduler's admission order (scheduler.ts; first come, first served by default). A sequence that
+ *   does not fit is not overtaken by a smaller one behind it in that order.
  *
  * Grouping by shape happens inside the batch (engine.ts): sequences of different padded lengths, branch counts or
  * cache phases take separate model calls in the same step, so padding never exceeds one length bucket.
@@ -26,8 +27,17 @@ export interface BatchPolicy {
   waitMs: number;
 }
 
+/**
+ * Continuous batching, no wait window: a job that arrives later joins at the next step anyway, so waiting only adds
+ * latency (measured: 10 ms per lone job, bench:serve); a window pays off for static batches and on GPUs where a
+ * larger first step is nearly free. The budget (padded length × branches) fits 16 guided 128² sequences of the tiny
+ * model (cost 224 each); a CPU gains little beyond 4 (docs/performance.md), so set it from bench:serve on a GPU.
+ */
+export const DEFAULT_BATCH_POLICY: BatchPolicy = { mode: 'continuous', costBudget: 4096, waitMs: 0 };
+
 export interface Waiting {
   id: string;
+  /** positions one full step computes for it (`sequenceCost`) */
   cost: number;
   /** ms timestamp of arrival */
   arrivedAt: number;
@@ -69,7 +79,7 @@ export function callGroups<M extends { seq: Sequence }>(members: Iterable<M>, ke
 }
 
 /**
- * Decides admissions given what waits (arrival order) and what runs (its total cost and count).
+ * Decides admissions given what waits (in admission order) and what runs (its total cost and count).
  * Pure: the caller owns the clock and the queues.
  */
 export function planAdmission(policy: BatchPolicy, waiting: readonly Waiting[], running: { count: number; cost: number }, now: number): Admission {
@@ -77,7 +87,7 @@ export function planAdmission(policy: BatchPolicy, waiting: readonly Waiting[], 
   if (running.count > 0 && policy.mode === 'static') return { admit: [], retryInMs: null };
 
   if (running.count === 0) {
-    const waited = now - waiting[0]!.arrivedAt;
+    const waited = now - Math.min(...waiting.map((w) => w.arrivedAt));
     const waitingCost = waiting.reduce((n, w) => n + w.cost, 0);
     if (waited < policy.waitMs && waitingCost < policy.costBudget) return { admit: [], retryInMs: policy.waitMs - waited };
   }

@@ -1,16 +1,17 @@
 /**
- * Batched stepping: every active sequence advances one step per `step()`, with one model call per group of compatible
- * sequences (same branch count, vocabulary slice, padded length, target count and cache phase). Guidance branches are
- * folded into the rows (row = sequence·G + branch). Sequences may join or leave between any two steps.
+ * Batched stepping (the host path): every active sequence advances one step per `step()`, with one model call per
+ * group of compatible sequences (same branch count, vocabulary slice, padded length, target count and cache phase).
+ * Guidance branches are folded into the rows (row = sequence·G + branch). Sequences may join or leave between any two
+ * steps.
  *
- * With ML-Cache, the state belongs to the batch (cache-arena.ts), in host memory — where the CPU provider computes
- * anyway (docs/model-interface.md §4.2, §5). Sequences in a full step and sequences in a partial step are different
- * groups, so each runs its own call that step.
+ * With ML-Cache, the state belongs to the batch: the model's cache handle of a group's rows (model.ts), regathered only
+ * when the group's membership changes. Which positions a partial step recomputes is the cache policy's
+ * (cache-policy.ts), read from the handle's row max. Sequences in a full step and sequences in a partial step are
+ * different groups, so each runs its own call that step.
  */
-import { callGroups, paddedLength, sequenceCost } from './batch-plan';
-import { CacheArena } from './cache-arena';
+import { callGroups, paddedLength } from './batch-plan';
 import { selectRecompute } from './cache-policy';
-import type { DenoiseModel, SampleOutput } from './model';
+import type { CacheHandle, DenoiseModel, SampleOutput } from './model';
 import type { Sequence } from './sequence';
 
 export interface EngineOptions {
@@ -24,14 +25,13 @@ interface Member {
   seq: Sequence;
   /** padded row length */
   length: number;
-  /** where this sequence's cache rows live, once it has run a cached full step */
-  slot: { arena: CacheArena; index: number } | null;
-  /** per branch: row position → target index (partial steps' scatter) */
-  targetOf?: Int32Array[];
+  /** where this sequence's cache rows live, once it has run a cached full step: a handle and its index there */
+  slot: { cache: CacheHandle; index: number } | null;
 }
 
 export interface CallRecord {
-  kind: 'full' | 'partial' | 'sample';
+  /** host path: a full step, a partial (ML-Cache) step, the draw from cached logits; GPU path: a segment run */
+  kind: 'full' | 'partial' | 'sample' | 'segment';
   sequences: number;
   rows: number;
   length: number;
@@ -39,6 +39,8 @@ export interface CallRecord {
   positions: number;
   /** positions a full step of the same rows would run: 1 − positions / fullPositions is the ML-Cache saving */
   fullPositions: number;
+  /** steps the call advanced its sequences (a segment run: up to the graph's unroll) */
+  steps: number;
   ms: number;
 }
 
@@ -49,12 +51,20 @@ export interface StepReport {
   cacheBytes: number;
 }
 
-export class DiffusionEngine {
+/** A runner of sequences, one step at a time: the host engine (this file) and the GPU segment path (segment.ts). */
+export interface StepRunner {
+  readonly size: number;
+  add(seq: Sequence): void;
+  /** Leaves at once (cancel); false when it was not running here. */
+  remove(id: string): boolean;
+  /** Advances every sequence it holds; finished ones leave. */
+  step(): Promise<StepReport>;
+}
+
+export class DiffusionEngine implements StepRunner {
   private readonly members = new Map<string, Member>();
   /** every model call since construction (tests and benchmarks read it) */
   readonly calls: CallRecord[] = [];
-  /** the sample head's input logits, reused across steps (a fresh buffer per step is garbage-collection pressure) */
-  private sampleScratch = new Float32Array(0);
 
   constructor(
     private readonly model: DenoiseModel,
@@ -63,11 +73,6 @@ export class DiffusionEngine {
 
   get size(): number {
     return this.members.size;
-  }
-
-  /** Positions one full step computes for `seq` (padded length × branches): its share of a batch's budget. */
-  costOf(seq: Sequence): number {
-    return sequenceCost(this.paddedLength(seq), seq.branches);
   }
 
   add(seq: Sequence): void {
@@ -108,8 +113,8 @@ export class DiffusionEngine {
       }
     }
     this.calls.push(...calls);
-    const arenas = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.arena] : [])));
-    return { calls, finished, cacheBytes: [...arenas].reduce((n, a) => n + a.bytes, 0) };
+    const caches = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.cache] : [])));
+    return { calls, finished, cacheBytes: [...caches].reduce((n, c) => n + c.bytes, 0) };
   }
 
   private isPartial(m: Member): boolean {
@@ -168,29 +173,15 @@ export class DiffusionEngine {
       withCache,
       ...this.samplingInputs(group),
     });
-    calls.push({ kind: 'full', sequences: B, rows: R, length: L, positions, fullPositions: positions, ms: performance.now() - t0 });
+    calls.push({ kind: 'full', sequences: B, rows: R, length: L, positions, fullPositions: positions, steps: 1, ms: performance.now() - t0 });
     if (withCache) {
-      if (!out.presentKv || !out.targetLogits) throw new Error('model returned no cache state for a cached full step');
-      const [lo, hi] = first.seq.spec.vocab;
-      const ids = group.map((m) => m.seq.id);
-      const arena = new CacheArena(this.model.shape, ids, G, L, N, hi - lo, out.presentKv, out.targetLogits, out.rowMax);
-      group.forEach((m, index) => (m.slot = { arena, index }));
+      const cache = out.cache;
+      if (!cache) throw new Error('model returned no cache state for a cached full step');
+      group.forEach((m, index) => (m.slot = { cache, index }));
     } else {
       for (const m of group) m.slot = null; // nothing reads an older cache again: let it go
     }
     return out;
-  }
-
-  /** Branch `g`'s row position → target index (−1 elsewhere); fixed for a sequence, so built once. */
-  private targetsOf(m: Member, g: number): Int32Array {
-    m.targetOf ??= [];
-    let map = m.targetOf[g];
-    if (!map) {
-      map = new Int32Array(m.length).fill(-1);
-      for (let n = 0; n < m.seq.targets; n++) map[m.seq.targetPosition(g, n)] = n;
-      m.targetOf[g] = map;
-    }
-    return map;
   }
 
   /** Per-sequence guidance weights, temperatures and this step's token uniforms. */
@@ -208,21 +199,18 @@ export class DiffusionEngine {
     return { guidanceWeights, temperature, uniforms };
   }
 
-  /** The group's arena: reused while its membership is unchanged, else gathered from the members' rows. */
-  private arenaFor(group: Member[]): CacheArena {
-    const current = group[0]!.slot!.arena;
-    const same = current.members.length === group.length && group.every((m, i) => m.slot!.arena === current && m.slot!.index === i);
+  /** The group's cache: reused while its membership is unchanged, else gathered from the members' rows. */
+  private cacheFor(group: Member[]): CacheHandle {
+    const current = group[0]!.slot!.cache;
+    const same = current.sequences === group.length && group.every((m, i) => m.slot!.cache === current && m.slot!.index === i);
     if (same) return current;
-    const arena = CacheArena.gather(
-      group.map((m) => m.seq.id),
-      group.map((m) => m.slot!),
-    );
-    group.forEach((m, index) => (m.slot = { arena, index }));
-    return arena;
+    const cache = this.model.gatherCache(group.map((m) => ({ cache: m.slot!.cache, sequence: m.slot!.index })));
+    group.forEach((m, index) => (m.slot = { cache, index }));
+    return cache;
   }
 
   private async runPartial(group: Member[], calls: CallRecord[]): Promise<SampleOutput> {
-    const arena = this.arenaFor(group);
+    const cache = this.cacheFor(group);
     const first = group[0]!;
     const G = first.seq.branches;
     const L = first.length;
@@ -239,19 +227,21 @@ export class DiffusionEngine {
         const ids = new Int32Array(m.seq.rowLength(g));
         m.seq.writeRow(g, ids);
         rows.push(ids);
-        selections.push(selectRecompute(arena.rowMax.subarray(rows.length * L - L), ids.length, cacheRatio));
+        selections.push(selectRecompute(cache.rowMax.subarray(rows.length * L - L), ids.length, cacheRatio));
       }
     }
     const S = Math.max(...selections.map((s) => s.length));
     const inputIds = new Int32Array(R * S);
     const queryIndex = new Int32Array(R * S);
+    const queryCounts = new Int32Array(R);
     const attentionMask = new Int32Array(R * L);
     let positions = 0;
     rows.forEach((ids, r) => {
       const sel = selections[r]!;
       positions += sel.length;
+      queryCounts[r] = sel.length;
       for (let s = 0; s < S; s++) {
-        // padding entries repeat the row's first selected position: the same value is scattered twice, outputs unread
+        // padding entries repeat the row's first selected position: the same value is written twice, outputs unread
         const i = sel[s] ?? sel[0]!;
         queryIndex[r * S + s] = i;
         inputIds[r * S + s] = ids[i]!;
@@ -259,17 +249,7 @@ export class DiffusionEngine {
       attentionMask.fill(1, r * L, r * L + ids.length);
     });
     const t0 = performance.now();
-    const out = await this.model.partialStep({
-      rows: R,
-      length: L,
-      queries: S,
-      inputIds,
-      queryIndex,
-      positionIds: queryIndex,
-      pastKv: arena.kv,
-      attentionMask,
-      vocab,
-    });
+    await this.model.partialStep({ cache, rows: R, length: L, queries: S, inputIds, queryIndex, queryCounts, positionIds: queryIndex, attentionMask, vocab });
     calls.push({
       kind: 'partial',
       sequences: B,
@@ -277,60 +257,21 @@ export class DiffusionEngine {
       length: L,
       positions,
       fullPositions: rows.reduce((n, ids) => n + ids.length, 0),
+      steps: 1,
       ms: performance.now() - t0,
     });
 
-    group.forEach((m, b) => {
-      for (let g = 0; g < G; g++) arena.scatterRow(b * G + g, selections[b * G + g]!, this.targetsOf(m, g), out.newKv, S, out.logits, out.rowMax);
-    });
-    // the masked targets are sampled from the merged (fresh or cached) per-branch logits
+    // the masked targets are sampled from the merged (fresh or cached) per-branch logits; `commit` reads no other
     const t1 = performance.now();
-    const sampled = await this.sampleMasked(group, arena);
-    calls.push({ kind: 'sample', sequences: B, rows: R, length: sampled.targets, positions: 0, fullPositions: 0, ms: performance.now() - t1 });
-    return sampled;
-  }
-
-  /**
-   * Runs the sample head on the masked targets only: `Sequence.commit` reads no other sample, and late in a schedule
-   * most targets are committed. A target's sample depends only on its own logits and uniform (§3), so it is the same
-   * token as sampling every target. Returns [B, N] arrays (entries of committed targets unread) and the M sampled per sequence.
-   */
-  private async sampleMasked(group: Member[], arena: CacheArena): Promise<SampleOutput & { targets: number }> {
-    const B = group.length;
-    const G = arena.branches;
-    const N = arena.targets;
-    const K = arena.vocabSize;
-    const masked = group.map((m) => m.seq.maskedTargets());
-    const M = Math.max(1, ...masked.map((ns) => ns.length));
-    const inputs = this.samplingInputs(group);
-    if (this.sampleScratch.length < B * G * M * K) this.sampleScratch = new Float32Array(B * G * N * K);
-    const logits = this.sampleScratch.subarray(0, B * G * M * K);
-    const uniforms = new Float32Array(B * M);
-    masked.forEach((ns, b) => {
-      for (let m = 0; m < M; m++) {
-        const n = ns[m] ?? ns[0] ?? 0; // padding repeats an entry; its sample is not read
-        uniforms[b * M + m] = inputs.uniforms[b * N + n]!;
-        for (let r = b * G; r < (b + 1) * G; r++) logits.set(arena.logits.subarray((r * N + n) * K, (r * N + n + 1) * K), (r * M + m) * K);
-      }
-    });
-    const out = await this.model.sampleHead({
+    const sampled = await this.model.sampleCached({
+      cache,
       sequences: B,
       branches: G,
-      targets: M,
-      vocabSize: K,
-      logits,
-      guidanceWeights: inputs.guidanceWeights,
-      temperature: inputs.temperature,
-      uniforms,
+      targets: first.seq.targets,
+      masked: group.map((m) => m.seq.maskedTargets()),
+      ...this.samplingInputs(group),
     });
-    const sampleIndex = new Int32Array(B * N);
-    const sampleProb = new Float32Array(B * N);
-    masked.forEach((ns, b) =>
-      ns.forEach((n, m) => {
-        sampleIndex[b * N + n] = out.sampleIndex[b * M + m]!;
-        sampleProb[b * N + n] = out.sampleProb[b * M + m]!;
-      }),
-    );
-    return { sampleIndex, sampleProb, targets: M };
+    calls.push({ kind: 'sample', sequences: B, rows: R, length: sampled.fed, positions: 0, fullPositions: 0, steps: 1, ms: performance.now() - t1 });
+    return sampled;
   }
 }

@@ -2,8 +2,8 @@
  * Token layout and per-task sequences (docs/model-interface.md §1). Ids come from the model's manifest, so the same code
  * builds Lumina-DiMOO's sequences (mask 126336, image offset 126356, newline 126084, …) and the tiny model's.
  */
-import type { Guidance } from './guidance';
-import { branchCount } from './guidance';
+import type { Guidance } from './sampler';
+import { branchCount } from './sampler';
 
 export interface TokenLayout {
   vocabSize: number;

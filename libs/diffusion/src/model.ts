@@ -2,19 +2,11 @@
  * The model as the engine sees it (docs/model-interface.md §4): injected, so the engine has no I/O. `libs/runtime`
  * implements it with onnxruntime-node; tests may wrap it to count calls. Arrays are row-major; ids are int32 here
  * (the runtime widens them to the graphs' int64).
+ *
+ * The ML-Cache state (K/V of every layer, the per-branch target logits) is an opaque `CacheHandle` the model owns: the
+ * CPU path keeps it in host memory, a device-resident cache can keep it on the accelerator. The engine only reads each
+ * position's selection score (`rowMax`, the cache policy's input) and says which rows make up a call.
  */
-
-export interface ModelShape {
-  nLayers: number;
-  nHeads: number;
-  dModel: number;
-}
-
-/**
- * The ML-Cache K/V of a call's rows (docs/model-interface.md §4.1, §4.2): one plane per layer and kind, in the order
- * key 0, value 0, key 1, …, each [R, nHeads, L, headDim] — K after RoPE, heads split, as attention reads them.
- */
-export type KvPlanes = Float32Array[];
 
 /** Rows of one call: R rows padded to one length L (padding at the end, mask 0, position 0). */
 export interface RowBatch {
@@ -23,6 +15,16 @@ export interface RowBatch {
   inputIds: Int32Array;
   positionIds: Int32Array;
   attentionMask: Int32Array;
+}
+
+/** One ML-Cache state of a call's rows (row = sequence · branches + branch), owned by the model. */
+export interface CacheHandle {
+  /** sequences whose rows it holds, in row order */
+  readonly sequences: number;
+  /** [R, L] each position's max slice logit after the last step (fresh or cached): the ML-Cache selection score */
+  readonly rowMax: Float32Array;
+  /** memory it holds */
+  readonly bytes: number;
 }
 
 export interface FullStepInput extends RowBatch {
@@ -34,7 +36,7 @@ export interface FullStepInput extends RowBatch {
   vocab: readonly [number, number];
   temperature: Float32Array;
   uniforms: Float32Array;
-  /** also return the rows' K/V and per-branch target logits (the ML-Cache state) */
+  /** also keep the rows' ML-Cache state (`FullStepOutput.cache`): a partial step follows */
   withCache: boolean;
 }
 
@@ -48,48 +50,49 @@ export interface SampleOutput {
 export interface FullStepOutput extends SampleOutput {
   /** [R, L] max slice logit at every position (ML-Cache selection score) */
   rowMax: Float32Array;
-  /** the rows' K/V, when withCache */
-  presentKv?: KvPlanes;
-  /** [R, N, K] per-branch slice logits at the targets, when withCache */
-  targetLogits?: Float32Array;
+  /** the rows' cache state, when withCache */
+  cache?: CacheHandle;
 }
 
+/** A partial step: each row recomputes the positions at `queryIndex` (its first `queryCounts[r]` entries; the rest repeat them). */
 export interface PartialStepInput {
+  /** the rows' cache; the step merges its fresh K/V, logits and row max into it */
+  cache: CacheHandle;
   rows: number;
   length: number;
   queries: number;
   inputIds: Int32Array;
   queryIndex: Int32Array;
+  /** [R] real entries of each row's queries */
+  queryCounts: Int32Array;
   positionIds: Int32Array;
-  /** the rows' cache */
-  pastKv: KvPlanes;
   attentionMask: Int32Array;
   vocab: readonly [number, number];
 }
 
-export interface PartialStepOutput {
-  /** [R, S, K] */
-  logits: Float32Array;
-  /** [R, S] */
-  rowMax: Float32Array;
-  /** [nLayers, 2, R, nHeads, S, headDim]: the fresh K (after RoPE) and V rows at queryIndex */
-  newKv: Float32Array;
-}
-
-export interface SampleHeadInput {
+/** The draw (guidance, sampling) from the cache's merged target logits, at each sequence's masked targets only. */
+export interface CachedSampleInput {
+  cache: CacheHandle;
   sequences: number;
   branches: number;
   targets: number;
-  vocabSize: number;
-  logits: Float32Array;
+  /** per sequence: its masked target indices */
+  masked: readonly (readonly number[])[];
   guidanceWeights: Float32Array;
   temperature: Float32Array;
+  /** [B, N] this step's token uniforms */
   uniforms: Float32Array;
 }
 
+export interface CachedSampleOutput extends SampleOutput {
+  /** targets fed per sequence (the most masked, others padded): the call's width */
+  fed: number;
+}
+
 export interface DenoiseModel {
-  readonly shape: ModelShape;
   fullStep(input: FullStepInput): Promise<FullStepOutput>;
-  partialStep(input: PartialStepInput): Promise<PartialStepOutput>;
-  sampleHead(input: SampleHeadInput): Promise<SampleOutput>;
+  partialStep(input: PartialStepInput): Promise<void>;
+  sampleCached(input: CachedSampleInput): Promise<CachedSampleOutput>;
+  /** A cache holding the given sequences' rows, in order (each from its handle and sequence index there). */
+  gatherCache(parts: readonly { cache: CacheHandle; sequence: number }[]): CacheHandle;
 }

@@ -1,5 +1,4 @@
-import { remaskLowest, remaskScores, topConfidence } from './remask';
-import { sampleFromLogits } from './sampling';
+import { remaskLowest, remaskScores, sampleFromLogits, topConfidence } from './sampler';
 
 describe('remasking rule', () => {
   it('re-masks exactly keep_n without ties', () => {

@@ -1,4 +1,4 @@
-import { keepCount, keepSchedule, transferCounts } from './schedule';
+import { keepCount, keepSchedule, transferCounts } from './sampler';
 
 describe('cosine keep schedule', () => {
   it('matches the spec for N0 = 256, T = 8', () => {

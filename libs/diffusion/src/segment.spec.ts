@@ -3,7 +3,7 @@ import { isFullStep } from './cache-policy';
 import type { TokenLayout } from './layout';
 import { textToImage, understanding } from './layout';
 import { gumbel, RngStream, uniforms } from './rng';
-import { keepCount } from './schedule';
+import { keepCount } from './sampler';
 import type { SegmentInput, SegmentModel, SegmentOutput } from './segment';
 import {
   applySegment,

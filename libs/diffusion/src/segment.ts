@@ -10,12 +10,13 @@
  * points of different schedules share one run.
  */
 import { callGroups, paddedLength } from './batch-plan';
+import type { CallRecord, StepReport, StepRunner } from './engine';
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import { InvalidSamplingRequest } from './errors';
 import type { RowBatch } from './model';
 import { gumbel, RngStream, uniforms } from './rng';
-import { keepCount } from './schedule';
+import { keepCount } from './sampler';
 import type { Sequence } from './sequence';
 
 /** Steps one segment covers from the full step `step`: up to (not including) the next full step, or to the end. */
@@ -211,23 +212,14 @@ export interface SegmentRunnerOptions {
   maxRows: number;
 }
 
-export interface SegmentCall {
-  sequences: number;
-  rows: number;
-  length: number;
-  /** the most steps a sequence of the run advanced */
-  steps: number;
-  ms: number;
-}
-
 /**
  * Runs sequences on the GPU path: every `step()` advances each sequence by one segment, with one run per group of
  * sequences that share branches, vocabulary slice, padded length and target count (at most `maxRows` rows).
  */
-export class SegmentRunner {
+export class SegmentRunner implements StepRunner {
   private readonly members = new Map<string, { seq: Sequence; length: number }>();
   /** every run since construction */
-  readonly calls: SegmentCall[] = [];
+  readonly calls: CallRecord[] = [];
 
   constructor(
     private readonly model: SegmentModel,
@@ -236,6 +228,16 @@ export class SegmentRunner {
 
   get size(): number {
     return this.members.size;
+  }
+
+  /** Whether a sequence can run here from where it stands (image tasks whose segments fit the graph's unroll). */
+  accepts(seq: Sequence): boolean {
+    try {
+      checkSegmentable(seq, this.model.segmentSteps);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   add(seq: Sequence): void {
@@ -253,8 +255,9 @@ export class SegmentRunner {
     while (this.members.size > 0) await this.step();
   }
 
-  /** Advances every sequence by one segment; returns those that finished. */
-  async step(): Promise<Sequence[]> {
+  /** Advances every sequence by one segment; finished ones leave. */
+  async step(): Promise<StepReport> {
+    const calls: CallRecord[] = [];
     for (const group of this.groups()) {
       const { input, plans } = segmentBatch(
         group.map((m) => m.seq),
@@ -263,11 +266,17 @@ export class SegmentRunner {
       );
       const t0 = performance.now();
       const out = await this.model.segment(input);
-      this.calls.push({
+      const steps = Math.max(...plans.map((p) => p.steps));
+      // every step of the run computes every position of every row (the graph's inactive steps too)
+      const positions = input.rows * input.length * steps;
+      calls.push({
+        kind: 'segment',
         sequences: input.sequences,
         rows: input.rows,
         length: input.length,
-        steps: Math.max(...plans.map((p) => p.steps)),
+        positions,
+        fullPositions: positions,
+        steps,
         ms: performance.now() - t0,
       });
       const N = input.targets;
@@ -280,7 +289,9 @@ export class SegmentRunner {
         finished.push(m.seq);
       }
     }
-    return finished;
+    this.calls.push(...calls);
+    // the K/V cache lives and dies inside each run
+    return { calls, finished, cacheBytes: 0 };
   }
 
   private groups(): { seq: Sequence; length: number }[][] {

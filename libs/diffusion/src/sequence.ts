@@ -1,17 +1,15 @@
 /**
- * One job's sampling state and the per-step rule that turns model samples into committed tokens.
- * - `maskgit` (image tasks, spec §2.2): commit every masked target, then re-mask the keep_n least confident.
- * - `llada` (understanding, spec §2.6): blocks left to right; commit the quota most confident masked targets of the block.
+ * One job's sampling state: its rows (the shared region between each guidance branch's prefix and suffix), its step,
+ * and the commit of each step's draws by the job's rule (sampler.ts: `maskgit` for image tasks, `llada` for
+ * understanding).
  */
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import { InvalidSamplingRequest } from './errors';
-import type { Guidance } from './guidance';
-import { guidanceWeights } from './guidance';
 import type { SequenceSpec, TokenLayout } from './layout';
-import { remaskLowest, remaskScores, topConfidence } from './remask';
-import { gumbel, RngStream, uniforms } from './rng';
-import { keepCount, transferCounts } from './schedule';
+import { RngStream, uniforms } from './rng';
+import type { Guidance, StepPosition } from './sampler';
+import { guidanceWeights, lladaBlock, lladaTransfer, maskgitRemask, transferCounts } from './sampler';
 
 export type SamplerKind = { kind: 'maskgit' } | { kind: 'llada'; blockLength: number; remasking: 'low_confidence' | 'random' };
 
@@ -123,31 +121,22 @@ export class Sequence {
     this.region[this.spec.targets[n]!] = this.spec.vocab[0] + index;
   }
 
+  private get position(): StepPosition {
+    const { seed, steps, temperature } = this.params;
+    return { seed, step: this.step, steps, temperature, targets: this.targets };
+  }
+
   private commitMaskGit(masked: number[], sampleIndex: ArrayLike<number>, sampleProb: ArrayLike<number>): void {
-    const { steps, temperature, seed } = this.params;
     for (const n of masked) this.write(n, sampleIndex[n]!);
-    const noise = uniforms(seed, this.step, RngStream.RemaskGumbel, this.targets);
-    const scores = remaskScores(
-      masked.map((n) => sampleProb[n]!),
-      temperature,
-      masked.map((n) => gumbel(noise[n]!)),
-    );
-    remaskLowest(scores, keepCount(this.initialMasked, this.step, steps)).forEach((back, i) => {
+    maskgitRemask(this.position, masked, sampleProb, this.initialMasked).forEach((back, i) => {
       if (back) this.region[this.spec.targets[masked[i]!]!] = this.layout.mask;
     });
   }
 
   private commitLlada(masked: number[], sampleIndex: ArrayLike<number>, sampleProb: ArrayLike<number>, sampler: Extract<SamplerKind, { kind: 'llada' }>): void {
-    const blocks = this.targets / sampler.blockLength;
-    const stepsPerBlock = this.params.steps / blocks;
-    const block = Math.floor(this.step / stepsPerBlock);
-    const inBlock = (n: number) => n >= block * sampler.blockLength && n < (block + 1) * sampler.blockLength;
-    if (this.step % stepsPerBlock === 0) {
-      this.blockQuota = transferCounts(masked.filter(inBlock).length, stepsPerBlock);
-    }
-    const random = sampler.remasking === 'random' ? uniforms(this.params.seed, this.step, RngStream.RandomRemask, this.targets) : null;
-    const confidence = new Float64Array(this.targets).fill(-Infinity);
-    for (const n of masked) if (inBlock(n)) confidence[n] = random ? random[n]! : sampleProb[n]!;
-    for (const n of topConfidence(confidence, this.blockQuota[this.step % stepsPerBlock] ?? 0)) this.write(n, sampleIndex[n]!);
+    const at = this.position;
+    const { block, stepsPerBlock, first } = lladaBlock(at, sampler.blockLength);
+    if (first) this.blockQuota = transferCounts(masked.filter((n) => Math.floor(n / sampler.blockLength) === block).length, stepsPerBlock);
+    for (const n of lladaTransfer(at, sampler, masked, sampleProb, this.blockQuota[this.step % stepsPerBlock] ?? 0)) this.write(n, sampleIndex[n]!);
   }
 }

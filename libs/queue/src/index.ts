@@ -1,3 +1,3 @@
-export * from './env';
 export * from './job-options';
+export * from './queues';
 export * from './redis';

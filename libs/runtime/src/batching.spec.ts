@@ -3,19 +3,24 @@
  * give the same PNG alone, in a static batch, joining a running batch mid-way, and with the batch-owned ML-Cache;
  * the wait window gathers a burst; static batches never take a job mid-way; previews show the committed cells.
  */
+import type { LocalRequest, ModelManifest } from '@dimoo/contracts';
+import { decodeImage, loadManifest } from '@dimoo/model';
 import { EngineHost } from './engine-host';
 import type { StepStats } from './engine-protocol';
-import { decodeImage } from './image';
-import type { TaskRequest } from './pipeline';
+import { resolveLocal } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 
 const session = { provider: 'cpu' as const, allowCpuFallback: false };
-const req = (prompt: string, seed: number, extra: Partial<TaskRequest> = {}): TaskRequest =>
-  ({ task: 't2i', prompt, seed, steps: 16, temperature: 1, cfg: 1, ...extra }) as TaskRequest;
-const png = async (p: Promise<{ output: { kind: string; png?: Uint8Array } }>) => {
+let manifest: ModelManifest;
+beforeAll(async () => {
+  manifest = await loadManifest(TEST_MODEL_DIR, { verify: false });
+});
+const req = (prompt: string, seed: number, extra: Partial<Extract<LocalRequest, { task: 't2i' }>> = {}) =>
+  resolveLocal(manifest, { task: 't2i', prompt, seed, steps: 16, temperature: 1, cfg: 1, ...extra });
+const png = async (p: Promise<{ output: { kind: string; bytes?: Uint8Array } }>) => {
   const r = await p;
-  if (r.output.kind !== 'image' || !r.output.png) throw new Error('not an image');
-  return Buffer.from(r.output.png);
+  if (r.output.kind !== 'image' || !r.output.bytes) throw new Error('not an image');
+  return Buffer.from(r.output.bytes);
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -140,7 +145,7 @@ describe('the GPU ML-Cache path (denoise_segment) selected on the CPU', () => {
     steps.length = 0;
     const previews: number[] = [];
     const got = await Promise.all(
-      reqs.map((r, i) => png(host.run(`g${i}`, { ...r, previewEvery: 8 }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))),
+      reqs.map((r, i) => png(host.run(`g${i}`, { ...r, job: { ...r.job, previewEvery: 8 } }, i === 0 ? { onPreview: (step) => previews.push(step) } : {}))),
     );
     got.forEach((g, i) => expect(g.equals(expected[i]!)).toBe(true));
     // 32 steps at the defaults: full steps 0..9, 14, 19, 24, 29. The lone full steps 0..8 (warmup) run on the host

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
 import { combineGuidance, gumbel, remaskLowest, remaskScores, sampleFromLogits } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
-import { loadManifest } from './manifest';
+import { loadManifest } from '@dimoo/model';
 import { kvNames, rowFeeds } from './onnx-model';
 import { f32, i64 } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';

@@ -4,7 +4,9 @@
  * by one fails.
  */
 import type { Sequence } from '@dimoo/diffusion';
-import type { LoadedModel, TaskRequest } from './pipeline';
+import type { LoadedModel } from './pipeline';
+import type { InlineRequest } from './testing/requests';
+import { inlineJob } from './testing/requests';
 import { finish, loadModel, newEngine, prepare, resultPng } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { ToyWorld } from './testing/toy-world';
@@ -25,22 +27,24 @@ async function png(seq: Sequence): Promise<Buffer> {
 }
 
 describe.each([false, true])('determinism (ML-Cache %s)', (cache) => {
-  const request = (i: number, seed: number): TaskRequest => ({
+  const request = (i: number, seed: number): InlineRequest => ({
     task: 't2i',
     prompt: caption(world, heldOutScenes(world)[i]!),
     cfg: 1,
     temperature: 1,
     steps: 16,
     seed,
-    cache: cache ? true : null,
+    cache,
   });
 
   it('gives identical PNG bytes alone and in a batch of 8, and batches for real', async () => {
-    const alone = await prepare(model, 'alone', request(0, 1234));
+    const alone = await prepare(model, 'alone', inlineJob(model.manifest, request(0, 1234)));
     const soloEngine = newEngine(model);
     await soloEngine.run([alone]);
 
-    const batch = await Promise.all(Array.from({ length: 8 }, (_, i) => prepare(model, `b${i}`, i === 5 ? request(0, 1234) : request(i, 100 + i))));
+    const batch = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => prepare(model, `b${i}`, inlineJob(model.manifest, i === 5 ? request(0, 1234) : request(i, 100 + i)))),
+    );
     const engine = newEngine(model);
     await engine.run(batch);
 

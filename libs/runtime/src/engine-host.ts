@@ -4,9 +4,8 @@
  */
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { EngineError, EngineOutput, EngineThreadOptions, FromThread, JobTimings, StepStats, ToThread } from './engine-protocol';
-import { ModelLoadError } from './errors';
-import type { TaskRequest } from './pipeline';
+import { ModelLoadError } from '@dimoo/model';
+import type { EngineError, EngineOutput, EngineSubmission, EngineThreadOptions, FromThread, JobTimings, StepStats, ToThread } from './engine-protocol';
 
 /** A job the engine could not run. `retryable` is false for bad input: retrying cannot help. */
 export class EngineJobError extends Error {
@@ -102,13 +101,13 @@ export class EngineHost {
   }
 
   /** Runs one job; resolves with its output, rejects with EngineJobError or JobCanceledError. */
-  run(id: string, request: TaskRequest, handlers: RunHandlers | RunHandlers['onProgress'] = {}): Promise<{ output: EngineOutput; timings: JobTimings }> {
+  run(id: string, job: EngineSubmission, handlers: RunHandlers | RunHandlers['onProgress'] = {}): Promise<{ output: EngineOutput; timings: JobTimings }> {
     if (this.closed) return Promise.reject(new Error('engine host is closed'));
     if (this.pending.has(id)) return Promise.reject(new Error(`job ${id} is already running`));
     const h = typeof handlers === 'function' ? { onProgress: handlers } : handlers;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, ...h });
-      this.send({ type: 'submit', id, request });
+      this.send({ type: 'submit', id, job });
     });
   }
 

@@ -1,15 +1,7 @@
 /** Messages between the engine thread and its host (engine-host.ts). */
-import type { BatchPolicy } from '@dimoo/diffusion';
-import type { TaskRequest } from './pipeline';
+import type { BatchPolicy, CallRecord } from '@dimoo/diffusion';
+import type { EngineJob } from './pipeline';
 import type { SessionOptions } from './session';
-
-/**
- * Continuous batching, no wait window: a job that arrives later joins at the next step anyway, so waiting only adds
- * latency (measured: 10 ms per lone job, bench:serve); a window pays off for static batches and on GPUs where a
- * larger first step is nearly free. The budget (padded length × branches) fits 16 guided 128² sequences of the tiny
- * model (cost 224 each); a CPU gains little beyond 4 (docs/performance.md), so set it from bench:serve on a GPU.
- */
-export const DEFAULT_BATCH_POLICY: BatchPolicy = { mode: 'continuous', costBudget: 4096, waitMs: 0 };
 
 export interface EngineThreadOptions {
   modelDir: string;
@@ -18,9 +10,9 @@ export interface EngineThreadOptions {
   maxRows?: number;
   /** verify model file checksums at start */
   verify?: boolean;
-  /** batch formation (libs/diffusion batch-plan.ts); default: continuous, DEFAULT_BATCH_POLICY */
+  /** batch formation (libs/diffusion batch-plan.ts); default DEFAULT_BATCH_POLICY */
   batch?: BatchPolicy;
-  /** a preview every this many steps unless the request says otherwise (0: none) */
+  /** a preview every this many steps unless the job says otherwise (0: none) */
   previewEvery?: number;
   /**
    * Where ML-Cache image jobs run: `host` — the CPU path (K/V in host memory, one call per step); `segment` — the GPU
@@ -28,6 +20,12 @@ export interface EngineThreadOptions {
    * when the provider is CUDA and the model ships the graph, else `host`.
    */
   mlCachePath?: 'host' | 'segment' | 'auto';
+}
+
+/** A job submitted to the engine: what to run, and what admission weighs (team, priority). */
+export interface EngineSubmission extends EngineJob {
+  team?: string;
+  priority?: number;
 }
 
 export interface EngineError {
@@ -38,7 +36,8 @@ export interface EngineError {
   retryable: boolean;
 }
 
-export type EngineOutput = { kind: 'image'; png: Uint8Array; width: number; height: number } | { kind: 'text'; text: string };
+export type EngineOutput =
+  { kind: 'image'; bytes: Uint8Array; contentType: string; extension: string; width: number; height: number } | { kind: 'text'; text: string };
 
 export interface JobTimings {
   /** prepared, waiting for the batch to admit it (wait window, budget, static batches) */
@@ -52,7 +51,7 @@ export interface JobTimings {
 export interface StepStats {
   /** ids of the sequences that ran this step */
   jobs: string[];
-  calls: { kind: string; sequences: number; rows: number; positions: number; fullPositions: number; ms: number }[];
+  calls: CallRecord[];
   stepMs: number;
   cacheBytes: number;
   /** summed cost (padded length × branches) of the running batch, and how many prepared jobs wait to join */
@@ -62,7 +61,7 @@ export interface StepStats {
   running: number;
 }
 
-export type ToThread = { type: 'submit'; id: string; request: TaskRequest } | { type: 'cancel'; id: string } | { type: 'shutdown' };
+export type ToThread = { type: 'submit'; id: string; job: EngineSubmission } | { type: 'cancel'; id: string } | { type: 'shutdown' };
 
 export type FromThread =
   | { type: 'ready'; model: { name: string; version: string; checksum: string }; provider: string }

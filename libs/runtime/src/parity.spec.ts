@@ -5,15 +5,17 @@
  */
 import type { ModelManifest } from '@dimoo/contracts';
 import type { Sequence } from '@dimoo/diffusion';
-import { toPlanar } from './image';
-import type { LoadedModel, TaskRequest } from './pipeline';
+import { toPlanar } from './vq';
+import type { LoadedModel } from './pipeline';
+import type { InlineRequest } from './testing/requests';
+import { inlineJob } from './testing/requests';
 import { loadModel, newEngine, prepare } from './pipeline';
 import type { RefRun } from './testing/reference-sampler';
 import { ReferenceSampler } from './testing/reference-sampler';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { ToyWorld } from './testing/toy-world';
 import { caption, loadWorld, render } from './testing/toy-world';
-import { promptIds } from './tokenizer';
+import { promptIds } from '@dimoo/model';
 
 let model: LoadedModel;
 let world: ToyWorld;
@@ -26,7 +28,7 @@ beforeAll(async () => {
 });
 
 /** The reference's own construction of a job's rows, from the spec's sequence layouts (§1.4). */
-async function referenceJob(m: ModelManifest, req: TaskRequest, seq: Sequence): Promise<RefRun> {
+async function referenceJob(m: ModelManifest, req: InlineRequest, seq: Sequence): Promise<RefRun> {
   const t = m.tokens;
   const tok = (sys: string, user: string) => Array.from(promptIds(model.tokenizer, m, sys, user));
   const cells = (rows: number, cols: number, code: (i: number) => number) =>
@@ -106,18 +108,18 @@ async function referenceJob(m: ModelManifest, req: TaskRequest, seq: Sequence): 
   }
 }
 
-function jobs(temperature: number, cache: boolean): TaskRequest[] {
+function jobs(temperature: number, cache: boolean): InlineRequest[] {
   const scene = (i: number) => ({ colour: world.colourOrder[i % 6]!, shape: world.shapes[i % 3]!, position: world.positionOrder[(i * 2) % 9]! });
   const image = render(world, scene(1));
   const mask = new Uint8Array(world.size * world.size);
   for (let y = 0; y < world.size; y++) for (let x = 0; x < world.size; x++) mask[y * world.size + x] = (x - 40) ** 2 + (y - 70) ** 2 < 900 ? 1 : 0;
-  const common = { temperature, cache: cache ? (true as const) : null };
+  const common = { temperature, cache };
   return [
     { task: 't2i', prompt: caption(world, scene(2)), cfg: 2, steps: 12, seed: 11, ...common },
     { task: 't2i', prompt: caption(world, scene(5)), cfg: 2, steps: 12, seed: 12, ...common },
     { task: 't2i', prompt: caption(world, scene(7)), cfg: 1.5, steps: 12, seed: 13, ...common },
     { task: 'paint', prompt: caption(world, scene(4)), image, mask, cfg: 1, steps: 10, seed: 14, ...common },
-    { task: 'i2i', kind: 'edit', prompt: 'make it blue', images: [image], cfg: 1, cfgImage: 0.5, steps: 12, seed: 15, ...common },
+    { task: 'i2i', editType: 'edit', prompt: 'make it blue', images: [image], cfg: 1, cfgImage: 0.5, steps: 12, seed: 15, ...common },
     { task: 'mmu', question: 'what shape is it ?', image, cfg: 0.5, steps: 8, genLength: 8, blockLength: 4, seed: 16, ...common },
   ];
 }
@@ -130,7 +132,7 @@ describe.each([
 ])('parity at τ = %d, ML-Cache %s', (temperature, cache) => {
   it('the batched engine matches the reference sampler token for token on every task', async () => {
     const reqs = jobs(temperature, cache);
-    const seqs = await Promise.all(reqs.map((r, i) => prepare(model, `p${i}`, r)));
+    const seqs = await Promise.all(reqs.map((r, i) => prepare(model, `p${i}`, inlineJob(model.manifest, r))));
     const engine = newEngine(model);
     await engine.run(seqs);
     // it really ran batched: the three t2i jobs share every one of their calls

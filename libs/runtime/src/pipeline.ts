@@ -1,47 +1,25 @@
 /**
- * From a task request to a sampler sequence and back: tokenize the prompt with the model's template, VQ-encode input
- * images, build the task's sequence (libs/diffusion), and after sampling decode the image or the answer.
+ * From a resolved job (@dimoo/contracts ResolvedJob: every default and limit already applied) to a sampler sequence and
+ * back: tokenize the prompt with the model's template, VQ-encode the input images, build the task's sequence
+ * (libs/diffusion layout.ts), and after sampling decode the image or the answer. Nothing here decides a default.
+ * In-process callers (CLI, tests, benchmarks) resolve their requests with `resolveLocal`, the API's resolution.
  */
-import type { ModelManifest } from '@dimoo/contracts';
-import type { CacheSettings, Guidance, SamplingParams, TokenLayout } from '@dimoo/diffusion';
-import {
-  answerTokens,
-  DiffusionEngine,
-  effectiveGuidance,
-  imageToImage,
-  InvalidSamplingRequest,
-  maskToGrid,
-  regionCodes,
-  Sequence,
-  textToImage,
-  understanding,
-} from '@dimoo/diffusion';
-import type { RgbImage } from './image';
-import { encodePng, fromPlanar, toPlanar } from './image';
-import { loadManifest, modelChecksum, tokenLayout } from './manifest';
+import { randomInt } from 'node:crypto';
+import type { JobImages, LocalRequest, ModelManifest, ResolvedJob } from '@dimoo/contracts';
+import { checkLimits, resultFormat, resolveJob } from '@dimoo/contracts';
+import type { SamplingParams, TokenLayout } from '@dimoo/diffusion';
+import { answerTokens, DiffusionEngine, imageToImage, InvalidSamplingRequest, regionCodes, Sequence, textToImage, understanding } from '@dimoo/diffusion';
+import type { RgbImage, TextTokenizer } from '@dimoo/model';
+import { cellsToGrid, checkTokenizer, encodeImage, encodePng, imageFacts, loadManifest, loadTokenizer, modelChecksum, promptIds } from '@dimoo/model';
 import { OnnxDenoiseModel } from './onnx-model';
 import type { SessionOptions } from './session';
-import type { TextTokenizer } from './tokenizer';
-import { checkTokenizer, loadTokenizer, promptIds } from './tokenizer';
-import { VqCodec } from './vq';
+import { fromPlanar, toPlanar, VqCodec } from './vq';
 
-export type EditKind = 'edit' | 'subject' | 'control' | 'style';
-
-interface Common {
-  steps?: number;
-  temperature?: number;
-  seed: number;
-  /** ML-Cache settings; `true` takes the manifest's defaults */
-  cache?: CacheSettings | boolean | null;
-  /** a preview image every this many steps (0: none; absent: the engine's default) */
-  previewEvery?: number;
+/** What the engine runs: a resolved job and its input images, decoded, in the job's order. */
+export interface EngineJob {
+  job: ResolvedJob;
+  images: RgbImage[];
 }
-
-export type TaskRequest =
-  | (Common & { task: 't2i'; prompt: string; height?: number; width?: number; cfg?: number })
-  | (Common & { task: 'paint'; prompt: string; image: RgbImage; /** H·W, non-zero = regenerate */ mask: Uint8Array; cfg?: number })
-  | (Common & { task: 'i2i'; prompt: string; kind: EditKind; images: RgbImage[]; cfg?: number; cfgImage?: number })
-  | (Common & { task: 'mmu'; question: string; image: RgbImage; genLength?: number; blockLength?: number; cfg?: number });
 
 export type TaskResult = { kind: 'image'; width: number; height: number; codes: Int32Array; rgb: RgbImage } | { kind: 'text'; text: string; tokens: number[] };
 
@@ -53,6 +31,24 @@ export interface LoadedModel {
   tokenizer: TextTokenizer;
   model: OnnxDenoiseModel;
   vq: VqCodec;
+}
+
+export function tokenLayout(m: ModelManifest): TokenLayout {
+  const t = m.tokens;
+  return {
+    vocabSize: m.architecture.vocabSize,
+    textVocabSize: t.textVocabSize,
+    codeOffset: t.codeOffset,
+    codebookSize: t.codebookSize,
+    mask: t.mask,
+    newline: t.newline,
+    boi: t.boi,
+    eoi: t.eoi,
+    uncondition: t.uncondition,
+    boa: t.boa,
+    eoa: t.eoa,
+    answerPad: t.answerPad,
+  };
 }
 
 /**
@@ -78,115 +74,75 @@ export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRo
   return new DiffusionEngine(m.model, { lengthBucket: m.manifest.lengthBucket, maxRows });
 }
 
-function checkSize(m: ModelManifest, field: string, height: number, width: number): void {
-  const { gridFactor, minSize, maxSize, maxAspect } = m.image;
-  for (const [name, v] of [
-    ['height', height],
-    ['width', width],
-  ] as const) {
-    if (!Number.isInteger(v) || v % gridFactor !== 0) throw new InvalidSamplingRequest(`${field}.${name}`, `must be a multiple of ${gridFactor}`);
-    if (v < minSize || v > maxSize) throw new InvalidSamplingRequest(`${field}.${name}`, `must be in [${minSize}, ${maxSize}]`);
-  }
-  if (Math.max(height, width) / Math.min(height, width) > maxAspect) throw new InvalidSamplingRequest(field, `aspect ratio above ${maxAspect}`);
+/**
+ * An in-process request (images given decoded) resolved exactly as the API resolves an HTTP one; the seed is drawn when
+ * the request has none. Throws InvalidSamplingRequest naming the first field at fault.
+ */
+export function resolveLocal(manifest: ModelManifest, request: LocalRequest, inputs: JobImages<RgbImage> = { images: [] }): EngineJob {
+  const r = resolveJob(request, manifest, { ...imageFacts(inputs, manifest.image.gridFactor), seed: randomInt(0, 2 ** 47) });
+  if (!r.ok) throw new InvalidSamplingRequest(r.issues[0]!.field, r.issues.map((i) => (i === r.issues[0] ? i.reason : `${i.field}: ${i.reason}`)).join('; '));
+  return { job: r.job, images: inputs.images };
 }
 
-function cacheFor(m: ModelManifest, cache: Common['cache']): CacheSettings | null {
-  return cache === true ? m.defaults.cache : cache || null;
-}
-
-/** Builds the sampler sequence for a request (VQ-encodes its input images). */
-export async function prepare(m: LoadedModel, id: string, req: TaskRequest): Promise<Sequence> {
+/** Builds the sampler sequence of a resolved job (VQ-encodes its input images). */
+export async function prepare(m: LoadedModel, id: string, { job, images }: EngineJob): Promise<Sequence> {
   const { manifest, tokenizer, layout } = m;
+  // the served model may not be the one the API resolved the job against: its limits are checked again, by the same rule
+  const issue = checkLimits(job, manifest)[0];
+  if (issue) throw new InvalidSamplingRequest(issue.field, issue.reason);
+  if (images.length !== job.inputs.length) throw new InvalidSamplingRequest('images', `${images.length} image(s) for a job resolved with ${job.inputs.length}`);
+  images.forEach((img, i) => {
+    const want = job.inputs[i]!;
+    if (img.height !== want.height || img.width !== want.width) {
+      throw new InvalidSamplingRequest(job.task === 'i2i' ? `images.${i}` : 'image', `is ${img.width}×${img.height}, resolved as ${want.width}×${want.height}`);
+    }
+  });
   const sys = manifest.templates.sys;
+  const g = manifest.image.gridFactor;
   const tok = (s: string, user: string) => promptIds(tokenizer, manifest, s, user);
-  const encode = async (img: RgbImage, field: string) => {
-    checkSize(manifest, field, img.height, img.width);
-    return m.vq.encode(toPlanar(img));
-  };
-  switch (req.task) {
+  const encode = (img: RgbImage) => m.vq.encode(toPlanar(img));
+  const params = (sampler: SamplingParams['sampler']): SamplingParams => ({
+    steps: job.steps,
+    temperature: job.temperature,
+    seed: job.seed,
+    guidance: job.guidance,
+    cache: job.cache,
+    sampler,
+  });
+  const maskgit = params({ kind: 'maskgit' });
+  switch (job.task) {
     case 't2i': {
-      const d = manifest.defaults.t2i;
-      const height = req.height ?? manifest.image.defaultHeight;
-      const width = req.width ?? manifest.image.defaultWidth;
-      checkSize(manifest, 'size', height, width);
-      const guidance = effectiveGuidance({ kind: 'text', scale: req.cfg ?? d.cfg });
-      const spec = textToImage(
-        layout,
-        {
-          prompt: tok(sys.t2i, req.prompt),
-          uncondPrompt: tok(sys.t2i, manifest.templates.uncondition),
-          rows: height / manifest.image.gridFactor,
-          cols: width / manifest.image.gridFactor,
-        },
-        guidance,
-      );
-      return new Sequence(id, layout, spec, params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), { kind: 'maskgit' }));
+      const prompts = { prompt: tok(sys.t2i, job.prompt), uncondPrompt: tok(sys.t2i, manifest.templates.uncondition) };
+      return new Sequence(id, layout, textToImage(layout, { ...prompts, rows: job.size.height / g, cols: job.size.width / g }, job.guidance), maskgit);
     }
     case 'paint': {
-      const d = manifest.defaults.t2i;
-      const canvas = await encode(req.image, 'image');
-      if (req.mask.length !== req.image.width * req.image.height) throw new InvalidSamplingRequest('mask', 'must match the image size');
-      const regenerate = maskToGrid(req.mask, req.image.height, req.image.width, manifest.image.gridFactor);
-      if (!regenerate.some(Boolean)) throw new InvalidSamplingRequest('mask', 'covers no token cell (a cell needs more than half its pixels masked)');
-      const guidance = effectiveGuidance({ kind: 'text', scale: req.cfg ?? d.cfg });
+      const canvas = await encode(images[0]!);
+      const prompts = { prompt: tok(sys.t2i, job.prompt), uncondPrompt: tok(sys.t2i, manifest.templates.uncondition) };
       const spec = textToImage(
         layout,
-        {
-          prompt: tok(sys.t2i, req.prompt),
-          uncondPrompt: tok(sys.t2i, manifest.templates.uncondition),
-          rows: canvas.rows,
-          cols: canvas.cols,
-          canvas: { codes: canvas.codes, regenerate },
-        },
-        guidance,
+        { ...prompts, rows: canvas.rows, cols: canvas.cols, canvas: { codes: canvas.codes, regenerate: cellsToGrid(job.regenerate) } },
+        job.guidance,
       );
-      return new Sequence(id, layout, spec, params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), { kind: 'maskgit' }));
+      return new Sequence(id, layout, spec, maskgit);
     }
     case 'i2i': {
-      const d = manifest.defaults.i2i;
-      if (req.images.length === 0) throw new InvalidSamplingRequest('images', 'needs at least one input image');
-      const inputs = await Promise.all(req.images.map((img, i) => encode(img, `images.${i}`)));
+      const inputs = await Promise.all(images.map(encode));
       const out = inputs[inputs.length - 1]!;
-      const system = sys[req.kind];
-      const user = req.kind === 'style' ? sys.style : req.prompt;
-      const guidance = effectiveGuidance({ kind: 'dual', text: req.cfg ?? d.cfg, image: req.cfgImage ?? d.cfgImage });
+      const system = sys[job.editType];
+      const user = job.editType === 'style' ? sys.style : job.prompt;
       const spec = imageToImage(
         layout,
         { prompt: tok(system, user), uncondPrompt: tok(system, manifest.templates.uncondition), rows: out.rows, cols: out.cols, inputs },
-        guidance,
+        job.guidance,
       );
-      return new Sequence(id, layout, spec, params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), { kind: 'maskgit' }));
+      return new Sequence(id, layout, spec, maskgit);
     }
     case 'mmu': {
-      const d = manifest.defaults.mmu;
-      const image = await encode(req.image, 'image');
-      const genLength = req.genLength ?? d.genLength;
-      if (genLength > manifest.limits.maxGenLength) throw new InvalidSamplingRequest('genLength', `must be ≤ ${manifest.limits.maxGenLength}`);
-      const guidance = effectiveGuidance({ kind: 'text', scale: req.cfg ?? d.cfg });
-      const spec = understanding(layout, { prompt: tok(sys.mmu, req.question), image, genLength }, guidance);
-      return new Sequence(
-        id,
-        layout,
-        spec,
-        params(req, d.steps, d.temperature, guidance, cacheFor(manifest, req.cache), {
-          kind: 'llada',
-          blockLength: req.blockLength ?? Math.min(d.blockLength, genLength),
-          remasking: 'low_confidence',
-        }),
-      );
+      const image = await encode(images[0]!);
+      const spec = understanding(layout, { prompt: tok(sys.mmu, job.question), image, genLength: job.genLength }, job.guidance);
+      return new Sequence(id, layout, spec, params({ kind: 'llada', blockLength: job.blockLength, remasking: 'low_confidence' }));
     }
   }
-}
-
-function params(
-  req: Common,
-  steps: number,
-  temperature: number,
-  guidance: Guidance,
-  cache: CacheSettings | null,
-  sampler: SamplingParams['sampler'],
-): SamplingParams {
-  return { steps: req.steps ?? steps, temperature: req.temperature ?? temperature, seed: req.seed, guidance, cache, sampler };
 }
 
 /** Decodes a finished sequence: the image (VQ decode) or the answer text. */
@@ -203,12 +159,19 @@ export async function finish(m: LoadedModel, seq: Sequence): Promise<TaskResult>
   return { kind: 'image', width: rgb.width, height: rgb.height, codes, rgb };
 }
 
+/** A finished image as its job's result object: the bytes in the job's format (@dimoo/contracts resultFormat). */
+export async function encodeResult(job: ResolvedJob, rgb: RgbImage): Promise<{ bytes: Buffer; contentType: string; extension: string }> {
+  const format = resultFormat(job);
+  if (!format) throw new Error(`a ${job.task} job has no image result`);
+  return { bytes: await encodeImage(rgb, format.format), contentType: format.contentType, extension: format.extension };
+}
+
 /** Preview cells still masked are drawn in this neutral grey. */
 const PREVIEW_GREY = 128;
 
 /**
  * A preview of an image sequence mid-sampling: the committed cells decoded, the still-masked cells grey, scaled to
- * fit `maxSide`. Null for understanding (its answer is text).
+ * fit `maxSide`, as PNG. Null for understanding (its answer is text).
  */
 export async function previewPng(m: LoadedModel, seq: Sequence, maxSide = 256): Promise<Buffer | null> {
   if (seq.params.sampler.kind === 'llada') return null;

@@ -5,10 +5,11 @@
  */
 import type { Sequence } from '@dimoo/diffusion';
 import { regionCodes } from '@dimoo/diffusion';
-import { fromPlanar, toPlanar } from './image';
+import { fromPlanar, toPlanar } from './vq';
 import type { LoadedModel, TaskResult } from './pipeline';
 import { finish, loadModel, newEngine, prepare } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
+import { inlineJob } from './testing/requests';
 import type { Scene, ToyWorld } from './testing/toy-world';
 import { allScenes, caption, check, heldOutScenes, loadWorld, render } from './testing/toy-world';
 
@@ -61,7 +62,9 @@ describe('text-to-image on held-out captions', () => {
 
   beforeAll(async () => {
     scenes = heldOutScenes(world);
-    const seqs = await Promise.all(scenes.map((s, i) => prepare(model, `t${i}`, { task: 't2i', prompt: caption(world, s), seed: 1000 + i })));
+    const seqs = await Promise.all(
+      scenes.map((s, i) => prepare(model, `t${i}`, inlineJob(model.manifest, { task: 't2i', prompt: caption(world, s), seed: 1000 + i }))),
+    );
     read = (await runAll(seqs)).map((r) => check(world, image(r).rgb));
     report['t2i colour'] = rate(score('colour'), scenes.length);
     report['t2i position'] = rate(score('position'), scenes.length);
@@ -83,7 +86,9 @@ describe('understanding on held-out images', () => {
   it('answers ≥ 90% of colour, shape and position questions right', async () => {
     const scenes = heldOutScenes(world);
     const asks = scenes.flatMap((s) => Object.entries(world.questions).map(([question, kind]) => ({ s, question, kind })));
-    const seqs = await Promise.all(asks.map((a, i) => prepare(model, `q${i}`, { task: 'mmu', question: a.question, image: render(world, a.s), seed: i })));
+    const seqs = await Promise.all(
+      asks.map((a, i) => prepare(model, `q${i}`, inlineJob(model.manifest, { task: 'mmu', question: a.question, image: render(world, a.s), seed: i }))),
+    );
     const answers = (await runAll(seqs)).map((r) => (r.kind === 'text' ? r.text : ''));
     const right = asks.filter((a, i) => answers[i] === a.s[a.kind]).length;
     report['understanding'] = rate(right, asks.length);
@@ -105,7 +110,9 @@ describe('editing into held-out combinations', () => {
     const chosen = edits.filter((_, i) => i % 2 === 0);
     expect(chosen.length).toBeGreaterThanOrEqual(60);
     const seqs = await Promise.all(
-      chosen.map((e, i) => prepare(model, `e${i}`, { task: 'i2i', kind: 'edit', prompt: e.instruction, images: [render(world, e.from)], seed: i })),
+      chosen.map((e, i) =>
+        prepare(model, `e${i}`, inlineJob(model.manifest, { task: 'i2i', editType: 'edit', prompt: e.instruction, images: [render(world, e.from)], seed: i })),
+      ),
     );
     const read = (await runAll(seqs)).map((r) => check(world, image(r).rgb));
     const right = chosen.filter((e, i) => same(read[i]!, e.to)).length;
@@ -133,7 +140,13 @@ describe('inpainting with an arbitrary pixel mask', () => {
       shape: world.shapes[(world.shapes.indexOf(s.shape) + 1) % 3]!,
     });
     const seqs = await Promise.all(
-      scenes.map((s, i) => prepare(model, `i${i}`, { task: 'paint', prompt: caption(world, s), image: render(world, canvasOf(s)), mask: maskFor(s), seed: i })),
+      scenes.map((s, i) =>
+        prepare(
+          model,
+          `i${i}`,
+          inlineJob(model.manifest, { task: 'paint', prompt: caption(world, s), image: render(world, canvasOf(s)), mask: maskFor(s), seed: i }),
+        ),
+      ),
     );
     const initial = seqs.map((s) => Int32Array.from(s.region));
     const results = (await runAll(seqs)).map(image);

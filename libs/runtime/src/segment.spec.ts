@@ -6,7 +6,9 @@
  */
 import type { CacheSettings, Sequence } from '@dimoo/diffusion';
 import { isFullStep, segmentLength, segmentStarts } from '@dimoo/diffusion';
-import type { LoadedModel, TaskRequest } from './pipeline';
+import type { LoadedModel } from './pipeline';
+import type { InlineRequest } from './testing/requests';
+import { inlineJob } from './testing/requests';
 import { loadModel, newEngine, prepare } from './pipeline';
 import { newSegmentRunner, OnnxSegmentModel } from './segment';
 import { TEST_MODEL_DIR } from './testing/model-dir';
@@ -24,11 +26,11 @@ beforeAll(async () => {
 });
 
 /** Runs the requests through both paths (fresh sequences each) -> final regions and the segment path's run count. */
-async function bothPaths(reqs: TaskRequest[]) {
-  const host = await Promise.all(reqs.map((r, i) => prepare(model, `h${i}`, r)));
+async function bothPaths(reqs: InlineRequest[]) {
+  const host = await Promise.all(reqs.map((r, i) => prepare(model, `h${i}`, inlineJob(model.manifest, r))));
   const engine = newEngine(model);
   await engine.run(host);
-  const gpu = await Promise.all(reqs.map((r, i) => prepare(model, `g${i}`, r)));
+  const gpu = await Promise.all(reqs.map((r, i) => prepare(model, `g${i}`, inlineJob(model.manifest, r))));
   const runner = newSegmentRunner(segment, model.manifest);
   const before = segment.runs;
   await runner.run(gpu);
@@ -49,7 +51,7 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
 
   it.each([0, 1])('t2i, guidance cfg 1, three sequences with 64 and 40 steps (a short last segment), τ = %d', async (temperature) => {
     const scenes = heldOutScenes(world);
-    const req = (i: number, seed: number, steps: number): TaskRequest => ({
+    const req = (i: number, seed: number, steps: number): InlineRequest => ({
       task: 't2i',
       prompt: caption(world, scenes[i]!),
       cfg: 1,
@@ -90,9 +92,9 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
     const mask = new Uint8Array(world.size * world.size);
     for (let y = 0; y < world.size; y++) for (let x = 0; x < world.size; x++) mask[y * world.size + x] = x >= 32 && x < 96 && y >= 16 ? 1 : 0;
     const common = { temperature, steps: 24, cache: true as const };
-    const reqs: TaskRequest[] = [
-      { task: 'i2i', kind: 'edit', prompt: 'make it blue', images: [image], cfg: 1, cfgImage: 0.5, seed: 7, ...common },
-      { task: 'i2i', kind: 'edit', prompt: 'move it to the bottom', images: [render(world, scene(9))], cfg: 1, cfgImage: 1, seed: 8, ...common },
+    const reqs: InlineRequest[] = [
+      { task: 'i2i', editType: 'edit', prompt: 'make it blue', images: [image], cfg: 1, cfgImage: 0.5, seed: 7, ...common },
+      { task: 'i2i', editType: 'edit', prompt: 'move it to the bottom', images: [render(world, scene(9))], cfg: 1, cfgImage: 1, seed: 8, ...common },
       { task: 'paint', prompt: caption(world, scene(5)), image, mask, cfg: 1, seed: 9, ...common },
     ];
     const r = await bothPaths(reqs);
@@ -104,14 +106,14 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
   });
 
   it('without ML-Cache every run is one full step and still equals the CPU path', async () => {
-    const reqs: TaskRequest[] = [0, 1].map((i) => ({
+    const reqs: InlineRequest[] = [0, 1].map((i) => ({
       task: 't2i',
       prompt: caption(world, heldOutScenes(world)[i + 20]!),
       cfg: 1,
       temperature: 1,
       steps: 12,
       seed: 40 + i,
-      cache: null,
+      cache: false,
     }));
     const r = await bothPaths(reqs);
     expect(r.gpu).toEqual(r.host);
@@ -119,13 +121,13 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
   });
 
   /** i2i from a noise image: an input far from the toy world, where the tiny model's partial steps change tokens. */
-  const noiseEdits = (c: CacheSettings | null): TaskRequest[] => {
+  const noiseEdits = (c: CacheSettings | null): InlineRequest[] => {
     let x = 12345;
     const next = () => ((x = (x * 1103515245 + 12345) % 2147483648), Math.floor((x / 2147483648) * 256));
     const noise = { width: world.size, height: world.size, data: Uint8Array.from({ length: world.size * world.size * 3 }, next) };
     return [5, 6].map((seed) => ({
       task: 'i2i',
-      kind: 'edit',
+      editType: 'edit',
       prompt: 'make it blue',
       images: [noise],
       cfg: 2,
@@ -133,7 +135,7 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
       temperature: 1,
       steps: 32,
       seed,
-      cache: c,
+      cache: c ?? false,
     }));
   };
 
@@ -144,11 +146,11 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
   });
 
   it('the comparison can fail: other partial steps on the segment path give other tokens there', async () => {
-    const host = await Promise.all(noiseEdits(cache()).map((r, i) => prepare(model, `h${i}`, r)));
+    const host = await Promise.all(noiseEdits(cache()).map((r, i) => prepare(model, `h${i}`, inlineJob(model.manifest, r))));
     await newEngine(model).run(host);
     const tokens = (seqs: Sequence[]) => seqs.map((s) => Array.from(s.region));
     for (const other of [{ ...cache(), cacheRatio: 0.5 }, null]) {
-      const gpu = await Promise.all(noiseEdits(other).map((r, i) => prepare(model, `g${i}`, r)));
+      const gpu = await Promise.all(noiseEdits(other).map((r, i) => prepare(model, `g${i}`, inlineJob(model.manifest, r))));
       await newSegmentRunner(segment, model.manifest).run(gpu);
       expect(tokens(gpu)).not.toEqual(tokens(host));
     }
@@ -156,22 +158,30 @@ describe('the GPU segment path equals the CPU ML-Cache path token for token', ()
 
   it('refuses what the graph cannot run', async () => {
     const runner = newSegmentRunner(segment, model.manifest);
-    const long = await prepare(model, 'long', {
-      task: 't2i',
-      prompt: 'a red circle at the top left',
-      cfg: 1,
-      steps: 64,
-      seed: 1,
-      cache: { ...cache(), refreshInterval: 8 },
-    });
+    const long = await prepare(
+      model,
+      'long',
+      inlineJob(model.manifest, {
+        task: 't2i',
+        prompt: 'a red circle at the top left',
+        cfg: 1,
+        steps: 64,
+        seed: 1,
+        cache: { ...cache(), refreshInterval: 8 },
+      }),
+    );
     expect(() => runner.add(long)).toThrow(/segment of 8 steps does not fit the graph's 5/);
-    const mmu = await prepare(model, 'mmu', {
-      task: 'mmu',
-      question: 'what shape is it ?',
-      image: render(world, heldOutScenes(world)[0]!),
-      seed: 1,
-      cache: true,
-    });
+    const mmu = await prepare(
+      model,
+      'mmu',
+      inlineJob(model.manifest, {
+        task: 'mmu',
+        question: 'what shape is it ?',
+        image: render(world, heldOutScenes(world)[0]!),
+        seed: 1,
+        cache: true,
+      }),
+    );
     expect(() => runner.add(mmu)).toThrow(/MaskGIT rule only/);
   });
 });

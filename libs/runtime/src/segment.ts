@@ -9,7 +9,7 @@ import type { ModelManifest } from '@dimoo/contracts';
 import type { SegmentInput, SegmentModel, SegmentOutput, SegmentRunnerOptions } from '@dimoo/diffusion';
 import { SegmentRunner } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
-import { ModelLoadError } from './errors';
+import { ModelLoadError } from '@dimoo/model';
 import { rowFeeds } from './onnx-model';
 import type { ExecutionProvider, SessionOptions } from './session';
 import { f32, i64, openSession, toFloat32, toInt32 } from './session';

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ModelLoadError } from './errors';
+import { ModelLoadError } from '@dimoo/model';
 import type { ExecutionProvider } from './session';
 import { openSession } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';

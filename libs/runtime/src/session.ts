@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { ModelLoadError } from './errors';
+import { ModelLoadError } from '@dimoo/model';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
 

@@ -8,10 +8,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
-import { effectiveGuidance, imageToImage, understanding } from '@dimoo/diffusion';
-import { ModelLoadError } from './errors';
-import { tokenLayout } from './manifest';
-import { checkTokenizer, HfTokenizer, loadTokenizer, promptIds } from './tokenizer';
+import { imageToImage, understanding } from '@dimoo/diffusion';
+import { ModelLoadError } from '@dimoo/model';
+import { tokenLayout } from './pipeline';
+import { checkTokenizer, HfTokenizer, loadTokenizer, promptIds } from '@dimoo/model';
 import { REAL_SPECIALS, syntheticTokenizerJson } from './testing/synthetic-tokenizer';
 
 /** The tiny model's manifest with the real model's ids (spec §1.1) and an hf tokenizer. */
@@ -86,11 +86,11 @@ describe('HfTokenizer on a synthetic byte-level BPE tokenizer.json', () => {
     const spec = imageToImage(
       layout,
       { prompt, uncondPrompt: promptIds(tok, manifest, manifest.templates.sys.edit, '<uncondition>'), rows: 2, cols: 3, inputs: [grid] },
-      effectiveGuidance({ kind: 'dual', text: 2.5, image: 4 }),
+      { kind: 'dual', text: 2.5, image: 4 },
     );
     const cond = Array.from(spec.branches[0]!.prefix);
     expect(cond).toEqual([...Array.from(prompt.slice(0, -1)), ...block, 126343, 126354, 126349]);
-    const mmu = understanding(layout, { prompt, image: grid, genLength: 4 }, effectiveGuidance({ kind: 'text', scale: 0 }));
+    const mmu = understanding(layout, { prompt, image: grid, genLength: 4 }, { kind: 'none' });
     expect(Array.from(mmu.branches[0]!.prefix)).toEqual([...Array.from(prompt.slice(0, -1)), ...block, 126343, 126354]);
   });
 });

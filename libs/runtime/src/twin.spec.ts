@@ -10,7 +10,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sequence } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
-import type { LoadedModel, TaskRequest } from './pipeline';
+import type { LoadedModel } from './pipeline';
+import type { InlineRequest } from './testing/requests';
+import { inlineJob } from './testing/requests';
 import { finish, loadModel, newEngine, prepare } from './pipeline';
 import { newSegmentRunner, OnnxSegmentModel } from './segment';
 import { f32, i64 } from './session';
@@ -118,7 +120,7 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
   let model: LoadedModel;
   const image = { width: 64, height: 64, data: Uint8Array.from({ length: 64 * 64 * 3 }, (_, i) => (i * 37) % 256) };
   const mask = Uint8Array.from({ length: 64 * 64 }, (_, i) => (i % 64 >= 16 && i % 64 < 48 && i >= 64 * 16 ? 1 : 0));
-  const requests: [string, TaskRequest][] = [
+  const requests: [string, InlineRequest][] = [
     ['t2i', { task: 't2i', prompt: 'a red circle at the top left', height: 64, width: 64, steps: 8, cfg: 4, temperature: 1, seed: 7 }],
     [
       't2i ML-Cache',
@@ -135,7 +137,7 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
       },
     ],
     ['paint', { task: 'paint', prompt: 'a green triangle', image, mask, steps: 6, cfg: 4, temperature: 1, seed: 9 }],
-    ['i2i', { task: 'i2i', prompt: 'make it blue', kind: 'edit', images: [image], steps: 8, cfg: 2.5, cfgImage: 4, temperature: 1, seed: 10 }],
+    ['i2i', { task: 'i2i', prompt: 'make it blue', editType: 'edit', images: [image], steps: 8, cfg: 2.5, cfgImage: 4, temperature: 1, seed: 10 }],
     ['mmu', { task: 'mmu', question: 'what colour is the shape?', image, genLength: 8, blockLength: 8, steps: 8, cfg: 0, temperature: 0, seed: 11 }],
   ];
 
@@ -151,13 +153,13 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
   });
 
   it('builds the real templates: BOS, <system>, image block before </user>, answer block', async () => {
-    const t2i = await prepare(model, 's1', requests[0]![1]);
+    const t2i = await prepare(model, 's1', inlineJob(model.manifest, requests[0]![1]));
     const [cond, uncond] = t2i.spec.branches.map((b) => Array.from(b.prefix));
     expect(cond!.slice(0, 2)).toEqual([IDS.bos, IDS.system]);
     expect(cond!.slice(-3)).toEqual([IDS.endUser, IDS.boa, IDS.boi]);
     expect(uncond!.slice(-4)).toEqual([126351, IDS.endUser, IDS.boa, IDS.boi]);
     expect(t2i.region.length).toBe(4 * 5); // 4 rows of 4 cells + newline
-    const i2i = await prepare(model, 's2', requests[3]![1]);
+    const i2i = await prepare(model, 's2', inlineJob(model.manifest, requests[3]![1]));
     const p = Array.from(i2i.spec.branches[0]!.prefix);
     const boi = p.indexOf(IDS.boi);
     expect(p.slice(boi, boi + 6)).toEqual([IDS.boi, ...p.slice(boi + 1, boi + 5), IDS.newline]);
@@ -168,7 +170,7 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
 
   it('runs t2i, ML-Cache t2i, paint, i2i and mmu in one engine batch to valid outputs', async () => {
     const seqs: Sequence[] = [];
-    for (const [id, req] of requests) seqs.push(await prepare(model, id, req));
+    for (const [id, req] of requests) seqs.push(await prepare(model, id, inlineJob(model.manifest, req)));
     await newEngine(model).run(seqs);
     for (const [i, seq] of seqs.entries()) {
       const r = await finish(model, seq);
@@ -203,10 +205,10 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
 
   it('the segment path (denoise_segment, one run per refresh segment) runs ML-Cache t2i on the twin', async () => {
     const segment = await OnnxSegmentModel.open(join(TWIN_DIR, 'fp32'), model.manifest, { provider: 'cpu', allowCpuFallback: false });
-    const req: TaskRequest = { task: 't2i', prompt: 'a cat', height: 64, width: 64, steps: 8, cfg: 4, temperature: 0, seed: 3, cache: true };
-    const host = await prepare(model, 'h', req);
+    const req: InlineRequest = { task: 't2i', prompt: 'a cat', height: 64, width: 64, steps: 8, cfg: 4, temperature: 0, seed: 3, cache: true };
+    const host = await prepare(model, 'h', inlineJob(model.manifest, req));
     await newEngine(model).run([host]);
-    const gpu = await prepare(model, 'g', req);
+    const gpu = await prepare(model, 'g', inlineJob(model.manifest, req));
     await newSegmentRunner(segment, model.manifest).run([gpu]);
     expect(gpu.maskedTargets()).toHaveLength(0);
     expect(Array.from(gpu.region)).toEqual(Array.from(host.region));
@@ -214,7 +216,7 @@ run('the twin: every task through loadModel / prepare / DiffusionEngine / finish
 
   it('serves from the fp16 directory too', async () => {
     const m16 = await loadModel(join(TWIN_DIR, 'fp16'), { provider: 'cpu', allowCpuFallback: false });
-    const seq = await prepare(m16, 'f16', requests[0]![1]);
+    const seq = await prepare(m16, 'f16', inlineJob(m16.manifest, requests[0]![1]));
     await newEngine(m16).run([seq]);
     const r = await finish(m16, seq);
     expect(r.kind === 'image' && r.width === 64 && r.height === 64).toBe(true);

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
+import type { RgbImage } from '@dimoo/model';
 import type { CodeGrid } from '@dimoo/diffusion';
 import type * as ort from 'onnxruntime-node';
 import type { SessionOptions } from './session';
@@ -35,4 +36,20 @@ export class VqCodec {
     const out = await this.decoder.run({ codes: i64(grid.codes, [1, grid.rows, grid.cols]) });
     return { height: grid.rows * this.gridFactor, width: grid.cols * this.gridFactor, data: toFloat32(out['pixels'], 'pixels') };
   }
+}
+
+export function toPlanar(image: RgbImage): PlanarImage {
+  const { width: W, height: H } = image;
+  const data = new Float32Array(3 * H * W);
+  for (let i = 0; i < H * W; i++) for (let c = 0; c < 3; c++) data[c * H * W + i] = image.data[i * 3 + c]! / 255;
+  return { width: W, height: H, data };
+}
+
+export function fromPlanar(image: PlanarImage): RgbImage {
+  const { width: W, height: H } = image;
+  const data = new Uint8Array(3 * H * W);
+  for (let i = 0; i < H * W; i++) {
+    for (let c = 0; c < 3; c++) data[i * 3 + c] = Math.round(Math.min(1, Math.max(0, image.data[c * H * W + i]!)) * 255);
+  }
+  return { width: W, height: H, data };
 }

@@ -7,8 +7,8 @@
  */
 import { resolve } from 'node:path';
 import { DiffusionEngine, idealCost, type CallRecord, type Sequence } from '@dimoo/diffusion';
-import { loadModel, prepare, type LoadedModel, type TaskRequest } from '@dimoo/runtime';
-import { CountingModel } from './counting-model';
+import type { LocalRequest } from '@dimoo/contracts';
+import { loadModel, prepare, resolveLocal, type LoadedModel } from '@dimoo/runtime';
 
 const MODEL_DIR = process.env['DIMOO_MODEL_DIR'] ?? resolve(__dirname, '../../../models/tiny');
 const PROMPTS = ['a red circle at the top left', 'a blue square at the center', 'a green triangle at the bottom right', 'a yellow circle at the right'];
@@ -23,10 +23,10 @@ interface RunStats {
   seqs: Sequence[];
 }
 
-async function run(m: LoadedModel, counting: CountingModel, reqs: TaskRequest[], maxRows: number): Promise<RunStats> {
-  const seqs = await Promise.all(reqs.map((r, i) => prepare(m, `s${i}`, r)));
-  const engine = new DiffusionEngine(counting, { lengthBucket: m.manifest.lengthBucket, maxRows });
-  counting.reset();
+async function run(m: LoadedModel, reqs: LocalRequest[], maxRows: number): Promise<RunStats> {
+  const seqs = await Promise.all(reqs.map((r, i) => prepare(m, `s${i}`, resolveLocal(m.manifest, r))));
+  const engine = new DiffusionEngine(m.model, { lengthBucket: m.manifest.lengthBucket, maxRows });
+  const traffic = { ...m.model.traffic };
   for (const s of seqs) engine.add(s);
   const t0 = performance.now();
   let steps = 0;
@@ -35,38 +35,37 @@ async function run(m: LoadedModel, counting: CountingModel, reqs: TaskRequest[],
     steps++;
   }
   const ms = performance.now() - t0;
-  // model time as the engine timed its calls (the counting wrapper's own promise hop is not the engine's host time)
+  // model time as the engine timed its calls; the rest of the wall time is the engine's host time
   return {
     ms,
     calls: engine.calls,
     modelMs: engine.calls.reduce((n, c) => n + c.ms, 0),
     steps,
     positions: engine.calls.reduce((n, c) => n + c.positions, 0),
-    bytes: counting.bytesIn + counting.bytesOut,
+    bytes: m.model.traffic.bytesIn + m.model.traffic.bytesOut - traffic.bytesIn - traffic.bytesOut,
     seqs,
   };
 }
 
-const t2i = (n: number, extra: Partial<TaskRequest> = {}): TaskRequest[] =>
-  Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: 1 + i, ...extra }) as TaskRequest);
+const t2i = (n: number, extra: Partial<Extract<LocalRequest, { task: 't2i' }>> = {}): LocalRequest[] =>
+  Array.from({ length: n }, (_, i) => ({ task: 't2i', prompt: PROMPTS[i % PROMPTS.length]!, seed: 1 + i, ...extra }));
 
 async function main(): Promise<void> {
   // onnxruntime's intra-op threads (BENCH_THREADS, default 1: on these 2 cores one thread was fastest for small graphs)
   const threads = Number(process.env['BENCH_THREADS'] ?? 1);
   const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false, intraOpThreads: threads });
-  const counting = new CountingModel(m.model);
   const out: string[] = [
     `engine benchmark — model ${m.manifest.name} (${m.checksum.slice(0, 12)}), ${threads} intra-op thread(s), ${new Date().toISOString()}`,
   ];
   // warm-up, with the cache too: denoise_partial and sample_head open on first use
-  await run(m, counting, t2i(4, { steps: 16, cfg: 1, temperature: 1, cache: true }), 64);
+  await run(m, t2i(4, { steps: 16, cfg: 1, temperature: 1, cache: true }), 64);
 
   out.push('', '1. throughput (t2i, 16 steps, greedy, no guidance)');
   let base = 0;
   for (const b of [1, 4, 8, 16]) {
     const reps = Math.max(1, Math.round(16 / b));
     let ms = 0;
-    for (let r = 0; r < reps; r++) ms += (await run(m, counting, t2i(b, { steps: 16 }), 64)).ms;
+    for (let r = 0; r < reps; r++) ms += (await run(m, t2i(b, { steps: 16 }), 64)).ms;
     const ips = (b * reps * 1000) / ms;
     if (b === 1) base = ips;
     out.push(`   batch ${String(b).padStart(2)}: ${ips.toFixed(1)} images/s  (${(ips / base).toFixed(2)}× batch 1)`);
@@ -83,7 +82,7 @@ async function main(): Promise<void> {
   const nPairs = Number(process.env['BENCH_PAIRS'] ?? 5);
   const pairs: { off: RunStats; on: RunStats }[] = [];
   for (let i = 0; i < nPairs; i++) {
-    pairs.push({ off: await run(m, counting, t2i(4, guided), 64), on: await run(m, counting, t2i(4, { ...guided, cache: true }), 64) });
+    pairs.push({ off: await run(m, t2i(4, guided), 64), on: await run(m, t2i(4, { ...guided, cache: true }), 64) });
   }
   const ratios = pairs.map((p) => p.off.ms / p.on.ms);
   const median = [...ratios].sort((a, b) => a - b)[(nPairs - 1) >> 1]!;
@@ -114,7 +113,7 @@ async function main(): Promise<void> {
   out.push('', '3. host time per step (batch 8, t2i, 16 steps, cfg 1; the median of 5 runs by host share)');
   for (const useCache of [false, true]) {
     const runs: RunStats[] = [];
-    for (let i = 0; i < 5; i++) runs.push(await run(m, counting, t2i(8, { steps: 16, cfg: 1, ...(useCache ? { cache: true } : {}) }), 64));
+    for (let i = 0; i < 5; i++) runs.push(await run(m, t2i(8, { steps: 16, cfg: 1, ...(useCache ? { cache: true } : {}) }), 64));
     const share = (r: RunStats) => (r.ms - r.modelMs) / r.modelMs;
     const r = runs.sort((a, b) => share(a) - share(b))[2]!;
     const host = r.ms - r.modelMs;
@@ -126,7 +125,7 @@ async function main(): Promise<void> {
   out.push('', '4. bytes crossing the runtime boundary per image');
   for (const useCache of [false, true]) {
     // τ as in section 2: at τ = 0 the tiny model finishes inside the warmup and no cache would ever be fetched
-    const r = await run(m, counting, t2i(4, { steps: 64, cfg: 1, temperature: tau, ...(useCache ? { cache: true } : {}) }), 64);
+    const r = await run(m, t2i(4, { steps: 64, cfg: 1, temperature: tau, ...(useCache ? { cache: true } : {}) }), 64);
     out.push(`   tiny, 64 steps, cfg on, τ ${tau}, cache ${useCache ? 'on ' : 'off'}: ${(r.bytes / 4 / 1024).toFixed(0)} KiB per image`);
   }
   out.push(...realModelBytes());

@@ -11,8 +11,9 @@
 import { resolve } from 'node:path';
 import { createPrisma, type PrismaClient } from '@dimoo/db';
 import { createTestDatabase } from '@dimoo/db/testing';
-import { freePort, platformServiceEnv, RedisServer, ServiceProcess, sleep, WorkerProcess } from '@dimoo/queue/testing';
-import { encodePng, finish, loadModel, newEngine, prepare, type TaskRequest } from '@dimoo/runtime';
+import { freePort, platformServiceEnv, RedisServer, ServiceProcess, sleep, WorkerProcess } from '@dimoo/platform';
+import type { LocalRequest } from '@dimoo/contracts';
+import { encodeResult, finish, loadModel, newEngine, prepare, resolveLocal } from '@dimoo/runtime';
 import { startS3Server } from '@dimoo/storage/testing';
 
 const MODEL_DIR = resolve(__dirname, '../../../models/tiny');
@@ -130,15 +131,16 @@ function throughput(rows: JobRow[]): number {
 
 const latencies = (rows: JobRow[]) => rows.map((r) => r.finishedAt!.getTime() - r.createdAt.getTime());
 
-async function rawEngine(requests: TaskRequest[], batch: number): Promise<number> {
+async function rawEngine(requests: LocalRequest[], batch: number): Promise<number> {
   const m = await loadModel(MODEL_DIR, { provider: 'cpu', allowCpuFallback: false, intraOpThreads: 1 });
   const t0 = performance.now();
   for (let i = 0; i < requests.length; i += batch) {
-    const seqs = await Promise.all(requests.slice(i, i + batch).map((r, j) => prepare(m, `raw${i + j}`, r)));
+    const jobs = requests.slice(i, i + batch).map((r) => resolveLocal(m.manifest, r));
+    const seqs = await Promise.all(jobs.map((job, j) => prepare(m, `raw${i + j}`, job)));
     await newEngine(m).run(seqs);
-    for (const s of seqs) {
+    for (const [j, s] of seqs.entries()) {
       const out = await finish(m, s);
-      if (out.kind === 'image') await encodePng(out.rgb);
+      if (out.kind === 'image') await encodeResult(jobs[j]!.job, out.rgb);
     }
   }
   return (requests.length * 1000) / (performance.now() - t0);
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
     const reqs = t2i(4 * B, guided);
     log();
     log(`1. end to end ÷ raw engine (t2i 64 steps, cfg 1, τ 1; ${reqs.length} jobs, batch ${B})`);
-    const raw = await rawEngine(reqs as TaskRequest[], B);
+    const raw = await rawEngine(reqs as LocalRequest[], B);
     const e2e = await b.withWorker({ BATCH_SLOTS: String(B) }, async () => throughput(await b.settle(await Promise.all(reqs.map((r) => b.submit(r))))));
     log(`   raw engine ${f(raw, 2)} images/s, end to end ${f(e2e, 2)} images/s → ${f(e2e / raw, 2)}×`);
 

@@ -3,8 +3,8 @@ import { ApiTags } from '@nestjs/swagger';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { Response } from 'express';
-import { QUEUE_NAMES } from '@dimoo/contracts';
 import { PrismaClient } from '@dimoo/db';
+import { QUEUE_NAMES } from '@dimoo/queue';
 import { ObjectStore } from '@dimoo/storage';
 
 const within = <T>(p: Promise<T>, ms: number) =>

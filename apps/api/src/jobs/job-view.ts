@@ -1,4 +1,5 @@
 import type { JobStreamEventType, JobView } from '@dimoo/contracts';
+import { parseStoredJob, resultFormat } from '@dimoo/contracts';
 import type { Job, JobEvent } from '@dimoo/db';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -24,9 +25,15 @@ export function toView(job: Job): JobView {
         ? null
         : job.resultText !== null
           ? { kind: 'text', text: job.resultText, url: resultUrl }
-          : { kind: 'image', url: resultUrl, contentType: 'image/png' },
+          : { kind: 'image', url: resultUrl, contentType: contentTypeOf(job) },
     error: errorView(job.error),
   };
+}
+
+/** The content type of an image job's result, from its resolved job (@dimoo/contracts resultFormat). */
+function contentTypeOf(job: Job): string {
+  const stored = parseStoredJob(job.params);
+  return (stored.ok ? resultFormat(stored.job)?.contentType : undefined) ?? 'application/octet-stream';
 }
 
 /** The recorded failure ({code, message, details}) as the API shows it. */
@@ -62,5 +69,3 @@ export function toStreamEvent(e: JobEvent): { event: JobStreamEventType; data: R
       return null;
   }
 }
-
-export const isTerminalStreamEvent = (t: JobStreamEventType) => t === 'completed' || t === 'failed' || t === 'canceled';

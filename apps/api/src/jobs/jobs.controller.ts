@@ -3,7 +3,7 @@ import { ApiBody, ApiHeader, ApiOperation, ApiProduces, ApiTags } from '@nestjs/
 import type { Request, Response } from 'express';
 import type { JobEvent } from '@dimoo/db';
 import type { JobView } from '@dimoo/contracts';
-import { JobRequestSchema } from '@dimoo/contracts';
+import { isTerminalStreamEvent, JobRequestSchema } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
 import { ApiKeyGuard, CurrentCaller } from '../auth/api-key.guard';
@@ -11,7 +11,7 @@ import { invalidRequest } from '../common/problem';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
 import { JobEventsHub } from './job-events.service';
-import { isTerminalStreamEvent, toStreamEvent, toView } from './job-view';
+import { toStreamEvent, toView } from './job-view';
 import { JobsService } from './jobs.service';
 
 @ApiTags('jobs')

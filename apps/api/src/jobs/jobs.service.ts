@@ -1,16 +1,19 @@
 /**
- * Accepting a job: validate (shape, then the served model's limits, then the input images), store the inputs, commit
- * the job row — from then on it is accepted (202) — and hand it to Redis. If Redis is down the row stays in the outbox
- * (enqueuedAt null) and the reconciler enqueues it later; 503 only when the record cannot be written.
+ * Accepting a job: validate its shape, decode its input images (off the event loop), resolve it against the served
+ * model's manifest (@dimoo/contracts resolveJob: every default and limit, so a 202 is never followed by a failure the
+ * manifest could predict), store the inputs, commit the job row with the resolved job — from then on it is accepted
+ * (202) — and hand it to Redis. If Redis is down the row stays in the outbox (enqueuedAt null) and the reconciler
+ * enqueues it later; 503 only when the record cannot be written.
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
-import { randomInt } from 'node:crypto';
-import type { FieldIssue, JobRequest, JobView, ModelManifest, QueuePayload } from '@dimoo/contracts';
-import { checkAgainstManifest, JobRequestSchema, QUEUE_NAMES } from '@dimoo/contracts';
+import { randomInt, randomUUID } from 'node:crypto';
+import type { FieldIssue, JobImages, JobView, ModelManifest } from '@dimoo/contracts';
+import { JobRequestSchema, parseStoredJob, requestImages, resolveJob, resultFormat } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
-import { decodeImage } from '@dimoo/runtime';
-import { GENERATION_JOB_OPTIONS } from '@dimoo/queue';
+import { decodeJobImages, imageFacts } from '@dimoo/model';
+import type { QueuePayload } from '@dimoo/queue';
+import { GENERATION_JOB_OPTIONS, QUEUE_NAMES } from '@dimoo/queue';
 import { inputKey, ObjectNotFound, ObjectStore, previewKey } from '@dimoo/storage';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
@@ -19,10 +22,14 @@ import { invalidRequest, notFound, ProblemError } from '../common/problem';
 import { MODEL_MANIFEST } from '../tokens';
 import { toView } from './job-view';
 
-type Inputs = Record<string, string | string[]>;
-
-export function zodIssues(error: { issues: { path: PropertyKey[]; message: string }[] }): FieldIssue[] {
-  return error.issues.map((i) => ({ field: i.path.map(String).join('.') || '(body)', reason: i.message }));
+/** zod's issues as problem+json field errors; an unknown field is named itself. */
+export function zodIssues(error: { issues: { path: PropertyKey[]; message: string; code?: string; keys?: string[] }[] }): FieldIssue[] {
+  const field = (path: PropertyKey[]) => path.map(String).join('.') || '(body)';
+  return error.issues.flatMap((i) =>
+    i.code === 'unrecognized_keys' && i.keys
+      ? i.keys.map((k) => ({ field: field([...i.path, k]), reason: 'is not a known field' }))
+      : [{ field: field(i.path), reason: i.message }],
+  );
 }
 
 @Injectable()
@@ -41,28 +48,41 @@ export class JobsService {
     const parsed = JobRequestSchema.safeParse(body);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const req = parsed.data;
-    const issues = checkAgainstManifest(req, this.manifest);
-    const images = await this.checkImages(req, issues);
-    if (issues.length > 0) throw invalidRequest(issues);
+    const b64 = requestImages(req);
+    const bytes: JobImages<Buffer> = { images: b64.images.map((s) => Buffer.from(s, 'base64')) };
+    if (b64.mask !== undefined) bytes.mask = Buffer.from(b64.mask, 'base64');
+    const decoded = await decodeJobImages(bytes);
+    const resolved = resolveJob(req, this.manifest, { ...imageFacts(decoded, this.manifest.image.gridFactor), seed: randomInt(0, 2 ** 47) });
+    if (!resolved.ok) throw invalidRequest(resolved.issues);
+    const { job: params } = resolved;
 
-    const jobId = crypto.randomUUID();
-    const inputs: Inputs = {};
+    const jobId = randomUUID();
+    const inputs: JobImages<string> = { images: [] };
     try {
-      for (const [name, bytes] of images) {
-        const key = inputKey(teamId, jobId, `${name}.bin`);
-        await this.store.put(key, bytes, 'application/octet-stream');
-        const base = name.replace(/\.\d+$/, '');
-        if (name.includes('.')) inputs[base] = [...((inputs[base] as string[] | undefined) ?? []), key];
-        else inputs[name] = key;
+      for (const [i, image] of bytes.images.entries()) {
+        const key = inputKey(teamId, jobId, req.task === 'i2i' ? `images.${i}.bin` : 'image.bin');
+        await this.store.put(key, image, 'application/octet-stream');
+        inputs.images.push(key);
+      }
+      if (bytes.mask) {
+        inputs.mask = inputKey(teamId, jobId, 'mask.bin');
+        await this.store.put(inputs.mask, bytes.mask, 'application/octet-stream');
       }
     } catch (err) {
       this.logger.warn(`cannot store inputs of ${jobId}: ${String(err)}`);
       throw new ProblemError(HttpStatus.SERVICE_UNAVAILABLE, 'storage-unavailable', 'Storage unavailable', 'input images could not be stored; retry later');
     }
-    const { params, seed } = this.paramsOf(req);
     let job: Job;
     try {
-      job = await this.jobs.create({ id: jobId, teamId, task: req.task, params: params as Prisma.InputJsonObject, inputs, model: this.manifest.name, seed });
+      job = await this.jobs.create({
+        id: jobId,
+        teamId,
+        task: params.task,
+        params: params,
+        inputs: inputs as unknown as Prisma.InputJsonObject,
+        model: this.manifest.name,
+        seed: params.seed,
+      });
     } catch (err) {
       this.logger.error(`cannot record job: ${String(err)}`);
       throw new ProblemError(HttpStatus.SERVICE_UNAVAILABLE, 'database-unavailable', 'Database unavailable', 'the job could not be recorded; retry later');
@@ -96,7 +116,9 @@ export class JobsService {
     }
     if (job.resultText !== null) return { contentType: 'text/plain; charset=utf-8', body: job.resultText };
     if (!job.resultKey) throw notFound(`result of job ${id}`);
-    return { contentType: 'image/png', body: await this.store.get(job.resultKey) };
+    const stored = parseStoredJob(job.params);
+    const format = stored.ok ? resultFormat(stored.job) : null;
+    return { contentType: format?.contentType ?? 'application/octet-stream', body: await this.store.get(job.resultKey) };
   }
 
   /** The job's events after `afterId`, in order (a page of at most `limit`). */
@@ -125,51 +147,5 @@ export class JobsService {
   private teamOf(caller: Caller): string {
     if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
     return caller.teamId;
-  }
-
-  private paramsOf(req: JobRequest): { params: Record<string, unknown>; seed: number } {
-    const seed = req.seed ?? randomInt(0, 2 ** 47);
-    const params: Record<string, unknown> = { ...req, seed };
-    for (const k of ['image', 'images', 'mask']) delete params[k];
-    return { params, seed };
-  }
-
-  /** Decodes every input image (off the event loop) and checks its size against the model; returns the raw bytes. */
-  private async checkImages(req: JobRequest, issues: FieldIssue[]): Promise<[string, Buffer][]> {
-    const named: [string, string][] = [];
-    switch (req.task) {
-      case 't2i':
-        break;
-      case 'paint':
-        named.push(['image', req.image], ['mask', req.mask]);
-        break;
-      case 'i2i':
-        req.images.forEach((img, i) => named.push([`images.${i}`, img]));
-        break;
-      case 'mmu':
-        named.push(['image', req.image]);
-        break;
-    }
-    const out: [string, Buffer][] = [];
-    const sizes = new Map<string, string>();
-    for (const [field, b64] of named) {
-      const bytes = Buffer.from(b64, 'base64');
-      try {
-        const img = await decodeImage(bytes);
-        sizes.set(field, `${img.width}x${img.height}`);
-        const { gridFactor, minSize, maxSize } = this.manifest.image;
-        for (const v of [img.width, img.height]) {
-          if (v % gridFactor !== 0 || v < minSize || v > maxSize) {
-            issues.push({ field, reason: `image is ${img.width}×${img.height}; sides must be multiples of ${gridFactor} between ${minSize} and ${maxSize}` });
-            break;
-          }
-        }
-        out.push([field, bytes]);
-      } catch {
-        issues.push({ field, reason: 'is not a decodable PNG, JPEG or WebP image' });
-      }
-    }
-    if (sizes.has('mask') && sizes.get('mask') !== sizes.get('image')) issues.push({ field: 'mask', reason: 'must have the same size as image' });
-    return out;
   }
 }

@@ -7,8 +7,8 @@ import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/comm
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
-import type { QueuePayload } from '@dimoo/contracts';
-import { QUEUE_NAMES } from '@dimoo/contracts';
+import type { QueuePayload } from '@dimoo/queue';
+import { QUEUE_NAMES } from '@dimoo/queue';
 import { JobRepository } from '@dimoo/db';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';

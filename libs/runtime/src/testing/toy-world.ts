@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RgbImage } from '../image';
+import type { RgbImage } from '@dimoo/model';
 
 export interface ToyWorld {
   size: number;

@@ -1,4 +1,4 @@
-import { maskToGrid, rectangleMask } from './mask';
+import { cellsToGrid, maskCells, maskToGrid, rectangleMask } from './mask';
 
 describe('painting masks', () => {
   it('masks a cell only when more than half of its pixels are masked', () => {
@@ -18,5 +18,16 @@ describe('painting masks', () => {
     const g2 = maskToGrid(outpaint, 64, 64, 16);
     expect(g2.filter(Boolean).length).toBe(12);
     expect([g2[5], g2[6], g2[9], g2[10]]).toEqual([false, false, false, false]);
+  });
+});
+
+describe('mask images', () => {
+  it('regenerate the cells whose pixels are mostly brighter than half', () => {
+    // 32×32, grid 16: the right half white, one top-left pixel white (a cell needs more than half)
+    const data = new Uint8Array(32 * 32 * 3);
+    for (let y = 0; y < 32; y++) for (let x = 16; x < 32; x++) data.fill(255, (y * 32 + x) * 3, (y * 32 + x + 1) * 3);
+    data.fill(200, 0, 3);
+    expect(maskCells({ width: 32, height: 32, data }, 16)).toBe('0101');
+    expect(cellsToGrid('0101')).toEqual([false, true, false, true]);
   });
 });

@@ -3,14 +3,15 @@
  * model. Also: invalid input is refused as problem+json and nothing is enqueued; a worker killed mid-job loses nothing
  * and runs the job to success once; a Redis outage delays accepted jobs but loses none; teams see only their own jobs.
  */
+import { readFile } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import type { JobView } from '@dimoo/contracts';
-import { QUEUE_NAMES } from '@dimoo/contracts';
 import { createPrisma } from '@dimoo/db';
-import { redisConnection } from '@dimoo/queue';
-import { decodeImage, finish, loadModel, newEngine, prepare, resultPng } from '@dimoo/runtime';
-import type { Platform } from './testing/platform';
-import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from './testing/platform';
+import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import { decodeImage, encodePng } from '@dimoo/model';
+import { finish, loadModel, newEngine, prepare, resolveLocal, resultPng } from '@dimoo/runtime';
+import type { Platform } from '@dimoo/platform';
+import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 
 let p: Platform;
 let worker: WorkerProcess;
@@ -69,12 +70,33 @@ describe('text-to-image through API → queue → worker → storage', () => {
     expect([img.width, img.height]).toEqual([128, 128]);
 
     const model = await loadModel(`${ROOT}/models/tiny`, { provider: 'cpu', allowCpuFallback: false });
-    const seq = await prepare(model, 'ref', { task: 't2i', prompt: req.prompt, seed: 42 });
+    const seq = await prepare(model, 'ref', resolveLocal(model.manifest, { task: 't2i', prompt: req.prompt, seed: 42 }));
     await newEngine(model).run([seq]);
     const expected = await finish(model, seq);
     if (expected.kind !== 'image') throw new Error('expected an image');
     expect(png.equals(await resultPng(expected))).toBe(true);
   });
+});
+
+describe('processes', () => {
+  /** Shared objects mapped into a process (Linux): what it has loaded, native addons included. */
+  const mapped = async (pid: number) => (await readFile(`/proc/${pid}/maps`, 'utf8')).split('\n').map((l) => l.split(/\s+/)[5] ?? '');
+
+  it('the API process never loads onnxruntime-node (the worker does)', async () => {
+    // the API has served a job's whole life by now (the test above): manifest, image decoding, resolution
+    const api = await mapped(p.api.pid);
+    expect(api.some((f) => f.includes('sharp'))).toBe(true); // the check sees native addons
+    expect(api.filter((f) => /onnxruntime/i.test(f))).toEqual([]);
+    const workerLibs = await mapped(worker.pid);
+    expect(workerLibs.some((f) => /onnxruntime/i.test(f))).toBe(true);
+  });
+});
+
+const png = (size: number) => encodePng({ width: size, height: size, data: new Uint8Array(size * size * 3) }).then((b) => b.toString('base64'));
+let PNG_64 = '';
+let PNG_128 = '';
+beforeAll(async () => {
+  [PNG_64, PNG_128] = await Promise.all([png(64), png(128)]);
 });
 
 describe('invalid requests', () => {
@@ -84,10 +106,17 @@ describe('invalid requests', () => {
     ['steps out of range', { task: 't2i', prompt: 'x', steps: 100000 }, 400, 'steps'],
     ['unknown task', { task: 'video', prompt: 'x' }, 400, 'task'],
     ['not an image', { task: 'mmu', question: 'what shape is it ?', image: 'aGVsbG8=' }, 400, 'image'],
+    ['an unknown field', { task: 't2i', prompt: 'x', stepz: 8 }, 400, 'stepz'],
+    ['an input image of another size', { task: 'mmu', question: 'what shape is it ?', image: PNG_64 }, 400, 'image'],
+    // checked only by the worker before (a 202, then a failure): a mask that regenerates no token cell
+    ['a mask over no token cell', { task: 'paint', prompt: 'a red circle', image: PNG_128, mask: PNG_128 }, 400, 'mask'],
   ];
 
   it.each(cases)('%s → problem+json naming the field, nothing enqueued', async (_name, body, status, field) => {
-    const queue = new Queue(QUEUE_NAMES.generation, { connection: redisConnection(p.env.REDIS_URL, { offlineQueue: true }), prefix: p.env.QUEUE_PREFIX });
+    const queue = new Queue(QUEUE_NAMES.generation, {
+      connection: redisConnection(p.env['REDIS_URL']!, { offlineQueue: true }),
+      prefix: p.env['QUEUE_PREFIX'],
+    });
     const prisma = createPrisma(p.db.url);
     const [jobsBefore, queuedBefore] = [await prisma.job.count(), await queue.count()];
     const res = await call('POST', '/v1/jobs', keyA, body);

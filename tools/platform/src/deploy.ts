@@ -4,10 +4,9 @@
  * one that is missing, fails CI instead of a rollout.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-
-const WORKSPACE_ROOT = resolve(__dirname, '../../../..');
+import { WORKSPACE_ROOT } from './processes';
 
 export interface K8sObject {
   kind: string;

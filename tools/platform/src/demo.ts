@@ -8,7 +8,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JobView } from '@dimoo/contracts';
-import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from './testing/platform';
+import { ADMIN_KEY, startPlatform } from './platform';
+import { sleep, WorkerProcess } from './processes';
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
   });
   const prompt = positionals.join(' ') || 'a red circle at the top left';
   console.log('starting Postgres database, Redis, S3 server, API and worker (tiny model)…');
-  const p = await startPlatform({ quiet: true });
+  const p = await startPlatform();
   const worker = new WorkerProcess(p.workerEnv);
   try {
     await worker.ready();

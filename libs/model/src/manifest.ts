@@ -4,7 +4,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
 import { ManifestSchema } from '@dimoo/contracts';
-import type { TokenLayout } from '@dimoo/diffusion';
 import { ModelLoadError } from './errors';
 
 /** Reads and validates `manifest.json`; with `verify`, checks every listed file's size and sha256. */
@@ -43,24 +42,6 @@ async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
-}
-
-export function tokenLayout(m: ModelManifest): TokenLayout {
-  const t = m.tokens;
-  return {
-    vocabSize: m.architecture.vocabSize,
-    textVocabSize: t.textVocabSize,
-    codeOffset: t.codeOffset,
-    codebookSize: t.codebookSize,
-    mask: t.mask,
-    newline: t.newline,
-    boi: t.boi,
-    eoi: t.eoi,
-    uncondition: t.uncondition,
-    boa: t.boa,
-    eoa: t.eoa,
-    answerPad: t.answerPad,
-  };
 }
 
 /** A digest of the manifest's file checksums: names a model build in results. */

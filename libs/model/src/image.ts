@@ -1,5 +1,5 @@
+import type { OutputFormat } from '@dimoo/contracts';
 import sharp from 'sharp';
-import type { PlanarImage } from './vq';
 
 /** Interleaved 8-bit RGB. */
 export interface RgbImage {
@@ -20,18 +20,10 @@ export async function encodePng(image: RgbImage, size?: { width: number; height:
   return (size ? img.resize(size.width, size.height, { kernel: 'mitchell' }) : img).png({ compressionLevel: 9, adaptiveFiltering: true }).toBuffer();
 }
 
-export function toPlanar(image: RgbImage): PlanarImage {
-  const { width: W, height: H } = image;
-  const data = new Float32Array(3 * H * W);
-  for (let i = 0; i < H * W; i++) for (let c = 0; c < 3; c++) data[c * H * W + i] = image.data[i * 3 + c]! / 255;
-  return { width: W, height: H, data };
-}
-
-export function fromPlanar(image: PlanarImage): RgbImage {
-  const { width: W, height: H } = image;
-  const data = new Uint8Array(3 * H * W);
-  for (let i = 0; i < H * W; i++) {
-    for (let c = 0; c < 3; c++) data[i * 3 + c] = Math.round(Math.min(1, Math.max(0, image.data[c * H * W + i]!)) * 255);
+/** A result image in one of the output formats (@dimoo/contracts OUTPUT_FORMATS). */
+export async function encodeImage(image: RgbImage, format: OutputFormat): Promise<Buffer> {
+  switch (format) {
+    case 'png':
+      return encodePng(image);
   }
-  return { width: W, height: H, data };
 }

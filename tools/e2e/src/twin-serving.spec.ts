@@ -6,9 +6,9 @@
  */
 import { resolve } from 'node:path';
 import type { JobView } from '@dimoo/contracts';
-import { decodeImage, encodePng } from '@dimoo/runtime';
-import type { Platform } from './testing/platform';
-import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from './testing/platform';
+import { decodeImage, encodePng } from '@dimoo/model';
+import type { Platform } from '@dimoo/platform';
+import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 import { existsSync } from 'node:fs';
 
 const TWIN = resolve(ROOT, 'models/twin/fp32');
@@ -47,7 +47,7 @@ const png64 = async (colour: [number, number, number], half = false) => {
 
 run('the twin through API → queue → worker → storage', () => {
   beforeAll(async () => {
-    p = await startPlatform({ quiet: true, modelDir: TWIN });
+    p = await startPlatform({ modelDir: TWIN });
     worker = new WorkerProcess({ ...p.workerEnv, MODEL_DIR: TWIN });
     const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'twin' })).json()) as { id: string };
     key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 't' })).json()) as { key: string }).key;
@@ -81,5 +81,11 @@ run('the twin through API → queue → worker → storage', () => {
     const res = await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'x', height: 1024 });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { errors: { field: string }[] }).errors[0]!.field).toBe('height');
+    // the aspect ratio (at most 4:1 here) was checked only by the worker before: a 202, then a failed job
+    const wide = await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'x', height: 32, width: 512 });
+    expect(wide.status).toBe(400);
+    expect(((await wide.json()) as { errors: { field: string; reason: string }[] }).errors).toEqual([
+      { field: 'width', reason: 'the aspect ratio must be at most 4:1' },
+    ]);
   });
 });

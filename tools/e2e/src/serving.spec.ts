@@ -4,12 +4,12 @@
  * unchanged; SIGTERM drains running jobs, or hands them back past the grace period, and nothing is lost or completed
  * twice.
  */
-import type { JobView } from '@dimoo/contracts';
+import type { JobView, LocalRequest } from '@dimoo/contracts';
 import { createPrisma } from '@dimoo/db';
-import type { TaskRequest } from '@dimoo/runtime';
-import { decodeImage, finish, loadModel, newEngine, prepare, resultPng } from '@dimoo/runtime';
-import type { Platform } from './testing/platform';
-import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from './testing/platform';
+import { decodeImage } from '@dimoo/model';
+import { finish, loadModel, newEngine, prepare, resolveLocal, resultPng } from '@dimoo/runtime';
+import type { Platform } from '@dimoo/platform';
+import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 
 let p: Platform;
 let key: string;
@@ -74,9 +74,9 @@ async function readStream(path: string, headers: Record<string, string> = {}): P
 }
 
 /** The PNG the engine makes in-process for the same request, alone. */
-async function enginePng(req: TaskRequest): Promise<Buffer> {
+async function enginePng(req: LocalRequest): Promise<Buffer> {
   const model = await loadModel(`${ROOT}/models/tiny`, { provider: 'cpu', allowCpuFallback: false });
-  const seq = await prepare(model, 'ref', req);
+  const seq = await prepare(model, 'ref', resolveLocal(model.manifest, req));
   await newEngine(model).run([seq]);
   const out = await finish(model, seq);
   if (out.kind !== 'image') throw new Error('expected an image');
@@ -84,7 +84,7 @@ async function enginePng(req: TaskRequest): Promise<Buffer> {
 }
 
 beforeAll(async () => {
-  p = await startPlatform({ quiet: true });
+  p = await startPlatform();
   const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'team-s' })).json()) as { id: string };
   const other = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'team-o' })).json()) as { id: string };
   key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 's' })).json()) as { key: string }).key;

@@ -1,13 +1,14 @@
 /**
  * Processes for integration tests, the demo and the serving benchmark: a private Redis server (tests may stop and
- * flush it) and the services (API, worker) as child processes run from sources (tests may SIGKILL them).
+ * flush it) and the services (API, worker) as child processes run from sources (tests may SIGKILL them, and read what
+ * each process loaded).
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { resolve } from 'node:path';
 
-export const WORKSPACE_ROOT = resolve(__dirname, '../../../..');
+export const WORKSPACE_ROOT = resolve(__dirname, '../../..');
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -88,6 +89,11 @@ export class ServiceProcess {
     }
   }
 
+  get pid(): number {
+    if (this.proc.pid === undefined) throw new Error('the process did not start');
+    return this.proc.pid;
+  }
+
   /** Sends `signal` and resolves with the exit code (null when a signal ended it) once the process is gone. */
   async kill(signal: NodeJS.Signals): Promise<number | null> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
@@ -98,14 +104,19 @@ export class ServiceProcess {
   }
 }
 
+/** An API process (apps/api); ready once it listens. */
+export class ApiProcess extends ServiceProcess {
+  constructor(env: NodeJS.ProcessEnv) {
+    super('apps/api/src/main.ts', env, 'listening on');
+  }
+}
+
 /** A worker process (apps/worker); ready once it has loaded its model and listens to the queue. */
 export class WorkerProcess extends ServiceProcess {
   constructor(env: NodeJS.ProcessEnv) {
     super('apps/worker/src/main.ts', env, 'batch slots');
   }
 }
-
-export * from './deploy';
 
 /**
  * The variables every service process shares (libs/queue ServiceEnvSchema) for a test platform: its database, its

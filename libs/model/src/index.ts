@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './image';
+export * from './inputs';
+export * from './manifest';
+export * from './mask';
+export * from './tokenizer';

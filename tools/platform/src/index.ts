@@ -1,0 +1,3 @@
+export * from './deploy';
+export * from './platform';
+export * from './processes';

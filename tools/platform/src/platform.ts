@@ -1,0 +1,73 @@
+/**
+ * A whole platform on this machine for integration tests and the demo: a private Postgres database (migrated), a
+ * private Redis server (so tests may stop and flush it), an S3-protocol server, and the API and workers as child
+ * processes run from sources (so tests may SIGKILL them, and see what each process loaded).
+ */
+import type { TestDatabase } from '@dimoo/db/testing';
+import { createTestDatabase } from '@dimoo/db/testing';
+import type { S3TestServer } from '@dimoo/storage/testing';
+import { startS3Server } from '@dimoo/storage/testing';
+import { resolve } from 'node:path';
+import { ApiProcess, freePort, platformServiceEnv, RedisServer, WORKSPACE_ROOT } from './processes';
+
+export const ROOT = WORKSPACE_ROOT;
+export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+
+export interface Platform {
+  api: ApiProcess;
+  url: string;
+  /** the API process's environment */
+  env: Record<string, string>;
+  /** what a worker of this platform needs (spread it into a WorkerProcess's environment) */
+  workerEnv: Record<string, string>;
+  db: TestDatabase;
+  s3: S3TestServer;
+  redis: RedisServer;
+  close(): Promise<void>;
+}
+
+export async function startPlatform(options: { modelDir?: string; apiEnv?: Record<string, string> } = {}): Promise<Platform> {
+  const db = await createTestDatabase();
+  const s3 = await startS3Server();
+  const redis = new RedisServer(await freePort());
+  await redis.start();
+  const shared = platformServiceEnv({
+    databaseUrl: db.url,
+    redisPort: redis.port,
+    s3,
+    name: 'dimoo-test',
+    modelDir: options.modelDir ?? resolve(ROOT, 'models/tiny'),
+  });
+  const port = await freePort();
+  const env = {
+    ...shared,
+    ADMIN_API_KEY: ADMIN_KEY,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    OUTBOX_INTERVAL_MS: '300',
+    MAX_BODY_BYTES: String(2 * 1024 * 1024),
+    ...options.apiEnv,
+  };
+  const api = new ApiProcess(env);
+  try {
+    await api.ready();
+  } catch (err) {
+    await Promise.allSettled([api.kill('SIGKILL'), redis.stop(), db.drop(), s3.dispose()]);
+    throw err;
+  }
+  return {
+    api,
+    url: `http://127.0.0.1:${port}`,
+    env,
+    workerEnv: { ...shared, BATCH_SLOTS: '4', LOCK_DURATION_MS: '2000', PROGRESS_INTERVAL_MS: '100' },
+    db,
+    s3,
+    redis,
+    async close() {
+      await api.kill('SIGTERM');
+      await redis.stop();
+      await db.drop();
+      await s3.dispose();
+    },
+  };
+}
