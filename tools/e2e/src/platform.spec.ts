@@ -6,8 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import type { JobView } from '@dimoo/contracts';
-import { createPrisma } from '@dimoo/db';
-import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import { createPrisma, JobRepository } from '@dimoo/db';
+import { GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection } from '@dimoo/queue';
 import { decodeImage, encodePng } from '@dimoo/model';
 import { finish, loadModel, newEngine, prepare, resolveLocal, resultPng } from '@dimoo/runtime';
 import type { Platform } from '@dimoo/platform';
@@ -17,6 +17,7 @@ let p: Platform;
 let worker: WorkerProcess;
 let keyA: string;
 let keyB: string;
+let teamAId: string;
 
 async function call(method: string, path: string, key: string | null, body?: unknown, raw?: string): Promise<Response> {
   return fetch(`${p.url}${path}`, {
@@ -42,6 +43,7 @@ beforeAll(async () => {
   p = await startPlatform();
   worker = new WorkerProcess(p.workerEnv);
   const teamA = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'team-a' })).json()) as { id: string };
+  teamAId = teamA.id;
   const teamB = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'team-b' })).json()) as { id: string };
   keyA = ((await (await call('POST', `/v1/teams/${teamA.id}/keys`, ADMIN_KEY, { name: 'a' })).json()) as { key: string }).key;
   keyB = ((await (await call('POST', `/v1/teams/${teamB.id}/keys`, ADMIN_KEY, { name: 'b' })).json()) as { key: string }).key;
@@ -141,6 +143,39 @@ describe('invalid requests', () => {
   it('no key → 401; a team key on an admin route → 403', async () => {
     expect((await call('POST', '/v1/jobs', null, { task: 't2i', prompt: 'x' })).status).toBe(401);
     expect((await call('POST', '/v1/teams', keyA, { name: 'x' })).status).toBe(403);
+  });
+});
+
+describe('stored jobs', () => {
+  it('a row the worker cannot read (another schema version, or no parse) fails with the reason, never runs', async () => {
+    const prisma = createPrisma(p.db.url);
+    const queue = new Queue(QUEUE_NAMES.generation, {
+      connection: redisConnection(p.env['REDIS_URL']!, { offlineQueue: true }),
+      prefix: p.env['QUEUE_PREFIX'],
+    });
+    try {
+      const jobs = new JobRepository(prisma);
+      const rows = [
+        { schemaVersion: 99, task: 't2i', prompt: 'from a newer API' },
+        { schemaVersion: 1, task: 't2i', prompt: 'no steps, no seed' },
+      ];
+      const ids: string[] = [];
+      for (const params of rows) {
+        const job = await jobs.create({ teamId: teamAId, task: 't2i', params, inputs: { images: [] }, model: 'tiny' });
+        await queue.add(QUEUE_NAMES.generation, { jobId: job.id, teamId: teamAId }, { ...GENERATION_JOB_OPTIONS, jobId: job.id });
+        ids.push(job.id);
+      }
+      const [newer, broken] = await Promise.all(ids.map((id) => waitFor(id, keyA, done)));
+      expect(newer).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        error: { type: 'unreadable-job', message: expect.stringContaining('upgrade workers before the API') },
+      });
+      expect(broken).toMatchObject({ status: 'failed', attempts: 1, error: { type: 'unreadable-job', message: expect.stringContaining('does not parse') } });
+    } finally {
+      await queue.close();
+      await prisma.$disconnect();
+    }
   });
 });
 
