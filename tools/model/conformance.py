@@ -440,7 +440,7 @@ def quantile_np(values, q):
 
 
 def remask_np(tok, index, prob, lo, keep_n, noise, mask):
-    """One sequence's MaskGIT commit (libs/diffusion sequence.ts commitMaskGit + remask.ts), all arrays [N]."""
+    """One sequence's MaskGIT commit (libs/diffusion sampler.ts maskgitRemask), all arrays [N]."""
     out = np.array(tok, np.int64)
     masked = np.nonzero(out == mask)[0]
     if len(masked) == 0:

@@ -107,7 +107,7 @@ class SegmentGraph(nn.Module):
     row_max over the row's real positions at 1 − cache_ratio, S = {row_max ≤ θ}; the S positions are recomputed against
     the cache with their fresh K/V scattered in before attention in every layer, and only they update the K/V,
     row-max and target-logit caches; every target is (re)sampled from the merged target logits with the step's
-    uniforms. After each step the MaskGIT rule of libs/diffusion/src/remask.ts commits the masked targets and
+    uniforms. After each step the MaskGIT rule of libs/diffusion/src/sampler.ts (maskgitRemask) commits the masked targets and
     re-masks those whose float64 score log(max(p, 1e-20)) + remask_noise is strictly below the (k+1)-th smallest
     score among the step's masked targets, k = min(keep_n, n − 1). A sequence's step runs only where step_active is 1
     (the active steps are a prefix; an inactive step changes nothing of that sequence).
@@ -178,7 +178,7 @@ class SegmentGraph(nn.Module):
         return layers, rm_new, tl_new
 
     def _remask(self, tok, sample_index, sample_prob, lo, keep_n, noise):
-        """MaskGIT commit + re-mask of one step (libs/diffusion/src/sequence.ts commitMaskGit, remask.ts)."""
+        """MaskGIT commit + re-mask of one step (libs/diffusion/src/sampler.ts maskgitRemask)."""
         mask = torch.tensor(self.mask_id, dtype=torch.int64)
         masked = tok == mask
         cand = torch.where(masked, sample_index + lo, tok)
