@@ -38,8 +38,14 @@ const prompt = z.string().trim().min(1, 'must not be empty').max(2000);
 /** The formats an image result can be stored in, with the content type it is served as. */
 export const OUTPUT_FORMATS = {
   png: { contentType: 'image/png', extension: 'png' },
+  webp: { contentType: 'image/webp', extension: 'webp' },
+  jpeg: { contentType: 'image/jpeg', extension: 'jpg' },
 } as const;
 export type OutputFormat = keyof typeof OUTPUT_FORMATS;
+export const OutputFormatSchema = z.enum(Object.keys(OUTPUT_FORMATS) as [OutputFormat, ...OutputFormat[]]);
+
+/** Fields of the tasks whose result is an image. */
+const imageResult = { outputFormat: OutputFormatSchema.optional().describe('the result image format: png (default, lossless), webp or jpeg') };
 
 /** Unknown fields are refused (strict objects): a misspelt option must not be silently ignored. */
 export const JobRequestSchema = z.discriminatedUnion('task', [
@@ -50,6 +56,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     width: z.number().int().positive().optional(),
     cfg: z.number().min(0).optional().describe('text guidance scale w: (1 + w)·cond − w·uncond'),
     ...sampling,
+    ...imageResult,
   }),
   z.strictObject({
     task: z.literal('paint'),
@@ -58,6 +65,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     mask: ImageInputSchema.describe('mask image of the same size: pixels brighter than half are regenerated'),
     cfg: z.number().min(0).optional(),
     ...sampling,
+    ...imageResult,
   }),
   z.strictObject({
     task: z.literal('i2i'),
@@ -67,6 +75,7 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     cfg: z.number().min(0).optional(),
     cfgImage: z.number().min(0).optional(),
     ...sampling,
+    ...imageResult,
   }),
   z.strictObject({
     task: z.literal('mmu'),

@@ -5,7 +5,7 @@ import { JobRequestSchema } from './jobs';
 import type { ModelManifest } from './manifest';
 import { ManifestSchema } from './manifest';
 import type { ImageSize, ResolveContext, ResolvedJob } from './resolve';
-import { parseStoredJob, RESOLVED_JOB_VERSION, resolveJob } from './resolve';
+import { parseStoredJob, RESOLVED_JOB_VERSION, resolveJob, resultFormat, STORED_JOB_MIGRATIONS } from './resolve';
 
 const tiny: ModelManifest = ManifestSchema.parse(JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')));
 // the tiny model serves one size; a manifest with a range of sizes and an aspect limit exercises those rules
@@ -37,6 +37,7 @@ describe('resolveJob: defaults', () => {
       guidance: { kind: 'none' }, // the tiny model's default cfg is 0: one row, no guidance
       cache: null,
       previewEvery: null,
+      outputFormat: 'png',
       inputs: [],
       cost: { positionsPerStep: 8 * 9, steps: d.steps, units: 8 * 9 * d.steps },
     });
@@ -121,9 +122,24 @@ describe('parseStoredJob', () => {
     expect(parseStoredJob('t2i')).toEqual({ ok: false, reason: 'the stored job is not an object' });
   });
 
-  it('migrates an older version by its rule', () => {
-    const { schemaVersion: _, previewEvery: __, ...v0 } = job;
-    const migrations = { 0: (old: Record<string, unknown>) => ({ ...old, previewEvery: null, schemaVersion: 1 }) };
-    expect(parseStoredJob(v0, migrations)).toEqual({ ok: true, job });
+  it('migrates an older version by its rule: version 1 image jobs made PNGs', () => {
+    const { outputFormat: _, ...v1 } = { ...job, schemaVersion: 1 };
+    expect(parseStoredJob(v1)).toEqual({ ok: true, job });
+    const mmu = ok({ task: 'mmu', question: 'q', seed: 1 }, tiny, { inputs: [sq(128)] });
+    expect(parseStoredJob({ ...mmu, schemaVersion: 1 })).toEqual({ ok: true, job: mmu });
+    // a chain of migrations runs in order
+    const { schemaVersion: __, previewEvery: ___, ...v0 } = v1;
+    const chain = { 0: (old: Record<string, unknown>) => ({ ...old, previewEvery: null, schemaVersion: 1 }), 1: STORED_JOB_MIGRATIONS[1]! };
+    expect(parseStoredJob(v0, chain)).toEqual({ ok: true, job });
+  });
+
+  it('resolves the result format: png unless asked, a content type per format, none for an answer', () => {
+    expect(resultFormat(job)).toEqual({ format: 'png', contentType: 'image/png', extension: 'png' });
+    expect(resultFormat(ok({ task: 't2i', prompt: 'x', outputFormat: 'webp' }))).toEqual({ format: 'webp', contentType: 'image/webp', extension: 'webp' });
+    expect(resultFormat(ok({ task: 'i2i', prompt: 'x', editType: 'edit', outputFormat: 'jpeg' }, tiny, { inputs: [sq(128)] }))).toMatchObject({
+      contentType: 'image/jpeg',
+    });
+    expect(resultFormat(ok({ task: 'mmu', question: 'q' }, tiny, { inputs: [sq(128)] }))).toBeNull();
+    expect(JobRequestSchema.safeParse({ task: 'mmu', question: 'q', image: 'AAAA', outputFormat: 'png' }).success).toBe(false);
   });
 });

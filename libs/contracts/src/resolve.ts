@@ -8,11 +8,11 @@
 import { z } from 'zod';
 import { EDIT_TYPES } from './enums';
 import type { FieldIssue, ImageField, LocalRequest, OutputFormat } from './jobs';
-import { CacheSettingsSchema, OUTPUT_FORMATS } from './jobs';
+import { CacheSettingsSchema, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
 import type { ModelManifest } from './manifest';
 
 /** Bumped on every change of `ResolvedJobSchema`; older stored versions are migrated by `STORED_JOB_MIGRATIONS` or refused. */
-export const RESOLVED_JOB_VERSION = 1;
+export const RESOLVED_JOB_VERSION = 2;
 
 const SizeSchema = z.strictObject({ height: z.number().int().positive(), width: z.number().int().positive() });
 export type ImageSize = z.infer<typeof SizeSchema>;
@@ -61,12 +61,14 @@ const common = {
   cost: CostSchema,
 };
 
+const image = { outputFormat: OutputFormatSchema };
+
 export const ResolvedJobSchema = z.discriminatedUnion('task', [
-  z.strictObject({ task: z.literal('t2i'), prompt: text, size: SizeSchema, ...common }),
+  z.strictObject({ task: z.literal('t2i'), prompt: text, size: SizeSchema, ...image, ...common }),
   /** `regenerate`: one character per token cell of `size`, row-major, '1' where the mask regenerates it */
-  z.strictObject({ task: z.literal('paint'), prompt: text, size: SizeSchema, regenerate: z.string().regex(/^[01]+$/), ...common }),
+  z.strictObject({ task: z.literal('paint'), prompt: text, size: SizeSchema, regenerate: z.string().regex(/^[01]+$/), ...image, ...common }),
   /** `size`: the output, the size of the last input image */
-  z.strictObject({ task: z.literal('i2i'), prompt: text, editType: z.enum(EDIT_TYPES), size: SizeSchema, ...common }),
+  z.strictObject({ task: z.literal('i2i'), prompt: text, editType: z.enum(EDIT_TYPES), size: SizeSchema, ...image, ...common }),
   z.strictObject({ task: z.literal('mmu'), question: text, genLength: z.number().int().positive(), blockLength: z.number().int().positive(), ...common }),
 ]);
 export type ResolvedJob = z.infer<typeof ResolvedJobSchema>;
@@ -106,7 +108,12 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
     case 't2i':
     case 'paint': {
       const d = m.defaults.t2i;
-      const sampling = { steps: req.steps ?? d.steps, temperature: req.temperature ?? d.temperature, guidance: textGuidance(req.cfg ?? d.cfg) };
+      const sampling = {
+        steps: req.steps ?? d.steps,
+        temperature: req.temperature ?? d.temperature,
+        guidance: textGuidance(req.cfg ?? d.cfg),
+        outputFormat: req.outputFormat ?? 'png',
+      };
       if (req.task === 't2i') {
         const size = { height: req.height ?? m.image.defaultHeight, width: req.width ?? m.image.defaultWidth };
         draft = { ...base, ...sampling, task: 't2i', prompt: req.prompt, size, inputs: [] };
@@ -136,6 +143,7 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
         guidance,
         size,
         inputs,
+        outputFormat: req.outputFormat ?? 'png',
       };
       break;
     }
@@ -241,15 +249,17 @@ function estimateCost(job: ResolvedDraft, m: ModelManifest): JobCost {
 /** What a finished job's result object is: its format, content type and key extension; null for a text answer. */
 export function resultFormat(job: ResolvedJob): { format: OutputFormat; contentType: string; extension: string } | null {
   if (job.task === 'mmu') return null;
-  const format: OutputFormat = 'png';
-  return { format, ...OUTPUT_FORMATS[format] };
+  return { format: job.outputFormat, ...OUTPUT_FORMATS[job.outputFormat] };
 }
 
 /** Migrations of stored jobs, by the version they upgrade from (n → n + 1). */
 export type StoredJobMigrations = Readonly<Record<number, (stored: Record<string, unknown>) => Record<string, unknown>>>;
 
-/** None yet: version 1 is the first. A row without a version predates resolved jobs and is refused (resubmit it). */
-export const STORED_JOB_MIGRATIONS: StoredJobMigrations = {};
+/** A row without a version predates resolved jobs and is refused (resubmit it). */
+export const STORED_JOB_MIGRATIONS: StoredJobMigrations = {
+  // 2 added `outputFormat` to image jobs: those stored before made PNGs
+  1: (stored) => ({ ...stored, ...(stored['task'] === 'mmu' ? {} : { outputFormat: 'png' }), schemaVersion: 2 }),
+};
 
 export type StoredJobParse = { ok: true; job: ResolvedJob } | { ok: false; reason: string };
 

@@ -14,6 +14,8 @@ export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
   return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
 
+const raw = (image: RgbImage) => sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+
 /** PNG of the image, optionally resized (area-averaged) to `size`. */
 export async function encodePng(image: RgbImage, size?: { width: number; height: number }): Promise<Buffer> {
   const img = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
@@ -25,5 +27,9 @@ export async function encodeImage(image: RgbImage, format: OutputFormat): Promis
   switch (format) {
     case 'png':
       return encodePng(image);
+    case 'webp':
+      return raw(image).webp({ quality: 90, effort: 4 }).toBuffer();
+    case 'jpeg':
+      return raw(image).jpeg({ quality: 90, mozjpeg: true }).toBuffer();
   }
 }

@@ -18,6 +18,7 @@ let worker: WorkerProcess;
 let keyA: string;
 let keyB: string;
 let teamAId: string;
+let firstJobId: string;
 
 async function call(method: string, path: string, key: string | null, body?: unknown, raw?: string): Promise<Response> {
   return fetch(`${p.url}${path}`, {
@@ -61,6 +62,7 @@ describe('text-to-image through API → queue → worker → storage', () => {
     const res = await call('POST', '/v1/jobs', keyA, req);
     expect(res.status).toBe(202);
     const job = (await res.json()) as JobView;
+    firstJobId = job.id;
     expect(res.headers.get('location')).toBe(`/v1/jobs/${job.id}`);
     const final = await waitFor(job.id, keyA, done);
     expect(final.status).toBe('succeeded');
@@ -77,6 +79,27 @@ describe('text-to-image through API → queue → worker → storage', () => {
     const expected = await finish(model, seq);
     if (expected.kind !== 'image') throw new Error('expected an image');
     expect(png.equals(await resultPng(expected))).toBe(true);
+  });
+});
+
+describe('result formats', () => {
+  it.each([
+    ['webp', 'image/webp'],
+    ['jpeg', 'image/jpeg'],
+  ])('outputFormat %s: stored and served as %s, the same image as the PNG', async (outputFormat, contentType) => {
+    const res = await call('POST', '/v1/jobs', keyA, { task: 't2i', prompt: 'a red circle at the top left', seed: 42, outputFormat });
+    expect(res.status).toBe(202);
+    const final = await waitFor(((await res.json()) as JobView).id, keyA, done);
+    expect(final.result).toEqual({ kind: 'image', url: `/v1/jobs/${final.id}/result`, contentType });
+    const result = await call('GET', final.result!.url, keyA);
+    expect(result.headers.get('content-type')).toBe(contentType);
+    const img = await decodeImage(Buffer.from(await result.arrayBuffer()));
+    expect([img.width, img.height]).toEqual([128, 128]);
+    // the same seed's PNG (the first test), within the lossy codec's error
+    const ref = await decodeImage(Buffer.from(await (await call('GET', `/v1/jobs/${firstJobId}/result`, keyA)).arrayBuffer()));
+    let err = 0;
+    for (let i = 0; i < img.data.length; i++) err += Math.abs(img.data[i]! - ref.data[i]!);
+    expect(err / img.data.length).toBeLessThan(8);
   });
 });
 
