@@ -8,6 +8,9 @@ COPY package.json package-lock.json .npmrc ./
 COPY apps apps
 COPY libs libs
 COPY tools/bench tools/bench
+# npm workspaces: the lockfile names these too (test harness, end-to-end tests; nothing in them runs in the image)
+COPY tools/platform tools/platform
+COPY tools/e2e tools/e2e
 COPY prisma prisma
 COPY prisma.config.ts tsconfig.base.json ./
 RUN npm ci --include=dev --no-audit --no-fund

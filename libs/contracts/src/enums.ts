@@ -15,10 +15,6 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES = ['succeeded', 'failed', 'canceled'] as const satisfies readonly JobStatus[];
 export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 
-export function isTerminal(status: JobStatus): status is TerminalStatus {
-  return (TERMINAL_STATUSES as readonly JobStatus[]).includes(status);
-}
-
 /** The types a job's recorded history can hold (column `job_events.type`). */
 export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'retried'] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];

@@ -99,6 +99,15 @@ describe('resolveJob: every limit the manifest can predict is refused, naming th
     ]);
   });
 
+  it('reports every problem at once', () => {
+    expect(issues({ task: 'mmu', question: 'q', steps: 9999, genLength: 99 }, tiny, { inputs: [null] }).map((i) => i.split(':')[0])).toEqual([
+      'image',
+      'steps',
+      'genLength',
+    ]);
+    expect(issues({ task: 't2i', prompt: 'x', steps: 9999, height: 64, width: 192 }, ranged).map((i) => i.split(':')[0])).toEqual(['steps', 'width']);
+  });
+
   it('refuses unknown request fields by name', () => {
     const r = JobRequestSchema.safeParse({ task: 't2i', prompt: 'x', stepz: 8 });
     expect(r.success).toBe(false);
@@ -123,7 +132,7 @@ describe('parseStoredJob', () => {
   });
 
   it('migrates an older version by its rule: version 1 image jobs made PNGs', () => {
-    const { outputFormat: _, ...v1 } = { ...job, schemaVersion: 1 };
+    const { outputFormat: _, ...v1 } = { ...(job as Extract<ResolvedJob, { task: 't2i' }>), schemaVersion: 1 };
     expect(parseStoredJob(v1)).toEqual({ ok: true, job });
     const mmu = ok({ task: 'mmu', question: 'q', seed: 1 }, tiny, { inputs: [sq(128)] });
     expect(parseStoredJob({ ...mmu, schemaVersion: 1 })).toEqual({ ok: true, job: mmu });

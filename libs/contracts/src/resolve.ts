@@ -19,7 +19,7 @@ export type ImageSize = z.infer<typeof SizeSchema>;
 
 /**
  * Classifier-free guidance as it will run: a scale of 0 contributes nothing, so such guidance is `none` and the job runs
- * one row instead of two or three (the weights per branch: libs/diffusion guidance.ts).
+ * one row instead of two or three (the weights per branch: libs/diffusion sampler.ts `guidanceWeights`).
  */
 export const GuidanceSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('none') }),
@@ -73,6 +73,12 @@ export const ResolvedJobSchema = z.discriminatedUnion('task', [
 ]);
 export type ResolvedJob = z.infer<typeof ResolvedJobSchema>;
 
+/** A seed for a request without one: 47 random bits (exact in a float64 and in the job row's bigint). */
+export function drawSeed(): number {
+  const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));
+  return (hi! >>> 17) * 2 ** 32 + lo!;
+}
+
 export interface ResolveContext {
   /** the decoded size of each input image, in request order (`image`, or `images.0`, `images.1`); null: not decodable */
   inputs?: readonly (ImageSize | null)[];
@@ -103,71 +109,50 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
     cache,
     previewEvery: req.previewEvery ?? null,
   } as const;
+  const sampling = (d: { steps: number; temperature: number }, guidance: ResolvedGuidance) => ({
+    ...base,
+    steps: req.steps ?? d.steps,
+    temperature: req.temperature ?? d.temperature,
+    guidance,
+  });
   let draft: ResolvedDraft;
   switch (req.task) {
-    case 't2i':
+    case 't2i': {
+      const d = m.defaults.t2i;
+      const size = { height: req.height ?? m.image.defaultHeight, width: req.width ?? m.image.defaultWidth };
+      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), outputFormat: req.outputFormat ?? 'png', task: 't2i', prompt: req.prompt, size, inputs: [] };
+      break;
+    }
     case 'paint': {
       const d = m.defaults.t2i;
-      const sampling = {
-        steps: req.steps ?? d.steps,
-        temperature: req.temperature ?? d.temperature,
-        guidance: textGuidance(req.cfg ?? d.cfg),
-        outputFormat: req.outputFormat ?? 'png',
-      };
-      if (req.task === 't2i') {
-        const size = { height: req.height ?? m.image.defaultHeight, width: req.width ?? m.image.defaultWidth };
-        draft = { ...base, ...sampling, task: 't2i', prompt: req.prompt, size, inputs: [] };
-      } else {
-        const size = input(0);
-        const mask = ctx.mask;
-        if (!mask) issues.push({ field: 'mask', reason: 'is missing or not a decodable PNG, JPEG or WebP image' });
-        else if (mask.size.height !== size.height || mask.size.width !== size.width) issues.push({ field: 'mask', reason: 'must have the same size as image' });
-        draft = { ...base, ...sampling, task: 'paint', prompt: req.prompt, size, inputs: [size], regenerate: mask?.cells ?? '' };
-      }
+      const size = input(0);
+      const mask = ctx.mask;
+      if (!mask) issues.push({ field: 'mask', reason: 'is missing or not a decodable PNG, JPEG or WebP image' });
+      else if (mask.size.height !== size.height || mask.size.width !== size.width) issues.push({ field: 'mask', reason: 'must have the same size as image' });
+      const job = { task: 'paint' as const, prompt: req.prompt, size, inputs: [size], regenerate: mask?.cells ?? '' };
+      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), outputFormat: req.outputFormat ?? 'png', ...job };
       break;
     }
     case 'i2i': {
       const d = m.defaults.i2i;
       const inputs = Array.from({ length: Math.max(1, ctx.inputs?.length ?? 0) }, (_, i) => input(i));
-      const a = req.cfg ?? d.cfg;
-      const b = req.cfgImage ?? d.cfgImage;
+      const [a, b] = [req.cfg ?? d.cfg, req.cfgImage ?? d.cfgImage];
       const guidance: ResolvedGuidance = a === 0 && b === 0 ? { kind: 'none' } : { kind: 'dual', text: a, image: b };
-      const size = inputs.at(-1) ?? { height: 0, width: 0 };
-      draft = {
-        ...base,
-        task: 'i2i',
-        prompt: req.prompt,
-        editType: req.editType,
-        steps: req.steps ?? d.steps,
-        temperature: req.temperature ?? d.temperature,
-        guidance,
-        size,
-        inputs,
-        outputFormat: req.outputFormat ?? 'png',
-      };
+      // the output has the size of the last input image
+      const job = { task: 'i2i' as const, prompt: req.prompt, editType: req.editType, size: inputs.at(-1)!, inputs };
+      draft = { ...sampling(d, guidance), outputFormat: req.outputFormat ?? 'png', ...job };
       break;
     }
     case 'mmu': {
       const d = m.defaults.mmu;
       const genLength = req.genLength ?? d.genLength;
       const blockLength = req.blockLength ?? Math.min(d.blockLength, genLength);
-      const inputs = [input(0)];
-      const guidance = textGuidance(req.cfg ?? d.cfg);
-      draft = {
-        ...base,
-        task: 'mmu',
-        question: req.question,
-        steps: req.steps ?? d.steps,
-        temperature: req.temperature ?? d.temperature,
-        guidance,
-        genLength,
-        blockLength,
-        inputs,
-      };
+      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), task: 'mmu', question: req.question, genLength, blockLength, inputs: [input(0)] };
       break;
     }
   }
-  if (issues.length === 0) issues.push(...checkLimits(draft, m));
+  // every problem at once; a field already refused (an undecodable image) is not refused again for its placeholder size
+  issues.push(...checkLimits(draft, m).filter((l) => !issues.some((i) => i.field === l.field)));
   if (issues.length > 0) return { ok: false, issues };
   return { ok: true, job: { ...draft, cost: estimateCost(draft, m) } };
 }
@@ -176,8 +161,8 @@ function textGuidance(scale: number): ResolvedGuidance {
   return scale === 0 ? { kind: 'none' } : { kind: 'text', scale };
 }
 
-/** The request field an input image came from (issues name it). */
-function inputField(job: { task: ResolvedJob['task'] }, index: number): ImageField {
+/** The request field the engine's input image `index` came from: issues name it, the API names its object after it. */
+export function inputField(job: { task: ResolvedJob['task'] }, index: number): ImageField {
   return job.task === 'i2i' ? `images.${index}` : 'image';
 }
 
@@ -199,7 +184,7 @@ export function checkLimits(job: ResolvedDraft, m: ModelManifest): FieldIssue[] 
       if (v % g !== 0) issues.push({ field: side, reason: `must be a multiple of ${g}` });
       else if (v < minSize || v > maxSize) issues.push({ field: side, reason: `must be between ${minSize} and ${maxSize}` });
     }
-    if (issues.length === 0 && aspect(job.size) > maxAspect) {
+    if (!issues.some((i) => i.field === 'height' || i.field === 'width') && aspect(job.size) > maxAspect) {
       issues.push({ field: job.size.width > job.size.height ? 'width' : 'height', reason: `the aspect ratio must be at most ${maxAspect}:1` });
     }
   }
@@ -216,13 +201,15 @@ export function checkLimits(job: ResolvedDraft, m: ModelManifest): FieldIssue[] 
       const cells = (job.size.height / g) * (job.size.width / g);
       if (issues.some((i) => i.field === 'image' || i.field === 'mask')) break;
       if (job.regenerate.length !== cells) issues.push({ field: 'mask', reason: `must cover the image's ${cells} token cells` });
-      else if (!job.regenerate.includes('1'))
+      else if (!job.regenerate.includes('1')) {
         issues.push({ field: 'mask', reason: `covers no token cell (a ${g}×${g} cell needs more than half its pixels masked)` });
+      }
       break;
     }
     case 'i2i':
-      if (job.editType === 'style' && job.inputs.length !== 2)
+      if (job.editType === 'style' && job.inputs.length !== 2) {
         issues.push({ field: 'images', reason: 'style transfer needs the content image and a style image' });
+      }
       break;
     case 'mmu':
       if (job.genLength > L.maxGenLength) issues.push({ field: 'genLength', reason: `must be at most ${L.maxGenLength}` });
@@ -280,7 +267,8 @@ export function parseStoredJob(value: unknown, migrations: StoredJobMigrations =
     stored = migrate(stored);
   }
   const parsed = ResolvedJobSchema.safeParse(stored);
-  if (!parsed.success)
+  if (!parsed.success) {
     return { ok: false, reason: `the stored job does not parse: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` };
+  }
   return { ok: true, job: parsed.data };
 }

@@ -8,7 +8,7 @@ export interface CreateJobInput {
   teamId: string;
   task: JobTask;
   params: Prisma.InputJsonValue;
-  /** Object keys of the uploaded inputs, e.g. `{ image: 'teams/…/inputs/image.png' }`. */
+  /** Object keys of the uploaded inputs (@dimoo/contracts StoredImagesSchema), e.g. `{ images: ['teams/…/inputs/image.bin'] }`. */
   inputs: Prisma.InputJsonValue;
   model: string;
   seed?: bigint | number | null;

@@ -19,6 +19,8 @@ export interface EngineOptions {
   lengthBucket: number;
   /** most rows (sequences × branches) in one model call */
   maxRows: number;
+  /** keep every call in `calls` (tests, benchmarks); a long-running engine reads each step's report instead. Default true. */
+  keepCalls?: boolean;
 }
 
 interface Member {
@@ -63,7 +65,7 @@ export interface StepRunner {
 
 export class DiffusionEngine implements StepRunner {
   private readonly members = new Map<string, Member>();
-  /** every model call since construction (tests and benchmarks read it) */
+  /** every model call since construction, unless `keepCalls` is false (tests and benchmarks read it) */
   readonly calls: CallRecord[] = [];
 
   constructor(
@@ -112,7 +114,7 @@ export class DiffusionEngine implements StepRunner {
         finished.push(m.seq);
       }
     }
-    this.calls.push(...calls);
+    if (this.options.keepCalls !== false) this.calls.push(...calls);
     const caches = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.cache] : [])));
     return { calls, finished, cacheBytes: [...caches].reduce((n, c) => n + c.bytes, 0) };
   }

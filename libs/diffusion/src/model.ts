@@ -1,6 +1,6 @@
 /**
  * The model as the engine sees it (docs/model-interface.md §4): injected, so the engine has no I/O. `libs/runtime`
- * implements it with onnxruntime-node; tests may wrap it to count calls. Arrays are row-major; ids are int32 here
+ * implements it with onnxruntime-node (its `traffic` counts the bytes crossing it). Arrays are row-major; ids are int32 here
  * (the runtime widens them to the graphs' int64).
  *
  * The ML-Cache state (K/V of every layer, the per-branch target logits) is an opaque `CacheHandle` the model owns: the

@@ -8,26 +8,14 @@ import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import type { CallRecord, StepReport, StepRunner } from './engine';
 import type { TokenLayout } from './layout';
-import { textToImage, understanding } from './layout';
+import { answerSequence, testLayout } from './testing/fixtures';
+import { textToImage } from './layout';
 import type { AdmissionOrder, JobTicket, SchedulerStep, SegmentPath } from './scheduler';
 import { BatchScheduler, StepFailed } from './scheduler';
 import { segmentLength } from './segment';
 import { Sequence } from './sequence';
 
-const L: TokenLayout = {
-  vocabSize: 40,
-  textVocabSize: 20,
-  codeOffset: 20,
-  codebookSize: 20,
-  mask: 1,
-  newline: 2,
-  boi: 3,
-  eoi: 4,
-  uncondition: 5,
-  boa: 6,
-  eoa: 7,
-  answerPad: 8,
-};
+const L: TokenLayout = testLayout(20);
 const CACHE: CacheSettings = { cacheRatio: 0.9, warmupRatio: 0.25, refreshInterval: 4 };
 
 /** An image sequence of `rows`×2 cells (the cost grows with rows); `cache` on for the ML-Cache schedule. */
@@ -36,17 +24,7 @@ function image(id: string, steps: number, { rows = 1, cache = false }: { rows?: 
   return new Sequence(id, L, spec, { steps, temperature: 0, seed: 1, guidance: { kind: 'none' }, cache: cache ? CACHE : null, sampler: { kind: 'maskgit' } });
 }
 
-function answer(id: string): Sequence {
-  const spec = understanding(L, { prompt: Int32Array.of(10, 11), image: { rows: 1, cols: 1, codes: Int32Array.of(0) }, genLength: 4 }, { kind: 'none' });
-  return new Sequence(id, L, spec, {
-    steps: 4,
-    temperature: 0,
-    seed: 1,
-    guidance: { kind: 'none' },
-    cache: CACHE,
-    sampler: { kind: 'llada', blockLength: 4, remasking: 'low_confidence' },
-  });
-}
+const answer = (id: string) => answerSequence(id, L, { cache: CACHE });
 
 /** Advances each sequence by `stride(seq)` steps per call, never unmasking (the schedule alone ends a sequence). */
 class FakeRunner implements StepRunner {
@@ -113,7 +91,7 @@ class FakeSegments extends FakeRunner implements SegmentPath {
 }
 
 const continuous: BatchPolicy = { mode: 'continuous', costBudget: 10_000, waitMs: 0 };
-const ticket = (seq: Sequence, extra: Partial<JobTicket> = {}): JobTicket => ({ seq, team: 'a', priority: 0, previewEvery: 0, ...extra });
+const ticket = (seq: Sequence, extra: Partial<JobTicket> = {}): JobTicket => ({ seq, team: 'a', priority: 0, previewEvery: 0, meta: seq.id, ...extra });
 
 async function drain(s: BatchScheduler): Promise<SchedulerStep[]> {
   const steps: SchedulerStep[] = [];
@@ -140,6 +118,7 @@ describe('BatchScheduler', () => {
     expect(steps.map((x) => x.finished.map((f) => f.seq.id))).toEqual([[], ['b'], ['a']]);
     expect(steps.map((x) => x.running)).toEqual([2, 1, 0]);
     expect(steps[2]!.finished[0]!.samplingMs).toBeGreaterThan(0);
+    expect(steps[2]!.finished[0]!.meta).toBe('a'); // the caller's data comes back with the job
     expect(await s.step()).toEqual({ idle: true, retryInMs: null });
   });
 
@@ -179,8 +158,9 @@ describe('BatchScheduler', () => {
     for (const [id, priority] of [
       ['low', 0],
       ['high', 5],
-    ] as const)
+    ] as const) {
       fifo.submit(ticket(image(id, 1), { priority }));
+    }
     expect((await drain(fifo)).map((x) => x.jobs)).toEqual([['low'], ['high']]);
   });
 

@@ -19,14 +19,18 @@ import { paddedLength, planAdmission, sequenceCost } from './batch-plan';
 import type { CallRecord, StepRunner } from './engine';
 import type { Sequence } from './sequence';
 
-/** A prepared job, as the scheduler receives it. */
-export interface JobTicket {
+/** A job's priority when nobody set one. */
+export const DEFAULT_PRIORITY = 0;
+
+/** A prepared job, as the scheduler receives it; `meta` is the caller's, handed back when the job finishes. */
+export interface JobTicket<T = unknown> {
   seq: Sequence;
   team: string;
   /** higher runs sooner under a priority-aware order (ignored by first come, first served) */
   priority: number;
   /** a preview every this many steps (0: none) */
   previewEvery: number;
+  meta: T;
 }
 
 /** What admission sees of a waiting job. */
@@ -58,31 +62,36 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-export interface FinishedJob {
+export interface FinishedJob<T = unknown> {
   seq: Sequence;
+  meta: T;
   /** prepared and waiting for admission */
   admitWaitMs: number;
   /** admitted until its last step */
   samplingMs: number;
 }
 
-export interface SchedulerStep {
+/** What a step did, as batch records and metrics see it. */
+export interface StepStats {
   /** ids of the jobs that ran this step */
   jobs: string[];
   calls: CallRecord[];
   stepMs: number;
   /** ML-Cache memory held after the step */
   cacheBytes: number;
-  /** summed cost of the batch after the step, and how many prepared jobs wait to join it */
+  /** summed cost (padded length × rows) of the batch after the step, and how many prepared jobs wait to join it */
   batchCost: number;
   waiting: number;
   /** jobs still in the batch (0: it drained) */
   running: number;
+}
+
+export interface SchedulerStep<T = unknown> extends StepStats {
   /** every job of the step: where it stands */
   progress: { id: string; step: number; steps: number }[];
   /** jobs whose preview is due, still running */
   previews: Sequence[];
-  finished: FinishedJob[];
+  finished: FinishedJob<T>[];
 }
 
 /** A model call failed: every job of the step left the batch (their runs are retried by the queue). */
@@ -96,12 +105,12 @@ export class StepFailed extends Error {
   }
 }
 
-interface Waiter extends Candidate {
-  ticket: JobTicket;
+interface Waiter<T> extends Candidate {
+  ticket: JobTicket<T>;
 }
 
-interface Active {
-  ticket: JobTicket;
+interface Active<T> {
+  ticket: JobTicket<T>;
   candidate: Candidate;
   startedAt: number;
   /** the step of the last preview due */
@@ -110,9 +119,9 @@ interface Active {
   segmentPath: boolean;
 }
 
-export class BatchScheduler {
-  private readonly waiting: Waiter[] = [];
-  private readonly active = new Map<string, Active>();
+export class BatchScheduler<T = unknown> {
+  private readonly waiting: Waiter<T>[] = [];
+  private readonly active = new Map<string, Active<T>>();
   private readonly order: AdmissionOrder;
   private readonly now: () => number;
 
@@ -134,7 +143,7 @@ export class BatchScheduler {
   }
 
   /** A prepared job waits for admission. */
-  submit(ticket: JobTicket): void {
+  submit(ticket: JobTicket<T>): void {
     const { seq } = ticket;
     if (this.active.has(seq.id) || this.waiting.some((w) => w.id === seq.id)) throw new Error(`job ${seq.id} is already scheduled`);
     const cost = sequenceCost(paddedLength(seq, this.options.lengthBucket), seq.branches);
@@ -158,7 +167,7 @@ export class BatchScheduler {
    * Admits what the policy allows, then runs one step of every admitted job. Idle (nothing admitted, nothing running):
    * `retryInMs` is when the wait window closes, or null to wait for the next submit.
    */
-  async step(): Promise<{ idle: true; retryInMs: number | null } | { idle: false; step: SchedulerStep }> {
+  async step(): Promise<{ idle: true; retryInMs: number | null } | { idle: false; step: SchedulerStep<T> }> {
     const retryInMs = this.admit();
     if (this.active.size === 0) return { idle: true, retryInMs };
 
@@ -198,7 +207,7 @@ export class BatchScheduler {
     const finished = finishedSeqs.map((seq) => {
       const a = this.active.get(seq.id)!;
       this.active.delete(seq.id);
-      return { seq, admitWaitMs: a.startedAt - a.candidate.arrivedAt, samplingMs: t1 - a.startedAt };
+      return { seq, meta: a.ticket.meta, admitWaitMs: a.startedAt - a.candidate.arrivedAt, samplingMs: t1 - a.startedAt };
     });
     return {
       idle: false,

@@ -1,7 +1,8 @@
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import type { TokenLayout } from './layout';
-import { textToImage, understanding } from './layout';
+import { answerSequence, testLayout } from './testing/fixtures';
+import { textToImage } from './layout';
 import { gumbel, RngStream, uniforms } from './rng';
 import { keepCount } from './sampler';
 import type { SegmentInput, SegmentModel, SegmentOutput } from './segment';
@@ -19,20 +20,7 @@ import {
 import type { SamplingParams } from './sequence';
 import { Sequence } from './sequence';
 
-const L: TokenLayout = {
-  vocabSize: 60,
-  textVocabSize: 20,
-  codeOffset: 20,
-  codebookSize: 40,
-  mask: 1,
-  newline: 2,
-  boi: 3,
-  eoi: 4,
-  uncondition: 5,
-  boa: 6,
-  eoa: 7,
-  answerPad: 8,
-};
+const L: TokenLayout = testLayout(40);
 const CACHE: CacheSettings = { cacheRatio: 0.9, warmupRatio: 0.3, refreshInterval: 5 };
 
 function make(id: string, over: Partial<SamplingParams> = {}, size = 4, canvas = false): Sequence {
@@ -114,15 +102,7 @@ describe('planSegment', () => {
     const mid = make('d', { steps: 40 });
     mid.step = 14;
     expect(() => planSegment(mid, 5)).toThrow(/does not start a segment/);
-    const spec = understanding(L, { prompt: Int32Array.of(10, 11), image: { rows: 1, cols: 1, codes: Int32Array.of(0) }, genLength: 4 }, { kind: 'none' });
-    const mmu = new Sequence('m', L, spec, {
-      steps: 4,
-      temperature: 0,
-      seed: 1,
-      guidance: { kind: 'none' },
-      cache: null,
-      sampler: { kind: 'llada', blockLength: 4, remasking: 'low_confidence' },
-    });
+    const mmu = answerSequence('m', L);
     expect(() => checkSegmentable(mmu, 5)).toThrow(/MaskGIT rule only/);
   });
 });

@@ -62,13 +62,13 @@ export interface SegmentPlan {
   start: number;
   /** steps run (1 … T) */
   steps: number;
-  /** [T] keep_n after each step (schedule.ts keepCount from N0); 0 on inactive steps */
+  /** [T] keep_n after each step (sampler.ts keepCount from N0); 0 on inactive steps */
   keepCounts: Int32Array;
   /** [T] 1 on the first `steps` steps */
   active: Uint8Array;
   /** [T·N] each step's token uniforms (stream 0), exactly the float32 values the host path feeds `denoise`/`sample_head` */
   uniforms: Float32Array;
-  /** [T·N] τ·g with g the remask Gumbel of each step (stream 1), float64 as remask.ts adds it to log p */
+  /** [T·N] τ·g with g the remask Gumbel of each step (stream 1), float64 as sampler.ts remaskScores adds it to log p */
   remaskNoise: Float64Array;
   /** quantile level source for the partial steps: the sequence's cacheRatio, or 1 (select only the minimum) when it runs no partial step */
   cacheRatio: number;
@@ -210,6 +210,8 @@ export interface SegmentRunnerOptions {
   lengthBucket: number;
   /** most rows (sequences × branches) in one run */
   maxRows: number;
+  /** keep every run in `calls` (tests); a long-running runner reads each step's report instead. Default true. */
+  keepCalls?: boolean;
 }
 
 /**
@@ -218,7 +220,7 @@ export interface SegmentRunnerOptions {
  */
 export class SegmentRunner implements StepRunner {
   private readonly members = new Map<string, { seq: Sequence; length: number }>();
-  /** every run since construction */
+  /** every run since construction, unless `keepCalls` is false */
   readonly calls: CallRecord[] = [];
 
   constructor(
@@ -289,7 +291,7 @@ export class SegmentRunner implements StepRunner {
         finished.push(m.seq);
       }
     }
-    this.calls.push(...calls);
+    if (this.options.keepCalls !== false) this.calls.push(...calls);
     // the K/V cache lives and dies inside each run
     return { calls, finished, cacheBytes: 0 };
   }

@@ -1,21 +1,9 @@
 import type { TokenLayout } from './layout';
-import { textToImage, understanding } from './layout';
+import { answerSequence, testLayout } from './testing/fixtures';
+import { textToImage } from './layout';
 import { Sequence } from './sequence';
 
-const L: TokenLayout = {
-  vocabSize: 40,
-  textVocabSize: 20,
-  codeOffset: 20,
-  codebookSize: 20,
-  mask: 1,
-  newline: 2,
-  boi: 3,
-  eoi: 4,
-  uncondition: 5,
-  boa: 6,
-  eoa: 7,
-  answerPad: 8,
-};
+const L: TokenLayout = testLayout(20);
 const prompt = Int32Array.of(10, 11);
 
 describe('Sequence (maskgit)', () => {
@@ -54,22 +42,15 @@ describe('Sequence (maskgit)', () => {
 
 describe('Sequence (llada)', () => {
   it('fills block by block, the quota most confident first', () => {
-    const image = { rows: 1, cols: 1, codes: Int32Array.of(0) };
-    const spec = understanding(L, { prompt, image, genLength: 4 }, { kind: 'none' });
-    const seq = new Sequence('u', L, spec, {
-      steps: 4,
-      temperature: 0,
-      seed: 0,
-      guidance: { kind: 'none' },
-      cache: null,
-      sampler: { kind: 'llada', blockLength: 2, remasking: 'low_confidence' },
-    });
+    const seq = answerSequence('u', L, { blockLength: 2, seed: 0 });
     seq.commit([11, 12, 13, 14], [0.2, 0.7, 0.99, 0.99]); // block 0 only: target 1 (0.7) wins
     expect(Array.from(seq.region)).toEqual([1, 12, 1, 1]);
     seq.commit([15, 16, 17, 18], [0.1, 0, 0.99, 0.99]);
     expect(Array.from(seq.region)).toEqual([15, 12, 1, 1]);
     seq.commit([0, 0, 13, 14], [0, 0, 0.3, 0.6]);
     expect(Array.from(seq.region)).toEqual([15, 12, 1, 14]);
-    expect(() => new Sequence('v', L, spec, { ...seq.params, sampler: { kind: 'llada', blockLength: 3, remasking: 'low_confidence' } })).toThrow('blockLength');
+    expect(() => new Sequence('v', L, seq.spec, { ...seq.params, sampler: { kind: 'llada', blockLength: 3, remasking: 'low_confidence' } })).toThrow(
+      'blockLength',
+    );
   });
 });

@@ -1,7 +1,9 @@
 /** Messages between the engine thread and its host (engine-host.ts). */
-import type { BatchPolicy, CallRecord } from '@dimoo/diffusion';
+import type { BatchPolicy, StepStats } from '@dimoo/diffusion';
 import type { EngineJob } from './pipeline';
 import type { SessionOptions } from './session';
+
+export type { StepStats } from '@dimoo/diffusion';
 
 export interface EngineThreadOptions {
   modelDir: string;
@@ -46,19 +48,6 @@ export interface JobTimings {
   samplingMs: number;
   decodeMs: number;
   steps: number;
-}
-
-export interface StepStats {
-  /** ids of the sequences that ran this step */
-  jobs: string[];
-  calls: CallRecord[];
-  stepMs: number;
-  cacheBytes: number;
-  /** summed cost (padded length × branches) of the running batch, and how many prepared jobs wait to join */
-  batchCost: number;
-  waiting: number;
-  /** sequences still in the batch after this step (0: the batch drained) */
-  running: number;
 }
 
 export type ToThread = { type: 'submit'; id: string; job: EngineSubmission } | { type: 'cancel'; id: string } | { type: 'shutdown' };

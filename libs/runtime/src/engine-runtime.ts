@@ -4,9 +4,8 @@
  * preparing a submitted job's sequence (VQ encode), preview images, decoding and encoding results. It turns the host's
  * messages into scheduler calls and the scheduler's steps into messages (engine-protocol.ts).
  */
-import type { SegmentRunner } from '@dimoo/diffusion';
-import { BatchScheduler, DEFAULT_BATCH_POLICY, InvalidSamplingRequest, StepFailed } from '@dimoo/diffusion';
-import type { FinishedJob } from '@dimoo/diffusion';
+import type { FinishedJob, SegmentRunner } from '@dimoo/diffusion';
+import { BatchScheduler, DEFAULT_BATCH_POLICY, DEFAULT_PRIORITY, InvalidSamplingRequest, StepFailed } from '@dimoo/diffusion';
 import { ModelLoadError } from '@dimoo/model';
 import type { EngineError, EngineSubmission, EngineThreadOptions, FromThread, ToThread } from './engine-protocol';
 import type { EngineJob, LoadedModel } from './pipeline';
@@ -23,13 +22,16 @@ export function describeError(err: unknown): EngineError {
   return { name: 'Error', message: String(err), retryable: true };
 }
 
-export class EngineRuntime {
-  /** what each scheduled job needs again when it finishes */
-  private readonly jobs = new Map<string, { job: EngineJob['job']; prepareMs: number }>();
+/** What a scheduled job needs again when it finishes (the scheduler hands it back). */
+interface JobMeta {
+  job: EngineJob['job'];
+  prepareMs: number;
+}
 
+export class EngineRuntime {
   private constructor(
     private readonly model: LoadedModel,
-    private readonly scheduler: BatchScheduler,
+    private readonly scheduler: BatchScheduler<JobMeta>,
     private readonly options: EngineThreadOptions,
     private readonly post: Post,
   ) {}
@@ -45,13 +47,12 @@ export class EngineRuntime {
     let segments: SegmentRunner | null = null;
     if (path === 'segment' || (path === 'auto' && isGpu(model.model.provider) && OnnxSegmentModel.available(model.manifest))) {
       const graph = await OnnxSegmentModel.open(options.modelDir, model.manifest, options.session);
-      segments = newSegmentRunner(graph, model.manifest, options.maxRows ? { maxRows: options.maxRows } : {});
+      segments = newSegmentRunner(graph, model.manifest, { keepCalls: false, ...(options.maxRows ? { maxRows: options.maxRows } : {}) });
       post({ type: 'log', message: `ML-Cache jobs run on the segment path (${model.manifest.graphs.denoise_segment}, ${graph.segmentSteps} steps per run)` });
     }
-    const scheduler = new BatchScheduler(newEngine(model, options.maxRows), segments, {
-      policy: options.batch ?? DEFAULT_BATCH_POLICY,
-      lengthBucket: model.manifest.lengthBucket,
-    });
+    // a long-running engine keeps no call history: every step's calls go out with its stats
+    const host = newEngine(model, options.maxRows, { keepCalls: false });
+    const scheduler = new BatchScheduler<JobMeta>(host, segments, { policy: options.batch ?? DEFAULT_BATCH_POLICY, lengthBucket: model.manifest.lengthBucket });
     post({ type: 'ready', model: { name: model.manifest.name, version: model.manifest.version, checksum: model.checksum }, provider: model.model.provider });
     return new EngineRuntime(model, scheduler, options, post);
   }
@@ -61,10 +62,7 @@ export class EngineRuntime {
       case 'submit':
         return this.submit(m.id, m.job);
       case 'cancel':
-        if (this.scheduler.cancel(m.id)) {
-          this.jobs.delete(m.id);
-          this.post({ type: 'canceled', id: m.id });
-        }
+        if (this.scheduler.cancel(m.id)) this.post({ type: 'canceled', id: m.id });
         return;
     }
   }
@@ -77,7 +75,7 @@ export class EngineRuntime {
     } catch (err) {
       if (!(err instanceof StepFailed)) throw err;
       // a failed model call fails every job of the step; they are retried by the queue
-      for (const id of err.ids) this.fail(id, err.cause);
+      for (const id of err.ids) this.post({ type: 'error', id, error: describeError(err.cause) });
       return { idle: false, retryInMs: null };
     }
     if (r.idle) return r;
@@ -100,26 +98,17 @@ export class EngineRuntime {
     const t0 = performance.now();
     try {
       const seq = await prepare(this.model, id, submission);
-      this.jobs.set(id, { job: submission.job, prepareMs: performance.now() - t0 });
-      this.scheduler.submit({
-        seq,
-        team: submission.team ?? '',
-        priority: submission.priority ?? 0,
-        previewEvery: submission.job.previewEvery ?? this.options.previewEvery ?? 0,
-      });
+      const { job } = submission;
+      // a job without its own preview cadence takes the worker's (PREVIEW_EVERY_STEPS)
+      const previewEvery = job.previewEvery ?? this.options.previewEvery ?? 0;
+      const meta = { job, prepareMs: performance.now() - t0 };
+      this.scheduler.submit({ seq, team: submission.team ?? '', priority: submission.priority ?? DEFAULT_PRIORITY, previewEvery, meta });
     } catch (err) {
-      this.fail(id, err);
+      this.post({ type: 'error', id, error: describeError(err) });
     }
   }
 
-  private fail(id: string, err: unknown): void {
-    this.jobs.delete(id);
-    this.post({ type: 'error', id, error: describeError(err) });
-  }
-
-  private async finishJob({ seq, admitWaitMs, samplingMs }: FinishedJob): Promise<void> {
-    const { job, prepareMs } = this.jobs.get(seq.id)!;
-    this.jobs.delete(seq.id);
+  private async finishJob({ seq, meta: { job, prepareMs }, admitWaitMs, samplingMs }: FinishedJob<JobMeta>): Promise<void> {
     const t1 = performance.now();
     const timings = () => ({ admitWaitMs, prepareMs, samplingMs, decodeMs: performance.now() - t1, steps: seq.step });
     try {

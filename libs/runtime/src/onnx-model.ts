@@ -61,6 +61,8 @@ export class OnnxDenoiseModel implements DenoiseModel {
   private partialSession: Promise<ort.InferenceSession> | null = null;
   /** the sample head's input logits, reused across steps (a fresh buffer per step is garbage-collection pressure) */
   private sampleScratch = new Float32Array(0);
+  /** the last sample-head run: the next waits for it, since they share `sampleScratch` (one engine never overlaps them) */
+  private sampling: Promise<unknown> = Promise.resolve();
   /** what crossed the runtime boundary since construction (bench:engine reads it) */
   readonly traffic: Traffic = { bytesIn: 0, bytesOut: 0 };
 
@@ -144,7 +146,13 @@ export class OnnxDenoiseModel implements DenoiseModel {
    * so it is the same token as sampling every target, and late in a schedule most targets are committed. Returns [B, N]
    * arrays (entries of committed targets unread).
    */
-  async sampleCached(x: CachedSampleInput): Promise<CachedSampleOutput> {
+  sampleCached(x: CachedSampleInput): Promise<CachedSampleOutput> {
+    const run = this.sampling.then(() => this.sampleCachedNow(x));
+    this.sampling = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sampleCachedNow(x: CachedSampleInput): Promise<CachedSampleOutput> {
     const cache = hostCache(x.cache);
     const B = x.sequences;
     const G = cache.branches;

@@ -4,9 +4,8 @@
  * (libs/diffusion layout.ts), and after sampling decode the image or the answer. Nothing here decides a default.
  * In-process callers (CLI, tests, benchmarks) resolve their requests with `resolveLocal`, the API's resolution.
  */
-import { randomInt } from 'node:crypto';
 import type { JobImages, LocalRequest, ModelManifest, ResolvedJob } from '@dimoo/contracts';
-import { checkLimits, resultFormat, resolveJob } from '@dimoo/contracts';
+import { checkLimits, drawSeed, inputField, resultFormat, resolveJob } from '@dimoo/contracts';
 import type { SamplingParams, TokenLayout } from '@dimoo/diffusion';
 import { answerTokens, DiffusionEngine, imageToImage, InvalidSamplingRequest, regionCodes, Sequence, textToImage, understanding } from '@dimoo/diffusion';
 import type { RgbImage, TextTokenizer } from '@dimoo/model';
@@ -70,8 +69,8 @@ export async function loadModel(dir: string, options: SessionOptions & { verify?
   };
 }
 
-export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRows): DiffusionEngine {
-  return new DiffusionEngine(m.model, { lengthBucket: m.manifest.lengthBucket, maxRows });
+export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRows, options: { keepCalls?: boolean } = {}): DiffusionEngine {
+  return new DiffusionEngine(m.model, { lengthBucket: m.manifest.lengthBucket, maxRows, ...options });
 }
 
 /**
@@ -79,7 +78,7 @@ export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRo
  * the request has none. Throws InvalidSamplingRequest naming the first field at fault.
  */
 export function resolveLocal(manifest: ModelManifest, request: LocalRequest, inputs: JobImages<RgbImage> = { images: [] }): EngineJob {
-  const r = resolveJob(request, manifest, { ...imageFacts(inputs, manifest.image.gridFactor), seed: randomInt(0, 2 ** 47) });
+  const r = resolveJob(request, manifest, { ...imageFacts(inputs, manifest.image.gridFactor), seed: drawSeed() });
   if (!r.ok) throw new InvalidSamplingRequest(r.issues[0]!.field, r.issues.map((i) => (i === r.issues[0] ? i.reason : `${i.field}: ${i.reason}`)).join('; '));
   return { job: r.job, images: inputs.images };
 }
@@ -94,7 +93,7 @@ export async function prepare(m: LoadedModel, id: string, { job, images }: Engin
   images.forEach((img, i) => {
     const want = job.inputs[i]!;
     if (img.height !== want.height || img.width !== want.width) {
-      throw new InvalidSamplingRequest(job.task === 'i2i' ? `images.${i}` : 'image', `is ${img.width}×${img.height}, resolved as ${want.width}×${want.height}`);
+      throw new InvalidSamplingRequest(inputField(job, i), `is ${img.width}×${img.height}, resolved as ${want.width}×${want.height}`);
     }
   });
   const sys = manifest.templates.sys;

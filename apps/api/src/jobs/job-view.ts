@@ -1,5 +1,5 @@
 import type { JobStreamEventType, JobView } from '@dimoo/contracts';
-import { parseStoredJob, resultFormat } from '@dimoo/contracts';
+import { OUTPUT_FORMATS, parseStoredJob, resultFormat } from '@dimoo/contracts';
 import type { Job, JobEvent } from '@dimoo/db';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -25,15 +25,19 @@ export function toView(job: Job): JobView {
         ? null
         : job.resultText !== null
           ? { kind: 'text', text: job.resultText, url: resultUrl }
-          : { kind: 'image', url: resultUrl, contentType: contentTypeOf(job) },
+          : { kind: 'image', url: resultUrl, contentType: resultContentType(job) },
     error: errorView(job.error),
   };
 }
 
-/** The content type of an image job's result, from its resolved job (@dimoo/contracts resultFormat). */
-function contentTypeOf(job: Job): string {
+/**
+ * The content type of an image job's result: its resolved job's format (@dimoo/contracts resultFormat); for a row the
+ * worker cannot read any more (stored before resolved jobs were versioned), the result key's extension.
+ */
+export function resultContentType(job: Job): string {
   const stored = parseStoredJob(job.params);
-  return (stored.ok ? resultFormat(stored.job)?.contentType : undefined) ?? 'application/octet-stream';
+  const format = stored.ok ? resultFormat(stored.job) : Object.values(OUTPUT_FORMATS).find((f) => job.resultKey?.endsWith(`.${f.extension}`));
+  return format?.contentType ?? 'application/octet-stream';
 }
 
 /** The recorded failure ({code, message, details}) as the API shows it. */

@@ -43,7 +43,7 @@ export class JobsController {
   }
 
   @Get(':id/result')
-  @ApiOperation({ summary: 'The PNG (image tasks) or the answer text (understanding)' })
+  @ApiOperation({ summary: 'The image in the job outputFormat (image tasks) or the answer text (understanding)' })
   async result(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: Response): Promise<void> {
     const r = await this.jobs.result(caller, id);
     res.status(200).type(r.contentType).send(r.body);

@@ -6,9 +6,9 @@
  * enqueues it later; 503 only when the record cannot be written.
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { FieldIssue, JobImages, JobView, ModelManifest } from '@dimoo/contracts';
-import { JobRequestSchema, parseStoredJob, requestImages, resolveJob, resultFormat } from '@dimoo/contracts';
+import { drawSeed, inputField, JobRequestSchema, requestImages, resolveJob } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
 import { decodeJobImages, imageFacts } from '@dimoo/model';
@@ -20,7 +20,7 @@ import type { Queue } from 'bullmq';
 import type { Caller } from '../auth/api-key.guard';
 import { invalidRequest, notFound, ProblemError } from '../common/problem';
 import { MODEL_MANIFEST } from '../tokens';
-import { toView } from './job-view';
+import { resultContentType, toView } from './job-view';
 
 /** zod's issues as problem+json field errors; an unknown field is named itself. */
 export function zodIssues(error: { issues: { path: PropertyKey[]; message: string; code?: string; keys?: string[] }[] }): FieldIssue[] {
@@ -52,7 +52,7 @@ export class JobsService {
     const bytes: JobImages<Buffer> = { images: b64.images.map((s) => Buffer.from(s, 'base64')) };
     if (b64.mask !== undefined) bytes.mask = Buffer.from(b64.mask, 'base64');
     const decoded = await decodeJobImages(bytes);
-    const resolved = resolveJob(req, this.manifest, { ...imageFacts(decoded, this.manifest.image.gridFactor), seed: randomInt(0, 2 ** 47) });
+    const resolved = resolveJob(req, this.manifest, { ...imageFacts(decoded, this.manifest.image.gridFactor), seed: drawSeed() });
     if (!resolved.ok) throw invalidRequest(resolved.issues);
     const { job: params } = resolved;
 
@@ -60,7 +60,7 @@ export class JobsService {
     const inputs: JobImages<string> = { images: [] };
     try {
       for (const [i, image] of bytes.images.entries()) {
-        const key = inputKey(teamId, jobId, req.task === 'i2i' ? `images.${i}.bin` : 'image.bin');
+        const key = inputKey(teamId, jobId, `${inputField(req, i)}.bin`);
         await this.store.put(key, image, 'application/octet-stream');
         inputs.images.push(key);
       }
@@ -116,9 +116,7 @@ export class JobsService {
     }
     if (job.resultText !== null) return { contentType: 'text/plain; charset=utf-8', body: job.resultText };
     if (!job.resultKey) throw notFound(`result of job ${id}`);
-    const stored = parseStoredJob(job.params);
-    const format = stored.ok ? resultFormat(stored.job) : null;
-    return { contentType: format?.contentType ?? 'application/octet-stream', body: await this.store.get(job.resultKey) };
+    return { contentType: resultContentType(job), body: await this.store.get(job.resultKey) };
   }
 
   /** The job's events after `afterId`, in order (a page of at most `limit`). */
