@@ -9,97 +9,34 @@
  * (cache-policy.ts), read from the handle's row max. Sequences in a full step and sequences in a partial step are
  * different groups, so each runs its own call that step.
  */
-import { callGroups, paddedLength } from './batch-plan';
+import { callGroups } from './batch-plan';
 import { selectRecompute } from './cache-policy';
 import type { CacheHandle, DenoiseModel, SampleOutput } from './model';
+import type { CallRecord, RunnerOptions, Running } from './runner';
+import { SequenceRunner } from './runner';
 import type { Sequence } from './sequence';
 
-export interface EngineOptions {
-  /** rows of a call are padded to a multiple of this (the manifest's lengthBucket) */
-  lengthBucket: number;
-  /** most rows (sequences × branches) in one model call */
-  maxRows: number;
-  /** keep every call in `calls` (tests, benchmarks); a long-running engine reads each step's report instead. Default true. */
-  keepCalls?: boolean;
-}
+export type EngineOptions = RunnerOptions;
 
-interface Member {
-  seq: Sequence;
-  /** padded row length */
-  length: number;
+interface Member extends Running {
   /** where this sequence's cache rows live, once it has run a cached full step: a handle and its index there */
   slot: { cache: CacheHandle; index: number } | null;
 }
 
-export interface CallRecord {
-  /** host path: a full step, a partial (ML-Cache) step, the draw from cached logits; GPU path: a segment run */
-  kind: 'full' | 'partial' | 'sample' | 'segment';
-  sequences: number;
-  rows: number;
-  length: number;
-  /** positions run through the transformer (rows × real length for full steps, the selected subsets for partial) */
-  positions: number;
-  /** positions a full step of the same rows would run: 1 − positions / fullPositions is the ML-Cache saving */
-  fullPositions: number;
-  /** steps the call advanced its sequences (a segment run: up to the graph's unroll) */
-  steps: number;
-  ms: number;
-}
-
-export interface StepReport {
-  calls: CallRecord[];
-  finished: Sequence[];
-  /** bytes of ML-Cache state held after the step */
-  cacheBytes: number;
-}
-
-/** A runner of sequences, one step at a time: the host engine (this file) and the GPU segment path (segment.ts). */
-export interface StepRunner {
-  readonly size: number;
-  add(seq: Sequence): void;
-  /** Leaves at once (cancel); false when it was not running here. */
-  remove(id: string): boolean;
-  /** Advances every sequence it holds; finished ones leave. */
-  step(): Promise<StepReport>;
-}
-
-export class DiffusionEngine implements StepRunner {
-  private readonly members = new Map<string, Member>();
-  /** every model call since construction, unless `keepCalls` is false (tests and benchmarks read it) */
-  readonly calls: CallRecord[] = [];
-
+export class DiffusionEngine extends SequenceRunner<Member> {
   constructor(
     private readonly model: DenoiseModel,
-    private readonly options: EngineOptions,
-  ) {}
-
-  get size(): number {
-    return this.members.size;
+    options: EngineOptions,
+  ) {
+    super(options);
   }
 
-  add(seq: Sequence): void {
-    if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
-    this.members.set(seq.id, { seq, length: this.paddedLength(seq), slot: null });
+  protected member(seq: Sequence, length: number): Member {
+    return { seq, length, slot: null };
   }
 
-  private paddedLength(seq: Sequence): number {
-    return paddedLength(seq, this.options.lengthBucket);
-  }
-
-  /** Leaves at once (cancel); its cache rows are dropped with the next regrouping. */
-  remove(id: string): boolean {
-    return this.members.delete(id);
-  }
-
-  /** Runs the given sequences to completion together. */
-  async run(seqs: Sequence[]): Promise<void> {
-    for (const s of seqs) this.add(s);
-    while (this.members.size > 0) await this.step();
-  }
-
-  /** Advances every active sequence by one step; finished ones leave. */
-  async step(): Promise<StepReport> {
-    const calls: CallRecord[] = [];
+  /** Every member advances one step: one model call per group of compatible sequences. */
+  protected async advance(calls: CallRecord[]): Promise<void> {
     for (const group of this.groups()) {
       const results = this.isPartial(group[0]!) ? await this.runPartial(group, calls) : await this.runFull(group, calls);
       group.forEach((m, b) => {
@@ -107,16 +44,12 @@ export class DiffusionEngine implements StepRunner {
         m.seq.commit(results.sampleIndex.subarray(b * n, (b + 1) * n), results.sampleProb.subarray(b * n, (b + 1) * n));
       });
     }
-    const finished: Sequence[] = [];
-    for (const [id, m] of this.members) {
-      if (m.seq.done) {
-        this.members.delete(id);
-        finished.push(m.seq);
-      }
-    }
-    if (this.options.keepCalls !== false) this.calls.push(...calls);
+  }
+
+  /** A member that leaves drops its cache rows with the next regrouping. */
+  protected cacheBytes(): number {
     const caches = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.cache] : [])));
-    return { calls, finished, cacheBytes: [...caches].reduce((n, c) => n + c.bytes, 0) };
+    return [...caches].reduce((n, c) => n + c.bytes, 0);
   }
 
   private isPartial(m: Member): boolean {

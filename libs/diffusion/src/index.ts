@@ -5,6 +5,7 @@ export * from './errors';
 export * from './layout';
 export * from './model';
 export * from './rng';
+export * from './runner';
 export * from './sampler';
 export * from './scheduler';
 export * from './segment';

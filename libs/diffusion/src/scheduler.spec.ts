@@ -6,7 +6,7 @@
 import type { BatchPolicy } from './batch-plan';
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
-import type { CallRecord, StepReport, StepRunner } from './engine';
+import type { CallRecord, StepReport, StepRunner } from './runner';
 import type { TokenLayout } from './layout';
 import { answerSequence, testLayout } from './testing/fixtures';
 import { textToImage } from './layout';

@@ -16,7 +16,7 @@
  */
 import type { BatchPolicy, Waiting } from './batch-plan';
 import { paddedLength, planAdmission, sequenceCost } from './batch-plan';
-import type { CallRecord, StepRunner } from './engine';
+import type { CallRecord, StepRunner } from './runner';
 import type { Sequence } from './sequence';
 
 /** A job's priority when nobody set one. */

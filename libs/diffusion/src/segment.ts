@@ -9,8 +9,9 @@
  * (warmup steps, the schedule's last segment, no cache) leaves the remaining steps inactive, so sequences at different
  * points of different schedules share one run.
  */
-import { callGroups, paddedLength } from './batch-plan';
-import type { CallRecord, StepReport, StepRunner } from './engine';
+import { callGroups } from './batch-plan';
+import type { CallRecord, RunnerOptions, Running } from './runner';
+import { SequenceRunner } from './runner';
 import type { CacheSettings } from './cache-policy';
 import { isFullStep } from './cache-policy';
 import { InvalidSamplingRequest } from './errors';
@@ -205,31 +206,18 @@ export function segmentBatch(seqs: readonly Sequence[], length: number, segmentS
   return { input, plans };
 }
 
-export interface SegmentRunnerOptions {
-  /** rows are padded to a multiple of this (the manifest's lengthBucket) */
-  lengthBucket: number;
-  /** most rows (sequences × branches) in one run */
-  maxRows: number;
-  /** keep every run in `calls` (tests); a long-running runner reads each step's report instead. Default true. */
-  keepCalls?: boolean;
-}
+export type SegmentRunnerOptions = RunnerOptions;
 
 /**
  * Runs sequences on the GPU path: every `step()` advances each sequence by one segment, with one run per group of
  * sequences that share branches, vocabulary slice, padded length and target count (at most `maxRows` rows).
  */
-export class SegmentRunner implements StepRunner {
-  private readonly members = new Map<string, { seq: Sequence; length: number }>();
-  /** every run since construction, unless `keepCalls` is false */
-  readonly calls: CallRecord[] = [];
-
+export class SegmentRunner extends SequenceRunner<Running> {
   constructor(
     private readonly model: SegmentModel,
-    private readonly options: SegmentRunnerOptions,
-  ) {}
-
-  get size(): number {
-    return this.members.size;
+    options: SegmentRunnerOptions,
+  ) {
+    super(options);
   }
 
   /** Whether a sequence can run here from where it stands (image tasks whose segments fit the graph's unroll). */
@@ -242,24 +230,13 @@ export class SegmentRunner implements StepRunner {
     }
   }
 
-  add(seq: Sequence): void {
-    if (this.members.has(seq.id)) throw new Error(`sequence ${seq.id} is already running`);
+  protected member(seq: Sequence, length: number): Running {
     checkSegmentable(seq, this.model.segmentSteps);
-    this.members.set(seq.id, { seq, length: paddedLength(seq, this.options.lengthBucket) });
+    return { seq, length };
   }
 
-  remove(id: string): boolean {
-    return this.members.delete(id);
-  }
-
-  async run(seqs: Sequence[]): Promise<void> {
-    for (const s of seqs) this.add(s);
-    while (this.members.size > 0) await this.step();
-  }
-
-  /** Advances every sequence by one segment; finished ones leave. */
-  async step(): Promise<StepReport> {
-    const calls: CallRecord[] = [];
+  /** Every member advances by one segment: one run per group. */
+  protected async advance(calls: CallRecord[]): Promise<void> {
     for (const group of this.groups()) {
       const { input, plans } = segmentBatch(
         group.map((m) => m.seq),
@@ -284,19 +261,14 @@ export class SegmentRunner implements StepRunner {
       const N = input.targets;
       group.forEach((m, b) => applySegment(m.seq, plans[b]!, out.tokens.subarray(b * N, (b + 1) * N)));
     }
-    const finished: Sequence[] = [];
-    for (const [id, m] of this.members) {
-      if (m.seq.done) {
-        this.members.delete(id);
-        finished.push(m.seq);
-      }
-    }
-    if (this.options.keepCalls !== false) this.calls.push(...calls);
-    // the K/V cache lives and dies inside each run
-    return { calls, finished, cacheBytes: 0 };
   }
 
-  private groups(): { seq: Sequence; length: number }[][] {
+  /** The K/V cache lives and dies inside each run. */
+  protected cacheBytes(): number {
+    return 0;
+  }
+
+  private groups(): Running[][] {
     return callGroups(this.members.values(), (m) => [m.seq.branches, m.seq.spec.vocab.join('-'), m.length, m.seq.targets].join('|'), this.options.maxRows);
   }
 }
