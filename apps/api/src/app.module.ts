@@ -30,7 +30,10 @@ export class AppModule {
       providers: [
         { provide: API_ENV, useValue: env },
         { provide: MODEL_MANIFEST, useValue: manifest },
-        { provide: PrismaClient, useFactory: () => createPrisma(env.DATABASE_URL) },
+        {
+          provide: PrismaClient,
+          useFactory: () => createPrisma(env.DATABASE_URL, { connectionTimeoutMs: env.DATABASE_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_TIMEOUT_MS }),
+        },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },

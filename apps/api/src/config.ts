@@ -7,6 +7,8 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   HOST: z.string().default('127.0.0.1'),
   /** bootstrap admin key: creates teams and their keys */
   ADMIN_API_KEY: z.string().min(24, 'use at least 24 characters'),
+  /** how long a verified API key is remembered (no database round trip; a revoked key works until then); 0: never */
+  API_KEY_CACHE_MS: z.coerce.number().int().min(0).default(10000),
   MAX_BODY_BYTES: z.coerce
     .number()
     .int()

@@ -15,7 +15,10 @@ export class WorkerModule {
       providers: [
         { provide: WORKER_ENV, useValue: env },
         { provide: ENGINE, useValue: engine },
-        { provide: PrismaClient, useFactory: () => createPrisma(env.DATABASE_URL) },
+        {
+          provide: PrismaClient,
+          useFactory: () => createPrisma(env.DATABASE_URL, { connectionTimeoutMs: env.DATABASE_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_TIMEOUT_MS }),
+        },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: BatchRepository, useFactory: (p: PrismaClient) => new BatchRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },

@@ -13,6 +13,8 @@ export function loadEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv =
 /** Settings every service process shares: where the record, the queue, the objects and the model are. */
 export const ServiceEnvSchema = z.object({
   DATABASE_URL: z.url(),
+  /** how long a database connection or query may take before it fails (and the caller retries or answers 503) */
+  DATABASE_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().min(1).default('dimoo'),
   S3_ENDPOINT: z.string().min(1).default('127.0.0.1'),

@@ -11,6 +11,11 @@ export interface CreatePrismaOptions {
   maxConnections?: number;
   /** Milliseconds to wait for a free connection before failing. @defaultValue 0 (wait forever, pg's default) */
   connectionTimeoutMs?: number;
+  /**
+   * Milliseconds a query may wait for its answer before it fails (a cut-off server otherwise holds a pooled connection
+   * forever). @defaultValue 0 (no limit, pg's default)
+   */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -22,6 +27,7 @@ export function createPrisma(databaseUrl: string, options: CreatePrismaOptions =
     connectionString: databaseUrl,
     ...(options.maxConnections === undefined ? {} : { max: options.maxConnections }),
     ...(options.connectionTimeoutMs === undefined ? {} : { connectionTimeoutMillis: options.connectionTimeoutMs }),
+    ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: options.queryTimeoutMs }),
   });
   return new PrismaClient({ adapter });
 }

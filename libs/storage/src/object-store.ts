@@ -155,6 +155,18 @@ export class ObjectStore {
     return this.call('presignedGet', key, () => this.presigner.presignedGetObject(this.bucket, key, expirySeconds));
   }
 
+  /** Every object under `prefix` (recursively), with its size and age; for sweepers and tests, not hot paths. */
+  public async list(prefix: string): Promise<{ key: string; size: number; lastModified: Date }[]> {
+    return this.call('list', prefix, async () => {
+      const out: { key: string; size: number; lastModified: Date }[] = [];
+      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true)) {
+        const o = item as { name?: string; size?: number; lastModified?: Date };
+        if (o.name) out.push({ key: o.name, size: o.size ?? 0, lastModified: o.lastModified ?? new Date(0) });
+      }
+      return out;
+    });
+  }
+
   /** Removes the object; removing a missing object is not an error. */
   public async remove(key: string): Promise<void> {
     await this.call('remove', key, () => this.client.removeObject(this.bucket, key));

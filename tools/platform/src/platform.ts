@@ -8,6 +8,7 @@ import { createTestDatabase } from '@dimoo/db/testing';
 import type { S3TestServer } from '@dimoo/storage/testing';
 import { startS3Server } from '@dimoo/storage/testing';
 import { resolve } from 'node:path';
+import { FaultProxy } from './fault-proxy';
 import { ApiProcess, freePort, platformServiceEnv, RedisServer, WORKSPACE_ROOT } from './processes';
 
 export const ROOT = WORKSPACE_ROOT;
@@ -23,18 +24,29 @@ export interface Platform {
   db: TestDatabase;
   s3: S3TestServer;
   redis: RedisServer;
+  /** with `faults: true`: the proxies every service reaches Postgres, Redis and S3 through (tests keep direct access) */
+  faults: { postgres: FaultProxy; redis: FaultProxy; s3: FaultProxy } | null;
   close(): Promise<void>;
 }
 
-export async function startPlatform(options: { modelDir?: string; apiEnv?: Record<string, string> } = {}): Promise<Platform> {
+export async function startPlatform(options: { modelDir?: string; apiEnv?: Record<string, string>; faults?: boolean } = {}): Promise<Platform> {
   const db = await createTestDatabase();
   const s3 = await startS3Server();
   const redis = new RedisServer(await freePort());
   await redis.start();
+  const dbUrl = new URL(db.url);
+  const faults = options.faults
+    ? {
+        postgres: await FaultProxy.start({ host: dbUrl.hostname, port: Number(dbUrl.port || 5432) }),
+        redis: await FaultProxy.start({ host: '127.0.0.1', port: redis.port }),
+        s3: await FaultProxy.start({ host: s3.endPoint, port: s3.port }),
+      }
+    : null;
+  if (faults) dbUrl.port = String(faults.postgres.port);
   const shared = platformServiceEnv({
-    databaseUrl: db.url,
-    redisPort: redis.port,
-    s3,
+    databaseUrl: dbUrl.toString(),
+    redisPort: faults?.redis.port ?? redis.port,
+    s3: faults ? { endPoint: s3.endPoint, port: faults.s3.port, config: (bucket: string) => s3.config(bucket) } : s3,
     name: 'dimoo-test',
     modelDir: options.modelDir ?? resolve(ROOT, 'models/tiny'),
   });
@@ -52,7 +64,7 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
   try {
     await api.ready();
   } catch (err) {
-    await Promise.allSettled([api.kill('SIGKILL'), redis.stop(), db.drop(), s3.dispose()]);
+    await Promise.allSettled([api.kill('SIGKILL'), redis.stop(), db.drop(), s3.dispose(), ...Object.values(faults ?? {}).map((f) => f.close())]);
     throw err;
   }
   return {
@@ -63,8 +75,10 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
     db,
     s3,
     redis,
+    faults,
     async close() {
       await api.kill('SIGTERM');
+      for (const f of Object.values(faults ?? {})) await f.close();
       await redis.stop();
       await db.drop();
       await s3.dispose();

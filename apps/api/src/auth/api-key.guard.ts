@@ -3,7 +3,7 @@ import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { createParamDecorator, HttpStatus, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { ApiKeyRepository } from '@dimoo/db';
 import { ProblemError } from '../common/problem';
 import { API_ENV } from '../tokens';
@@ -29,13 +29,37 @@ function keyOf(req: Request): string | null {
   return req.header('x-api-key')?.trim() ?? null;
 }
 
+/** Most keys remembered at once (oldest forgotten first). */
+const CACHE_ENTRIES = 10_000;
+
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
+  /**
+   * Keys verified in the last API_KEY_CACHE_MS, by the sha256 of the key: a request costs no database round trip, and
+   * a Postgres outage does not fail callers already seen (a revoked key works until its entry expires).
+   */
+  private readonly verified = new Map<string, { caller: Caller; until: number }>();
+
   constructor(
     private readonly keys: ApiKeyRepository,
     private readonly reflector: Reflector,
     @Inject(API_ENV) private readonly env: ApiEnv,
   ) {}
+
+  private async verify(key: string): Promise<Caller | null> {
+    const id = createHash('sha256').update(key).digest('base64');
+    const hit = this.verified.get(id);
+    if (hit && hit.until > Date.now()) return hit.caller;
+    const found = await this.keys.verify(key);
+    if (!found) return null;
+    const caller = { teamId: found.teamId, admin: found.admin };
+    if (this.env.API_KEY_CACHE_MS > 0) {
+      this.verified.delete(id);
+      this.verified.set(id, { caller, until: Date.now() + this.env.API_KEY_CACHE_MS });
+      if (this.verified.size > CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
+    }
+    return caller;
+  }
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<Request & { caller: Caller }>();
@@ -46,9 +70,9 @@ export class ApiKeyGuard implements CanActivate {
     if (given.length === bootstrap.length && timingSafeEqual(given, bootstrap)) {
       req.caller = { teamId: null, admin: true };
     } else {
-      const found = await this.keys.verify(key);
-      if (!found) throw unauthorized();
-      req.caller = { teamId: found.teamId, admin: found.admin };
+      const caller = await this.verify(key);
+      if (!caller) throw unauthorized();
+      req.caller = caller;
     }
     if (this.reflector.get<boolean>(ADMIN_ONLY, ctx.getHandler()) && !req.caller.admin) {
       throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', 'an admin key is required');

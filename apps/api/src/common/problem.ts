@@ -5,6 +5,8 @@ import type { ArgumentsHost, ExceptionFilter } from '@nestjs/common';
 import { Catch, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
 import type { FieldIssue } from '@dimoo/contracts';
+import { AlreadyExists, isDatabaseUnavailable, NotFound, TransitionRejected } from '@dimoo/db';
+import { StorageUnavailable } from '@dimoo/storage';
 
 export class ProblemError extends Error {
   constructor(
@@ -13,9 +15,47 @@ export class ProblemError extends Error {
     readonly title: string,
     detail?: string,
     readonly errors?: FieldIssue[],
+    /** seconds, sent as Retry-After (503, 429) */
+    readonly retryAfter?: number,
   ) {
     super(detail ?? title);
   }
+}
+
+/** How long a client should wait before retrying after an outage answer. */
+export const RETRY_AFTER_SECONDS = 5;
+
+export const databaseUnavailable = () =>
+  new ProblemError(
+    HttpStatus.SERVICE_UNAVAILABLE,
+    'database-unavailable',
+    'Database unavailable',
+    'the job record cannot be read or written now; retry later',
+    undefined,
+    RETRY_AFTER_SECONDS,
+  );
+export const storageUnavailable = (what = 'object storage cannot be reached now') =>
+  new ProblemError(HttpStatus.SERVICE_UNAVAILABLE, 'storage-unavailable', 'Storage unavailable', `${what}; retry later`, undefined, RETRY_AFTER_SECONDS);
+
+/**
+ * The typed errors of the data layer as problems: a missing row is 404, a taken unique value or a transition the
+ * current status forbids is 409, an outage is 503 with Retry-After. Anything else is not a problem of the request.
+ */
+export function problemOf(exception: unknown): ProblemError | null {
+  if (exception instanceof ProblemError) return exception;
+  if (exception instanceof NotFound) return notFound(`${exception.entity} ${exception.id}`);
+  if (exception instanceof AlreadyExists) return new ProblemError(HttpStatus.CONFLICT, 'already-exists', 'Already exists', exception.message);
+  if (exception instanceof TransitionRejected) {
+    return new ProblemError(
+      HttpStatus.CONFLICT,
+      'conflict',
+      'Conflict',
+      `job ${exception.jobId} is ${exception.status}: ${exception.transition} does not apply`,
+    );
+  }
+  if (isDatabaseUnavailable(exception)) return databaseUnavailable();
+  if (exception instanceof StorageUnavailable) return storageUnavailable();
+  return null;
 }
 
 export const invalidRequest = (errors: FieldIssue[]) =>
@@ -29,14 +69,17 @@ export class ProblemFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     let body: Record<string, unknown>;
-    if (exception instanceof ProblemError) {
+    const problem = problemOf(exception);
+    if (problem) {
       body = {
-        type: `about:blank#${exception.slug}`,
-        title: exception.title,
-        status: exception.status,
-        detail: exception.message,
-        ...(exception.errors ? { errors: exception.errors } : {}),
+        type: `about:blank#${problem.slug}`,
+        title: problem.title,
+        status: problem.status,
+        detail: problem.message,
+        ...(problem.errors ? { errors: problem.errors } : {}),
       };
+      if (problem.retryAfter !== undefined) res.setHeader('Retry-After', String(problem.retryAfter));
+      if (problem.status >= 500) this.logger.warn(`${problem.slug}: ${exception instanceof Error ? exception.message.split('\n').at(-1) : String(exception)}`);
     } else if (exception instanceof HttpException) {
       const status = exception.getStatus();
       body = { type: 'about:blank', title: HttpStatus[status] ?? 'Error', status, detail: bodyParserDetail(exception) };

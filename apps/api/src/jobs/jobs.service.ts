@@ -14,11 +14,11 @@ import { isUuid, JobRepository } from '@dimoo/db';
 import { decodeJobImages, imageFacts } from '@dimoo/model';
 import type { QueuePayload } from '@dimoo/queue';
 import { GENERATION_JOB_OPTIONS, QUEUE_NAMES } from '@dimoo/queue';
-import { inputKey, ObjectNotFound, ObjectStore, previewKey } from '@dimoo/storage';
+import { inputKey, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { Caller } from '../auth/api-key.guard';
-import { invalidRequest, notFound, ProblemError } from '../common/problem';
+import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { MODEL_MANIFEST } from '../tokens';
 import { resultContentType, toView } from './job-view';
 
@@ -56,24 +56,24 @@ export class JobsService {
     if (!resolved.ok) throw invalidRequest(resolved.issues);
     const { job: params } = resolved;
 
+    // inputs first, then the row that points at them: a row never refers to a missing object. If the row cannot be
+    // written, the inputs are removed again (an API killed in between leaves them to the orphan sweeper)
     const jobId = randomUUID();
     const inputs: JobImages<string> = { images: [] };
-    try {
-      for (const [i, image] of bytes.images.entries()) {
-        const key = inputKey(teamId, jobId, `${inputField(req, i)}.bin`);
-        await this.store.put(key, image, 'application/octet-stream');
-        inputs.images.push(key);
-      }
-      if (bytes.mask) {
-        inputs.mask = inputKey(teamId, jobId, 'mask.bin');
-        await this.store.put(inputs.mask, bytes.mask, 'application/octet-stream');
-      }
-    } catch (err) {
-      this.logger.warn(`cannot store inputs of ${jobId}: ${String(err)}`);
-      throw new ProblemError(HttpStatus.SERVICE_UNAVAILABLE, 'storage-unavailable', 'Storage unavailable', 'input images could not be stored; retry later');
-    }
+    const uploaded: string[] = [];
+    const put = async (key: string, data: Buffer) => {
+      await this.store.put(key, data, 'application/octet-stream');
+      uploaded.push(key);
+      return key;
+    };
     let job: Job;
     try {
+      try {
+        for (const [i, image] of bytes.images.entries()) inputs.images.push(await put(inputKey(teamId, jobId, `${inputField(req, i)}.bin`), image));
+        if (bytes.mask) inputs.mask = await put(inputKey(teamId, jobId, 'mask.bin'), bytes.mask);
+      } catch (err) {
+        throw err instanceof StorageError ? storageUnavailable('input images could not be stored') : err;
+      }
       job = await this.jobs.create({
         id: jobId,
         teamId,
@@ -84,11 +84,18 @@ export class JobsService {
         seed: params.seed,
       });
     } catch (err) {
-      this.logger.error(`cannot record job: ${String(err)}`);
-      throw new ProblemError(HttpStatus.SERVICE_UNAVAILABLE, 'database-unavailable', 'Database unavailable', 'the job could not be recorded; retry later');
+      await this.removeInputs(jobId, uploaded);
+      throw err;
     }
     await this.enqueue(job.id, teamId);
     return toView(job);
+  }
+
+  /** Removes the inputs of a job that was not recorded; what cannot be removed now is left to the orphan sweeper. */
+  private async removeInputs(jobId: string, keys: string[]): Promise<void> {
+    const results = await Promise.allSettled(keys.map((k) => this.store.remove(k)));
+    const left = results.filter((r) => r.status === 'rejected').length;
+    if (left > 0) this.logger.warn(`job ${jobId} was not recorded; ${left} of its input object(s) stay for the sweeper`);
   }
 
   /** Hands a recorded job to Redis; failures are left to the outbox reconciler. */
