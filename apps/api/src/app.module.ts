@@ -15,6 +15,7 @@ import { JobEventsHub } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
 import { OutboxService } from './jobs/outbox.service';
+import { ReaperService } from './jobs/reaper.service';
 import { API_ENV, MODEL_MANIFEST } from './tokens';
 
 @Module({})
@@ -41,6 +42,7 @@ export class AppModule {
         JobsService,
         JobEventsHub,
         OutboxService,
+        ReaperService,
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],
     };

@@ -16,6 +16,12 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
     .default(20 * 1024 * 1024),
   RESULT_URL_TTL_SECONDS: z.coerce.number().int().positive().default(3600),
   OUTBOX_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
+  /** rows the outbox and the reaper read per page (a pass reads up to 10 pages, resuming where the last stopped) */
+  OUTBOX_PAGE_SIZE: z.coerce.number().int().min(1).max(10000).default(500),
+  /** how often the reaper reconciles running jobs with the queue */
+  REAPER_INTERVAL_MS: z.coerce.number().int().positive().default(10000),
+  /** a running job whose worker sent nothing for this long, and that the queue lost, goes back to the queue */
+  REAPER_STALE_MS: z.coerce.number().int().positive().default(90000),
   /** how often open event streams look for new job events (one query for all of them) */
   EVENTS_POLL_MS: z.coerce.number().int().min(20).default(250),
   /** comment line sent on idle event streams so proxies keep them open */

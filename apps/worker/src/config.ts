@@ -28,6 +28,10 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   /** ML-Cache jobs: host (CPU path), segment (GPU path, denoise_segment), auto (segment on CUDA when the model has it) */
   ML_CACHE_PATH: z.enum(['host', 'segment', 'auto']).default('auto'),
   /** a batch record is cut after this many steps even if the batch keeps running */
+  /** port of /healthz and /readyz (0: none); with it, a worker whose model fails to load stays up and says why */
+  HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** fault injection for tests: the engine thread exits after this many steps (never set it in a deployment) */
+  FAULT_ENGINE_EXIT_AFTER_STEPS: z.coerce.number().int().min(1).optional(),
   BATCH_RECORD_MAX_STEPS: z.coerce.number().int().min(1).default(500),
 });
 export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;

@@ -18,6 +18,14 @@ describe('worker deployment', () => {
     expect(unknownIn(env)).toEqual([]);
     const parsed = WorkerEnvSchema.parse(env);
     expect((pod.terminationGracePeriodSeconds ?? 30) * 1000).toBeGreaterThan(parsed.SHUTDOWN_GRACE_MS + 5000);
+    // the probes ask the worker's health endpoint, on the port it serves it
+    const c = pod.containers[0] as {
+      ports?: { name: string; containerPort: number }[];
+      readinessProbe?: { httpGet: { path: string; port: string } };
+      livenessProbe?: { httpGet: { path: string; port: string } };
+    };
+    expect(c.ports?.find((x) => x.name === c.readinessProbe?.httpGet.port)?.containerPort).toBe(parsed.HEALTH_PORT);
+    expect([c.readinessProbe?.httpGet.path, c.livenessProbe?.httpGet.path]).toEqual(['/readyz', '/healthz']);
   });
 
   it('k8s/overlays/gpu: the CUDA worker patch keeps the schema and the drain inside the grace period', () => {

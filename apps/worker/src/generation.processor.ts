@@ -10,16 +10,22 @@ import type { Job } from 'bullmq';
 import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
 import { parseStoredJob, StoredImagesSchema } from '@dimoo/contracts';
 import type { Job as JobRecord } from '@dimoo/db';
-import { BatchRepository, JobRepository, NotFound } from '@dimoo/db';
+import { BatchRepository, isDatabaseUnavailable, JobRepository, NotFound } from '@dimoo/db';
+import type { RgbImage } from '@dimoo/model';
 import { decodeImage } from '@dimoo/model';
 import type { QueuePayload } from '@dimoo/queue';
-import { QUEUE_NAMES, QueuePayloadSchema, redisConnection } from '@dimoo/queue';
+import { QUEUE_NAMES, QueuePayloadSchema, redisConnection, retryTransient } from '@dimoo/queue';
 import type { EngineSubmission } from '@dimoo/runtime';
 import { EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
-import { ObjectStore, previewKey, resultKey } from '@dimoo/storage';
+import { ObjectStore, previewKey, resultKey, StorageUnavailable } from '@dimoo/storage';
 import { BatchRecorder } from './batch-recorder';
 import type { WorkerEnv } from './config';
 import { ENGINE, WORKER_ENV } from './tokens';
+
+/** How long a job waits in the queue when the store it needs first is down (no attempt used). */
+const OUTAGE_DELAY_MS = 5000;
+
+const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n').filter(Boolean).at(-1) ?? '';
 
 @Injectable()
 export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -88,12 +94,13 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
 
   private async runJob(job: Job<QueuePayload>, jobId: string, token: string | undefined): Promise<void> {
     // start it (one guarded UPDATE): a duplicate delivery of a finished job, or a redelivered job whose cancel was
-    // requested (canceled by take), does not apply
+    // requested (canceled by take), does not apply. Postgres down: the job waits in Redis, no attempt used.
     let record: JobRecord | null;
     try {
-      record = await this.jobs.take(jobId, this.env.WORKER_ID);
+      record = await this.db(() => this.jobs.take(jobId, this.env.WORKER_ID));
     } catch (err) {
       if (err instanceof NotFound) throw new UnrecoverableError(`job ${jobId} has no record`);
+      if (isDatabaseUnavailable(err)) return this.later(job, token, `job ${jobId} waits for the database: ${String(err)}`);
       throw err;
     }
     if (!record) return;
@@ -101,14 +108,17 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     // the job as the API resolved and stored it; a row that does not parse (or an unknown schema version) fails here
     const stored = parseStoredJob(record.params);
     if (!stored.ok) {
-      await this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason });
+      await this.db(() => this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason }));
       throw new UnrecoverableError(stored.reason);
     }
     let submission: EngineSubmission;
     try {
-      submission = { job: stored.job, images: await this.imagesOf(record), team: record.teamId, priority: 0 };
+      submission = { job: stored.job, images: await this.imagesOf(record), team: record.teamId };
     } catch (err) {
-      await this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) });
+      // a storage outage longer than the retries: the queue tries again later (its backoff); a missing or
+      // undecodable input can never succeed
+      if (err instanceof StorageUnavailable) return this.retryOrFail(job, jobId, err);
+      await this.db(() => this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) }));
       throw new UnrecoverableError(String(err));
     }
 
@@ -129,37 +139,63 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
           void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
         },
       });
+      // the image is made: short outages of storage or Postgres are waited out here, not paid for with a new sampling
       const t0 = performance.now();
       if (output.kind === 'image') {
         const key = resultKey(record.teamId, jobId, output.extension);
-        await this.store.put(key, Buffer.from(output.bytes), output.contentType);
-        await this.jobs.succeed(jobId, {
-          resultKey: key,
-          modelChecksum: this.engine.model.checksum,
-          timings: { ...timings, uploadMs: performance.now() - t0 },
-        });
+        await this.storage(() => this.store.put(key, Buffer.from(output.bytes), output.contentType));
+        const uploadMs = performance.now() - t0;
+        await this.db(() => this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs } }));
       } else {
-        await this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 } });
+        await this.db(() =>
+          this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 } }),
+        );
       }
     } catch (err) {
       if (err instanceof JobCanceledError) {
-        if (this.handingBack && !(await this.jobs.isCancelRequested(jobId))) {
-          await this.jobs.handBack(jobId, this.env.WORKER_ID);
+        if (this.handingBack && !(await this.db(() => this.jobs.isCancelRequested(jobId)))) {
+          await this.db(() => this.jobs.handBack(jobId, this.env.WORKER_ID));
           // back to the queue without using up an attempt
           await job.moveToDelayed(Date.now(), token);
           throw new DelayedError(`job ${jobId} handed back at shutdown`);
         }
-        await this.jobs.canceled(jobId);
+        await this.db(() => this.jobs.canceled(jobId));
         return;
       }
       if (err instanceof EngineJobError && !err.retryable) {
-        await this.jobs.fail(jobId, { code: err.name, message: err.message, ...(err.field ? { details: { field: err.field } } : {}) });
+        await this.db(() => this.jobs.fail(jobId, { code: err.name, message: err.message, ...(err.field ? { details: { field: err.field } } : {}) }));
         throw new UnrecoverableError(err.message);
       }
-      const attempts = job.opts.attempts ?? 1;
-      if (job.attemptsMade + 1 >= attempts) await this.jobs.fail(jobId, { code: err instanceof Error ? err.name : 'Error', message: String(err) });
-      throw err;
+      return this.retryOrFail(job, jobId, err);
     }
+  }
+
+  /** A transient failure: the queue retries the job (with its backoff) unless this was the last attempt. */
+  private async retryOrFail(job: Job<QueuePayload>, jobId: string, err: unknown): Promise<never> {
+    const attempts = job.opts.attempts ?? 1;
+    if (job.attemptsMade + 1 >= attempts) await this.db(() => this.jobs.fail(jobId, { code: err instanceof Error ? err.name : 'Error', message: String(err) }));
+    throw err;
+  }
+
+  /** Back to the queue for a later try without using an attempt (the store it needs is down). */
+  private async later(job: Job<QueuePayload>, token: string | undefined, why: string): Promise<never> {
+    this.logger.warn(why);
+    await job.moveToDelayed(Date.now() + OUTAGE_DELAY_MS, token);
+    throw new DelayedError(why);
+  }
+
+  private db<T>(op: () => Promise<T>): Promise<T> {
+    return retryTransient(op, {
+      isTransient: isDatabaseUnavailable,
+      onRetry: (e, n, ms) => this.logger.warn(`database unavailable (try ${n}, again in ${ms} ms): ${firstLine(e)}`),
+    });
+  }
+
+  private storage<T>(op: () => Promise<T>): Promise<T> {
+    return retryTransient(op, {
+      isTransient: (e) => e instanceof StorageUnavailable,
+      onRetry: (e, n, ms) => this.logger.warn(`storage unavailable (try ${n}, again in ${ms} ms): ${firstLine(e)}`),
+    });
   }
 
   private async reportProgress(job: Job<QueuePayload>, jobId: string, step: number, steps: number): Promise<void> {
@@ -182,9 +218,9 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
   }
 
-  /** The job's input images from storage, decoded off the event loop, in the order the engine takes them. */
-  private async imagesOf(record: JobRecord): Promise<Awaited<ReturnType<typeof decodeImage>>[]> {
+  /** The job's input images from storage (outages retried), decoded off the event loop, in the engine's order. */
+  private async imagesOf(record: JobRecord): Promise<RgbImage[]> {
     const { images } = StoredImagesSchema.parse(record.inputs);
-    return Promise.all(images.map(async (key) => decodeImage(await this.store.get(key))));
+    return Promise.all(images.map(async (key) => decodeImage(await this.storage(() => this.store.get(key)))));
   }
 }

@@ -109,6 +109,38 @@ describe('JobRepository (PostgreSQL)', () => {
       expect(ids(await jobs.pendingEnqueue(1, 60_000))).toEqual([fresh.id]);
       expect(ids(await jobs.pendingEnqueue(10, 60_000))).not.toContain(running);
     });
+
+    it('pendingEnqueue pages by cursor: a scan reaches every pending job, not the same first page again', async () => {
+      await prisma.job.deleteMany({ where: { status: JobStatus.queued } });
+      const created: string[] = [];
+      for (let i = 0; i < 7; i++) created.push((await jobs.create(input())).id);
+      const seen: string[] = [];
+      let cursor: { createdAt: Date; id: string } | undefined;
+      for (;;) {
+        const page = await jobs.pendingEnqueue(3, undefined, cursor);
+        seen.push(...page.map((j) => j.id));
+        if (page.length < 3) break;
+        cursor = { createdAt: page.at(-1)!.createdAt, id: page.at(-1)!.id };
+      }
+      expect(seen.sort()).toEqual([...created].sort());
+    });
+  });
+
+  describe('reaper', () => {
+    it('requeueLost takes back a running job whose worker went silent, once; a live one stays', async () => {
+      const lost = await runningJob();
+      const live = await runningJob();
+      const silentBefore = new Date(Date.now() + 1000); // both are older than this: the heartbeat decides
+      await jobs.progress(live, 3, 8);
+      await prisma.job.update({ where: { id: lost }, data: { heartbeatAt: new Date(Date.now() - 60_000) } });
+      expect(await jobs.requeueLost(lost, new Date(Date.now() - 30_000), 'worker lost')).toBe(true);
+      expect(await jobs.requeueLost(lost, new Date(Date.now() - 30_000), 'worker lost')).toBe(false);
+      expect(await jobs.requeueLost(live, new Date(Date.now() - 30_000), 'worker lost')).toBe(false);
+      expect(await jobs.get(lost, teamId)).toMatchObject({ status: JobStatus.queued, enqueuedAt: null, attempts: 1 });
+      expect((await jobs.events(lost, teamId)).at(-1)).toMatchObject({ type: 'queued', data: { reason: 'worker lost' } });
+      expect((await jobs.runningPage(100)).map((j) => j.id)).toContain(live);
+      expect(silentBefore).toBeInstanceOf(Date);
+    });
   });
 
   describe('start', () => {

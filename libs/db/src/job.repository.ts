@@ -31,6 +31,16 @@ export interface JobFailure {
 /** What `requestCancel` did: canceled a queued job at once, or flagged a running one for its worker. */
 export type CancelOutcome = 'canceled' | 'cancelRequested';
 
+/** A position in the jobs' creation order (created_at, id): where a paged scan resumes. */
+export interface JobCursor {
+  createdAt: Date;
+  id: string;
+}
+
+const after = (cursor: JobCursor | undefined): Prisma.JobWhereInput =>
+  cursor ? { OR: [{ createdAt: { gt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { gt: cursor.id } }] } : {};
+const inCreationOrder = [{ createdAt: 'asc' as const }, { id: 'asc' as const }];
+
 export interface EventsQuery {
   /** Only events with a larger id (for resuming a stream). */
   afterId?: bigint;
@@ -92,12 +102,34 @@ export class JobRepository {
    * enqueued longer ago than that (Redis keeps nothing on disk and may have lost them; re-adding a job that is still
    * there is a no-op because the BullMQ job id is the job id).
    */
-  public async pendingEnqueue(limit: number, olderThanMs?: number): Promise<Job[]> {
+  public async pendingEnqueue(limit: number, olderThanMs?: number, cursor?: JobCursor): Promise<Job[]> {
     const stale: Prisma.JobWhereInput[] = olderThanMs === undefined ? [] : [{ enqueuedAt: { lt: new Date(Date.now() - olderThanMs) } }];
     return this.prisma.job.findMany({
-      where: { status: 'queued', OR: [{ enqueuedAt: null }, ...stale] },
-      orderBy: { createdAt: 'asc' },
+      where: { status: 'queued', AND: [{ OR: [{ enqueuedAt: null }, ...stale] }, after(cursor)] },
+      orderBy: inCreationOrder,
       take: limit,
+    });
+  }
+
+  /** Running jobs in creation order after `cursor` (the reaper's scan). */
+  public async runningPage(limit: number, cursor?: JobCursor): Promise<Job[]> {
+    return this.prisma.job.findMany({ where: { status: 'running', ...after(cursor) }, orderBy: inCreationOrder, take: limit });
+  }
+
+  /**
+   * A running job whose worker went silent (no take or progress since `silentBefore`) and whose queue entry is gone goes
+   * back to the queue for another worker: queued, not yet enqueued (the outbox hands it to Redis), its attempts kept.
+   */
+  public async requeueLost(id: string, silentBefore: Date, reason: string): Promise<boolean> {
+    return this.transition(id, async (tx) => {
+      const silent: Prisma.JobWhereInput = { OR: [{ heartbeatAt: { lt: silentBefore } }, { heartbeatAt: null, startedAt: { lt: silentBefore } }] };
+      const { count } = await tx.job.updateMany({
+        where: { id, status: 'running', ...silent },
+        data: { status: 'queued', enqueuedAt: null, step: 0, progress: 0 },
+      });
+      if (count === 0) return false;
+      await addEvent(tx, id, 'queued', { reason });
+      return true;
     });
   }
 
@@ -119,6 +151,7 @@ export class JobRepository {
         workerId,
         batchId: batchId ?? null,
         startedAt: new Date(),
+        heartbeatAt: new Date(),
         attempts: { increment: 1 },
         step: 0,
         progress: 0,
@@ -147,7 +180,7 @@ export class JobRepository {
     return this.transition(id, async (tx) => {
       const { count } = await tx.job.updateMany({
         where: { id, status: 'running' },
-        data: { step, steps, progress: steps > 0 ? Math.min(1, Math.max(0, step / steps)) : 0 },
+        data: { step, steps, progress: steps > 0 ? Math.min(1, Math.max(0, step / steps)) : 0, heartbeatAt: new Date() },
       });
       if (count === 0) return false;
       await addEvent(tx, id, 'progress', { step, steps });

@@ -1,3 +1,4 @@
 export * from './job-options';
 export * from './queues';
 export * from './redis';
+export * from './retry';

@@ -43,12 +43,26 @@ export interface RunHandlers {
 export interface EngineHostHooks {
   onStep?: (stats: StepStats) => void;
   onLog?: (message: string) => void;
+  /**
+   * The engine thread died after it was ready (a crash, not `close()`): every running job has been rejected with
+   * EngineDied. The process should end and let its jobs run elsewhere.
+   */
+  onDeath?: (err: EngineDied) => void;
+}
+
+/** The engine thread is gone: nothing this host runs will finish. */
+export class EngineDied extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'EngineDied';
+  }
 }
 
 export class EngineHost {
   private readonly pending = new Map<string, Pending>();
   private readonly stepListeners: ((stats: StepStats) => void)[] = [];
   private closed = false;
+  private dead = false;
 
   private constructor(
     private readonly worker: Worker,
@@ -89,13 +103,19 @@ export class EngineHost {
             return;
         }
       });
+      const die = (err: EngineDied) => {
+        if (!host || host.dead) return;
+        host.dead = true;
+        host.failAll(err);
+        if (!host.closed) hooks.onDeath?.(err);
+      };
       worker.on('error', (err) => {
         if (!host) reject(err);
-        else host.failAll(err);
+        else die(new EngineDied(`engine thread failed: ${err.message}`, { cause: err }));
       });
       worker.on('exit', (code) => {
         if (!host) reject(new ModelLoadError(`engine thread exited with code ${code} before it was ready`));
-        else host.failAll(new Error(`engine thread exited with code ${code}`));
+        else die(new EngineDied(`engine thread exited with code ${code}`));
       });
     });
   }
@@ -103,6 +123,7 @@ export class EngineHost {
   /** Runs one job; resolves with its output, rejects with EngineJobError or JobCanceledError. */
   run(id: string, job: EngineSubmission, handlers: RunHandlers | RunHandlers['onProgress'] = {}): Promise<{ output: EngineOutput; timings: JobTimings }> {
     if (this.closed) return Promise.reject(new Error('engine host is closed'));
+    if (this.dead) return Promise.reject(new EngineDied('the engine thread is gone'));
     if (this.pending.has(id)) return Promise.reject(new Error(`job ${id} is already running`));
     const h = typeof handlers === 'function' ? { onProgress: handlers } : handlers;
     return new Promise((resolve, reject) => {
@@ -128,6 +149,7 @@ export class EngineHost {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.dead) return;
     this.send({ type: 'shutdown' });
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => void this.worker.terminate().then(() => resolve()), 5000);

@@ -22,6 +22,8 @@ export interface EngineThreadOptions {
    * when the provider is CUDA and the model ships the graph, else `host`.
    */
   mlCachePath?: 'host' | 'segment' | 'auto';
+  /** fault injection (tests only): the thread exits after this many steps, as a crash would end it */
+  exitAfterSteps?: number;
 }
 
 /** A job submitted to the engine: what to run, and what admission weighs (team, priority). */

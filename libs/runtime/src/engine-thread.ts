@@ -25,6 +25,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
     inbox.push(m);
     wake?.();
   });
+  let steps = 0;
   for (;;) {
     for (const m of inbox.splice(0)) {
       if (m.type === 'shutdown') return;
@@ -32,6 +33,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
     }
     const { idle, retryInMs } = await runtime.step();
     if (!idle) {
+      if (++steps === options.exitAfterSteps) process.exit(70); // fault injection: ends this thread only
       await new Promise((r) => setImmediate(r)); // let messages in between steps
       continue;
     }

@@ -139,3 +139,67 @@ describe('storage unreachable at submit', () => {
     expect(await problem(res)).toMatchObject({ status: 503, type: 'about:blank#storage-unavailable', retryAfter: '5' });
   });
 });
+
+describe('the worker rides out short outages without a new attempt or a second sampling', () => {
+  let one: WorkerProcess;
+  beforeAll(async () => {
+    await worker.kill('SIGKILL');
+    // one batch slot: a second job waits in Redis while the first runs
+    one = new WorkerProcess({ ...p.workerEnv, BATCH_SLOTS: '1', LOCK_DURATION_MS: '30000' });
+    await one.ready();
+  });
+  afterAll(() => one.kill('SIGKILL'));
+
+  const running = async (id: string) => {
+    for (let j = (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView; j.status !== 'running' || j.step === 0; await sleep(20)) {
+      j = (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView;
+      if (j.status === 'running' && j.step > 0) break;
+    }
+  };
+
+  it('storage down 5 s while a result uploads and the next job downloads its input', async () => {
+    const long = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: 5, steps: 96, cfg: 1 })).json()) as JobView;
+    await running(long.id);
+    const edit = { task: 'i2i', prompt: 'make it blue', editType: 'edit', images: [await png(128, false)], seed: 6 };
+    const next = (await (await call('POST', '/v1/jobs', key, edit)).json()) as JobView;
+    const logged = one.output.length;
+    p.faults!.s3.set({ kind: 'reset' });
+    await sleep(5000);
+    p.faults!.s3.set({ kind: 'pass' });
+    const [a, b] = [await finished(long.id), await finished(next.id)];
+    expect([a.status, a.attempts, b.status, b.attempts]).toEqual(['succeeded', 1, 'succeeded', 1]);
+    // the outage was seen and waited out, not skipped: the worker retried storage
+    expect(one.output.slice(logged).join('')).toMatch(/storage unavailable \(try \d/);
+    for (const j of [a, b]) expect((await call('GET', `/v1/jobs/${j.id}/result`, key)).status).toBe(200);
+  });
+
+  it('Postgres down 5 s mid-job: progress is skipped, the result is recorded once Postgres is back', async () => {
+    const job = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a green square', seed: 7, steps: 64, cfg: 1 })).json()) as JobView;
+    await running(job.id);
+    const logged = one.output.length;
+    await p.faults!.postgres.during({ kind: 'reset' }, () => sleep(5000));
+    const final = await finished(job.id);
+    expect([final.status, final.attempts]).toEqual(['succeeded', 1]);
+    expect(one.output.slice(logged).join('')).toMatch(/database unavailable \(try \d|progress of/);
+  });
+});
+
+describe('the engine thread dies', () => {
+  beforeAll(() => worker.kill('SIGKILL')); // only the doomed worker may take the job
+
+  it('ends its worker non-zero; the job is retried on another worker and succeeds', async () => {
+    const doomed = new WorkerProcess({ ...p.workerEnv, FAULT_ENGINE_EXIT_AFTER_STEPS: '5' });
+    await doomed.ready();
+    const job = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a purple triangle', seed: 8, steps: 64 })).json()) as JobView;
+    expect(await doomed.exited()).toBe(1);
+    expect(doomed.output.join('')).toContain('engine thread exited with code 70: stopping');
+    const healthy = new WorkerProcess(p.workerEnv);
+    try {
+      await healthy.ready();
+      const final = await finished(job.id);
+      expect([final.status, final.attempts]).toEqual(['succeeded', 2]);
+    } finally {
+      await healthy.kill('SIGKILL');
+    }
+  });
+});

@@ -94,6 +94,18 @@ export class ServiceProcess {
     return this.proc.pid;
   }
 
+  /** Resolves with the exit code (null when a signal ended it) once the process ends by itself. */
+  async exited(timeoutMs = 60_000): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms: ${this.output.join('').slice(-2000)}`)), timeoutMs);
+      this.proc.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+  }
+
   /** Sends `signal` and resolves with the exit code (null when a signal ended it) once the process is gone. */
   async kill(signal: NodeJS.Signals): Promise<number | null> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;

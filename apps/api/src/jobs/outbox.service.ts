@@ -2,6 +2,8 @@
  * The outbox reconciler: Postgres is the record, Redis the transport. Jobs recorded but never handed to Redis
  * (enqueuedAt null) are enqueued; queued jobs whose Redis entry vanished (this Redis keeps nothing on disk) are
  * enqueued again. BullMQ's jobId = the database id makes a second add of a live job a no-op, so nothing runs twice.
+ * It pages through the queued jobs by cursor (creation order), a bounded number of pages per pass, resuming where the
+ * last pass stopped: after a Redis loss with thousands queued, every lost job is reached within a few passes.
  */
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
@@ -9,16 +11,32 @@ import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import type { QueuePayload } from '@dimoo/queue';
 import { QUEUE_NAMES } from '@dimoo/queue';
+import type { JobCursor } from '@dimoo/db';
 import { JobRepository } from '@dimoo/db';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
 import { JobsService } from './jobs.service';
+
+/** Pages one pass reads at most (the scan resumes at the next pass). */
+const PAGES_PER_PASS = 10;
+
+/** Which of `ids` Redis holds a job for (concurrent lookups, 200 at a time). */
+export async function inRedis(queue: Queue, ids: string[]): Promise<Set<string>> {
+  const present = new Set<string>();
+  for (let i = 0; i < ids.length; i += 200) {
+    const chunk = ids.slice(i, i + 200);
+    const states = await Promise.all(chunk.map((id) => queue.getJobState(id)));
+    chunk.forEach((id, j) => states[j] !== 'unknown' && present.add(id));
+  }
+  return present;
+}
 
 @Injectable()
 export class OutboxService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(OutboxService.name);
   private timer: NodeJS.Timeout | null = null;
   private running = false;
+  private cursor: JobCursor | undefined;
 
   constructor(
     private readonly jobs: JobRepository,
@@ -41,10 +59,21 @@ export class OutboxService implements OnApplicationBootstrap, OnApplicationShutd
     this.running = true;
     let count = 0;
     try {
-      for (const job of await this.jobs.pendingEnqueue(100, this.env.OUTBOX_INTERVAL_MS * 5)) {
+      const size = this.env.OUTBOX_PAGE_SIZE;
+      for (let pages = 0; pages < PAGES_PER_PASS; pages++) {
+        const page = await this.jobs.pendingEnqueue(size, this.env.OUTBOX_INTERVAL_MS * 5, this.cursor);
         // a queued job that Redis still knows is fine; one it lost (or never got) goes in again
-        if (job.enqueuedAt && (await this.queue.getJob(job.id))) continue;
-        if (await this.service.enqueue(job.id, job.teamId)) count++;
+        const present = await inRedis(
+          this.queue,
+          page.filter((j) => j.enqueuedAt).map((j) => j.id),
+        );
+        for (const job of page) {
+          if (present.has(job.id)) continue;
+          if (await this.service.enqueue(job.id, job.teamId)) count++;
+        }
+        const last = page.at(-1);
+        this.cursor = page.length < size || !last ? undefined : { createdAt: last.createdAt, id: last.id };
+        if (!this.cursor) break;
       }
     } catch (err) {
       this.logger.warn(`outbox pass failed: ${String(err)}`);

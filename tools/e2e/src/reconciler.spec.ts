@@ -1,0 +1,126 @@
+/**
+ * Postgres against BullMQ (issue 11): the outbox pages through queued jobs by cursor, so a lost job behind more than a
+ * page of healthy ones is found; the reaper fails a running job BullMQ gave up on without the worker's handler, and
+ * requeues a running job whose worker went silent and that Redis lost, exactly once.
+ */
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { JobView } from '@dimoo/contracts';
+import type { PrismaClient } from '@dimoo/db';
+import { createPrisma, JobRepository } from '@dimoo/db';
+import { GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import type { Platform } from '@dimoo/platform';
+import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+
+let p: Platform;
+let key: string;
+let prisma: PrismaClient;
+let jobs: JobRepository;
+let queue: Queue;
+
+async function call(method: string, path: string, k: string, body?: unknown): Promise<Response> {
+  return fetch(`${p.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+}
+
+const view = async (id: string) => (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView;
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  for (const t0 = Date.now(); Date.now() - t0 < timeoutMs; await sleep(100)) {
+    const v = await probe();
+    if (v) return v;
+  }
+  throw new Error(`timed out waiting for ${what}\n${p.api.output.join('').slice(-2000)}`);
+}
+
+beforeAll(async () => {
+  // no worker: jobs stay where the test puts them; passes every 300 ms; a job is "silent" after 1.5 s
+  p = await startPlatform({ apiEnv: { OUTBOX_PAGE_SIZE: '20', REAPER_INTERVAL_MS: '300', REAPER_STALE_MS: '1500' } });
+  const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'reconciler' })).json()) as { id: string };
+
+  key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string }).key;
+  prisma = createPrisma(p.db.url);
+  jobs = new JobRepository(prisma);
+  queue = new Queue(QUEUE_NAMES.generation, { connection: redisConnection(p.env['REDIS_URL']!, { offlineQueue: true }), prefix: p.env['QUEUE_PREFIX'] });
+}, 120_000);
+
+afterAll(async () => {
+  await queue?.close();
+  await prisma?.$disconnect();
+  await p?.close();
+});
+
+describe('the outbox', () => {
+  it('finds a job Redis lost behind more than a page of healthy queued jobs', async () => {
+    // 120 queued jobs, all in Redis (nobody works them); pages of 20, so the newest is on the sixth page
+    const ids: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      ids.push(((await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: i })).json()) as JobView).id);
+    }
+    const lost = ids.at(-1)!;
+    await (await queue.getJob(lost))!.remove();
+    expect(await queue.getJobState(lost)).toBe('unknown');
+    // once it counts as stale (5 outbox intervals), a pass pages its way to it
+    await until('the lost job back in Redis', async () => (await queue.getJobState(lost)) !== 'unknown');
+    // out of the way of the next tests (a queued job is canceled at once)
+    for (const id of ids) expect((await call('POST', `/v1/jobs/${id}/cancel`, key)).status).toBe(202);
+  });
+});
+
+describe('the reaper', () => {
+  it('fails a running job BullMQ gave up on without the worker recording it, once', async () => {
+    const job = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a blue square', seed: 1 })).json()) as JobView;
+    // a worker that takes the row, then dies as BullMQ sees it: the job fails in the queue, the row says running
+    const ghost = new Worker(
+      QUEUE_NAMES.generation,
+      async (j) => {
+        await jobs.take(j.id!, 'ghost');
+        throw new UnrecoverableError('job stalled more than allowable limit');
+      },
+      { connection: redisConnection(p.env['REDIS_URL']!, { offlineQueue: true }), prefix: p.env['QUEUE_PREFIX'] },
+    );
+    try {
+      const failed = await until('the reaper', async () => {
+        const v = await view(job.id);
+        return v.status === 'failed' ? v : null;
+      });
+      expect(failed.error).toEqual({ type: 'queue-failed', message: 'the queue gave up on the job: job stalled more than allowable limit' });
+      const events = await prisma.jobEvent.findMany({ where: { jobId: job.id, type: 'failed' } });
+      expect(events).toHaveLength(1);
+    } finally {
+      await ghost.close();
+    }
+  });
+});
+
+describe('a lost running job', () => {
+  it('goes back to the queue after REAPER_STALE_MS of silence, once, and a worker completes it', async () => {
+    const job = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a green circle', seed: 3 })).json()) as JobView;
+    // a worker took it (row running), then the worker and Redis's copy of the job were both lost
+    await jobs.take(job.id, 'vanished');
+    await (await queue.getJob(job.id))!.remove();
+    const requeued = await until('the requeue', async () => {
+      const v = await view(job.id);
+      return v.status === 'queued' ? v : null;
+    });
+    expect(requeued.attempts).toBe(1);
+    const queuedEvents = await prisma.jobEvent.findMany({ where: { jobId: job.id, type: 'queued' }, orderBy: { id: 'asc' } });
+    expect(queuedEvents.map((e) => (e.data as { reason?: string } | null)?.reason ?? null)).toEqual([null, 'its worker went silent and the queue lost it']);
+    // the outbox hands it to Redis again; a worker runs it to the end
+    await until('back in Redis', async () => (await queue.getJobState(job.id)) !== 'unknown');
+    const worker = new WorkerProcess(p.workerEnv);
+    try {
+      await worker.ready();
+      const done = await until('the job to finish', async () => {
+        const v = await view(job.id);
+        return v.status === 'succeeded' ? v : null;
+      });
+      expect(done.attempts).toBe(2);
+    } finally {
+      await worker.kill('SIGKILL');
+    }
+    expect(GENERATION_JOB_OPTIONS.attempts).toBeGreaterThan(1);
+  });
+});
