@@ -9,6 +9,8 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   ADMIN_API_KEY: z.string().min(24, 'use at least 24 characters'),
   /** how long a verified API key is remembered (no database round trip; a revoked key works until then); 0: never */
   API_KEY_CACHE_MS: z.coerce.number().int().min(0).default(10000),
+  /** failed authentications a source address may make per minute before it gets 429 */
+  AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).default(30),
   MAX_BODY_BYTES: z.coerce
     .number()
     .int()

@@ -4,40 +4,19 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import express from 'express';
-import type { NextFunction, Request, Response } from 'express';
 import { loadManifest } from '@dimoo/model';
 import { AppModule } from './app.module';
+import { bodyErrors, clientErrors, jsonBody } from './common/body';
 import type { ApiEnv } from './config';
 import { ApiEnvSchema } from './config';
 import { loadEnv } from '@dimoo/config';
 
-/** Body-parser failures (bad JSON, too large) as problem+json, before any route runs. */
-function bodyErrors(err: { type?: string; status?: number; message?: string }, _req: Request, res: Response, next: NextFunction): void {
-  if (err.type === 'entity.parse.failed' || err.type === 'entity.too.large') {
-    const status = err.type === 'entity.too.large' ? 413 : 400;
-    res
-      .status(status)
-      .type('application/problem+json')
-      .send(
-        JSON.stringify({
-          type: `about:blank#${err.type === 'entity.too.large' ? 'body-too-large' : 'malformed-json'}`,
-          title: status === 413 ? 'Request body too large' : 'Malformed JSON',
-          status,
-          detail: err.message,
-          errors: [{ field: '(body)', reason: err.message ?? 'unreadable body' }],
-        }),
-      );
-    return;
-  }
-  next(err);
-}
-
 export async function createApi(env: ApiEnv, logger: LogLevel[] = ['error', 'warn', 'log']): Promise<NestExpressApplication> {
   const manifest = await loadManifest(env.MODEL_DIR, { verify: false });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(env, manifest), { bodyParser: false, abortOnError: false, logger });
-  app.use(express.json({ limit: env.MAX_BODY_BYTES }));
+  app.use(jsonBody(env.MAX_BODY_BYTES));
   app.use(bodyErrors);
+  clientErrors(app.getHttpServer());
   app.enableShutdownHooks();
   const doc = SwaggerModule.createDocument(
     app,

@@ -8,9 +8,12 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-/** Decodes PNG/JPEG/WebP… to RGB. libvips runs on its own threads, off the event loop. */
+/**
+ * Decodes PNG/JPEG/WebP… to RGB, turned upright by its EXIF orientation (a phone photo is what its viewer shows).
+ * libvips runs on its own threads, off the event loop.
+ */
 export async function decodeImage(bytes: Uint8Array): Promise<RgbImage> {
-  const { data, info } = await sharp(bytes).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(bytes).rotate().removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
 

@@ -3,4 +3,5 @@ export * from './image';
 export * from './inputs';
 export * from './manifest';
 export * from './mask';
+export * from './probe';
 export * from './tokenizer';

@@ -39,6 +39,8 @@ export class ApiKeyGuard implements CanActivate {
    * a Postgres outage does not fail callers already seen (a revoked key works until its entry expires).
    */
   private readonly verified = new Map<string, { caller: Caller; until: number }>();
+  /** Failed authentications per source address in its current minute: guessing keys is slow and visible. */
+  private readonly failures = new Map<string, { count: number; since: number }>();
 
   constructor(
     private readonly keys: ApiKeyRepository,
@@ -63,6 +65,46 @@ export class ApiKeyGuard implements CanActivate {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<Request & { caller: Caller }>();
+    const source = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+    this.refuseIfGuessing(source);
+    try {
+      await this.authenticate(req);
+    } catch (err) {
+      if (err instanceof ProblemError && err.slug === 'unauthorized') this.failed(source);
+      throw err;
+    }
+    if (this.reflector.get<boolean>(ADMIN_ONLY, ctx.getHandler()) && !req.caller.admin) {
+      throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', 'an admin key is required');
+    }
+    return true;
+  }
+
+  private refuseIfGuessing(source: string): void {
+    const f = this.failures.get(source);
+    if (!f || Date.now() - f.since >= 60_000 || f.count < this.env.AUTH_FAILURES_PER_MINUTE) return;
+    const retryAfter = Math.ceil((f.since + 60_000 - Date.now()) / 1000);
+    throw new ProblemError(
+      HttpStatus.TOO_MANY_REQUESTS,
+      'too-many-failed-authentications',
+      'Too many failed authentications',
+      'retry later',
+      undefined,
+      retryAfter,
+    );
+  }
+
+  private failed(source: string): void {
+    const now = Date.now();
+    const f = this.failures.get(source);
+    if (f && now - f.since < 60_000) f.count++;
+    else {
+      this.failures.delete(source);
+      this.failures.set(source, { count: 1, since: now });
+      if (this.failures.size > CACHE_ENTRIES) this.failures.delete(this.failures.keys().next().value!);
+    }
+  }
+
+  private async authenticate(req: Request & { caller: Caller }): Promise<void> {
     const key = keyOf(req);
     if (!key) throw unauthorized();
     const bootstrap = Buffer.from(this.env.ADMIN_API_KEY);
@@ -74,9 +116,5 @@ export class ApiKeyGuard implements CanActivate {
       if (!caller) throw unauthorized();
       req.caller = caller;
     }
-    if (this.reflector.get<boolean>(ADMIN_ONLY, ctx.getHandler()) && !req.caller.admin) {
-      throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', 'an admin key is required');
-    }
-    return true;
   }
 }

@@ -11,7 +11,7 @@ import type { FieldIssue, JobImages, JobView, ModelManifest } from '@dimoo/contr
 import { drawSeed, inputField, JobRequestSchema, requestImages, resolveJob } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
-import { decodeJobImages, imageFacts } from '@dimoo/model';
+import { inspectJobImages } from '@dimoo/model';
 import type { QueuePayload } from '@dimoo/queue';
 import { GENERATION_JOB_OPTIONS, QUEUE_NAMES } from '@dimoo/queue';
 import { inputKey, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
@@ -51,9 +51,13 @@ export class JobsService {
     const b64 = requestImages(req);
     const bytes: JobImages<Buffer> = { images: b64.images.map((s) => Buffer.from(s, 'base64')) };
     if (b64.mask !== undefined) bytes.mask = Buffer.from(b64.mask, 'base64');
-    const decoded = await decodeJobImages(bytes);
-    const resolved = resolveJob(req, this.manifest, { ...imageFacts(decoded, this.manifest.image.gridFactor), seed: drawSeed() });
-    if (!resolved.ok) throw invalidRequest(resolved.issues);
+    // headers and container structure only: a hostile image is refused before any decoder allocates for it
+    const { facts, reasons } = await inspectJobImages(bytes, this.manifest);
+    const resolved = resolveJob(req, this.manifest, { ...facts, seed: drawSeed() });
+    if (!resolved.ok) {
+      const why = (field: string) => (field === 'mask' ? reasons.mask : reasons.images.find((_, i) => inputField(req, i) === field));
+      throw invalidRequest(resolved.issues.map((i) => ({ field: i.field, reason: why(i.field) ?? i.reason })));
+    }
     const { job: params } = resolved;
 
     // inputs first, then the row that points at them: a row never refers to a missing object. If the row cannot be
