@@ -14,6 +14,8 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   MAX_BATCH_ROWS: z.coerce.number().int().min(1).optional(),
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   LOCK_DURATION_MS: z.coerce.number().int().min(1000).default(30000),
+  /** times a job may lose its worker (a crash, a frozen process) before BullMQ fails it as a poison pill */
+  MAX_STALLED_COUNT: z.coerce.number().int().min(0).default(2),
   PROGRESS_INTERVAL_MS: z.coerce.number().int().min(50).default(500),
   /** on SIGTERM: how long running jobs may take to finish before they are handed back to the queue */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30000),

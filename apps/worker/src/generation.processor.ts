@@ -55,7 +55,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       concurrency: this.env.BATCH_SLOTS,
       lockDuration: this.env.LOCK_DURATION_MS,
       stalledInterval: this.env.LOCK_DURATION_MS,
-      maxStalledCount: 2,
+      maxStalledCount: this.env.MAX_STALLED_COUNT,
     });
     this.worker.on('error', (err) => this.logger.warn(`queue: ${err.message}`));
   }
@@ -95,15 +95,20 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   private async runJob(job: Job<QueuePayload>, jobId: string, token: string | undefined): Promise<void> {
     // start it (one guarded UPDATE): a duplicate delivery of a finished job, or a redelivered job whose cancel was
     // requested (canceled by take), does not apply. Postgres down: the job waits in Redis, no attempt used.
-    let record: JobRecord | null;
+    // A redelivery whose first worker is still alive (its lock expired under load, its heartbeat is fresh) is not taken
+    // over: sampling the job twice helps nobody; it is looked at again later.
+    let taken: JobRecord | null | 'held';
     try {
-      record = await this.db(() => this.jobs.take(jobId, this.env.WORKER_ID));
+      const aliveAfter = new Date(Date.now() - this.env.LOCK_DURATION_MS / 2);
+      taken = await this.db(() => this.jobs.takeUnlessHeld(jobId, this.env.WORKER_ID, aliveAfter));
     } catch (err) {
       if (err instanceof NotFound) throw new UnrecoverableError(`job ${jobId} has no record`);
       if (isDatabaseUnavailable(err)) return this.later(job, token, `job ${jobId} waits for the database: ${String(err)}`);
       throw err;
     }
-    if (!record) return;
+    if (taken === 'held') return this.later(job, token, `job ${jobId} is still held by a live worker`);
+    if (!taken) return;
+    const record = taken;
 
     // the job as the API resolved and stored it; a row that does not parse (or an unknown schema version) fails here
     const stored = parseStoredJob(record.params);
@@ -139,11 +144,14 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
           void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
         },
       });
+      // one line per sampling and per stored result: what the reliability runs count (no job is sampled twice without need)
+      this.logger.log(`sampled ${jobId} (${timings.steps} steps, ${timings.samplingMs.toFixed(0)} ms)`);
       // the image is made: short outages of storage or Postgres are waited out here, not paid for with a new sampling
       const t0 = performance.now();
       if (output.kind === 'image') {
         const key = resultKey(record.teamId, jobId, output.extension);
         await this.storage(() => this.store.put(key, Buffer.from(output.bytes), output.contentType));
+        this.logger.log(`stored the result of ${jobId}`);
         const uploadMs = performance.now() - t0;
         await this.db(() => this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs } }));
       } else {

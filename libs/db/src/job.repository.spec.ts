@@ -126,6 +126,17 @@ describe('JobRepository (PostgreSQL)', () => {
     });
   });
 
+  describe('takeUnlessHeld', () => {
+    it('does not take a running job from a worker that is still alive; takes it once its heartbeat is old', async () => {
+      const id = await runningJob();
+      const aliveAfter = new Date(Date.now() - 5_000);
+      expect(await jobs.takeUnlessHeld(id, 'worker-2', aliveAfter)).toBe('held');
+      expect(await jobs.get(id, teamId)).toMatchObject({ workerId: 'worker-1', attempts: 1 });
+      await prisma.job.update({ where: { id }, data: { heartbeatAt: new Date(Date.now() - 60_000) } });
+      expect(await jobs.takeUnlessHeld(id, 'worker-2', aliveAfter)).toMatchObject({ id, workerId: 'worker-2', attempts: 2 });
+    });
+  });
+
   describe('reaper', () => {
     it('requeueLost takes back a running job whose worker went silent, once; a live one stays', async () => {
       const lost = await runningJob();

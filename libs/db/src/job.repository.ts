@@ -144,7 +144,18 @@ export class JobRepository {
 
   /** `start`, returning the started row (a worker needs it anyway: one round trip fewer); null when it does not apply. */
   public async take(id: string, workerId: string, batchId?: string): Promise<Job | null> {
-    let taken: Job | null = null;
+    const taken = await this.takeUnlessHeld(id, workerId, null, batchId);
+    return taken === 'held' ? null : taken;
+  }
+
+  /**
+   * `take`, except that a running job whose worker is still alive — its heartbeat newer than `aliveAfter` (null: no
+   * such check) — is not taken
+   * over: 'held'. A queue redelivers a job whose lock expired; under load that can be a slow worker, not a dead one, and
+   * taking the job from it would sample the job twice.
+   */
+  public async takeUnlessHeld(id: string, workerId: string, aliveAfter: Date | null, batchId?: string): Promise<Job | null | 'held'> {
+    let taken: Job | null | 'held' = null;
     await this.transition(id, async (tx) => {
       const data = {
         status: 'running',
@@ -162,11 +173,16 @@ export class JobRepository {
         taken = fresh[0];
         return true;
       }
-      const retried = await tx.job.updateManyAndReturn({ where: { id, status: 'running', cancelRequested: false }, data });
+      const silent: Prisma.JobWhereInput = aliveAfter ? { OR: [{ heartbeatAt: null }, { heartbeatAt: { lt: aliveAfter } }] } : {};
+      const retried = await tx.job.updateManyAndReturn({ where: { id, status: 'running', cancelRequested: false, ...silent }, data });
       if (retried[0]) {
         await addEvent(tx, id, 'retried', { workerId, attempt: retried[0].attempts });
         await addEvent(tx, id, 'started', { workerId, batchId: batchId ?? null, attempt: retried[0].attempts });
         taken = retried[0];
+        return true;
+      }
+      if ((await tx.job.count({ where: { id, status: 'running', cancelRequested: false } })) > 0) {
+        taken = 'held';
         return true;
       }
       await this.cancelRunning(tx, id, { reason: 'cancel requested before retry' });
@@ -191,8 +207,9 @@ export class JobRepository {
   /** A preview image of step `step` was stored at `key`. Applies only while running. */
   public async preview(id: string, step: number, key: string): Promise<boolean> {
     return this.transition(id, async (tx) => {
-      const running = await tx.job.count({ where: { id, status: 'running' } });
-      if (running === 0) return false;
+      // an UPDATE, not a read: it takes the row lock every event of this job is written under (see addEvent)
+      const { count } = await tx.job.updateMany({ where: { id, status: 'running' }, data: { heartbeatAt: new Date() } });
+      if (count === 0) return false;
       await addEvent(tx, id, 'preview', { step, key });
       return true;
     });
@@ -326,6 +343,26 @@ export class JobRepository {
     return this.prisma.jobEvent.findMany({ where: { jobId: { in: ids }, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit });
   }
 
+  /**
+   * Each job's events after its own cursor, in id order. Event ids follow commit order within a job (every event is
+   * written under its job's row lock), not across jobs: a reader that kept one cursor for all jobs would skip an event
+   * whose transaction committed after a later-numbered one of another job.
+   */
+  public async eventsAfter(cursors: ReadonlyMap<string, bigint>, limit = 1000): Promise<JobEvent[]> {
+    const ids = [...cursors.keys()].filter(isUuid);
+    if (ids.length === 0) return [];
+    const lowest = ids.reduce((min, id) => (cursors.get(id)! < min ? cursors.get(id)! : min), cursors.get(ids[0]!)!);
+    const events = await this.prisma.jobEvent.findMany({ where: { jobId: { in: ids }, id: { gt: lowest } }, orderBy: { id: 'asc' }, take: limit });
+    return events.filter((e) => e.id > cursors.get(e.jobId)!);
+  }
+
+  /** The newest event id of a job (0 when it has none). */
+  public async lastEventIdOf(jobId: string): Promise<bigint> {
+    if (!isUuid(jobId)) return 0n;
+    const last = await this.prisma.jobEvent.findFirst({ where: { jobId }, orderBy: { id: 'desc' }, select: { id: true } });
+    return last?.id ?? 0n;
+  }
+
   /** The newest event id (streams start polling after it). */
   public async lastEventId(): Promise<bigint> {
     const last = await this.prisma.jobEvent.findFirst({ orderBy: { id: 'desc' }, select: { id: true } });
@@ -351,6 +388,10 @@ export class JobRepository {
   }
 }
 
+/**
+ * Adds an event inside a transaction that has already updated (so locked) the job's row, or created it: a job's event
+ * ids are then allocated in the order its transactions commit, which is what readers following a job rely on.
+ */
 async function addEvent(tx: Tx, jobId: string, type: JobEventType, data?: Prisma.InputJsonObject): Promise<void> {
   await tx.jobEvent.create({ data: { jobId, type, ...(data === undefined ? {} : { data }) } });
 }

@@ -4,6 +4,7 @@
  * requeues a running job whose worker went silent and that Redis lost, exactly once.
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import pg from 'pg';
 import type { JobView } from '@dimoo/contracts';
 import type { PrismaClient } from '@dimoo/db';
 import { createPrisma, JobRepository } from '@dimoo/db';
@@ -50,6 +51,42 @@ afterAll(async () => {
   await queue?.close();
   await prisma?.$disconnect();
   await p?.close();
+});
+
+describe('event streams', () => {
+  it('deliver an event whose transaction committed after a later-numbered event of another job', async () => {
+    const [a, b] = [
+      (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: 11 })).json()) as JobView,
+      (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: 12 })).json()) as JobView,
+    ];
+    // both followed: one poll serves both streams
+    const other = await fetch(`${p.url}/v1/jobs/${b.id}/events`, { headers: { authorization: `Bearer ${key}` } });
+    const stream = await fetch(`${p.url}/v1/jobs/${a.id}/events`, { headers: { authorization: `Bearer ${key}` } });
+    const reader = stream.body!.getReader();
+    let text = '';
+    const read = async (until: (t: string) => boolean) => {
+      const t0 = Date.now();
+      while (!until(text) && Date.now() - t0 < 5000) {
+        const { value } = await Promise.race([reader.read(), sleep(500).then(() => ({ value: undefined }))]);
+        if (value) text += Buffer.from(value).toString();
+      }
+      return until(text);
+    };
+    expect(await read((t) => t.includes('event: queued'))).toBe(true);
+    // job a's event gets the lower id but commits last, after job b's has been seen by the poll
+    const slow = new pg.Client({ connectionString: p.db.url });
+    await slow.connect();
+    await slow.query('BEGIN');
+    await slow.query(`INSERT INTO job_events (job_id, type, data) VALUES ($1, 'progress', '{"step": 1, "steps": 16}')`, [a.id]);
+    await prisma.$executeRaw`INSERT INTO job_events (job_id, type, data) VALUES (${b.id}::uuid, 'progress', '{"step": 1, "steps": 16}'::jsonb)`;
+    await sleep(1000); // several polls see b's event (a later id) first
+    await slow.query('COMMIT');
+    await slow.end();
+    expect(await read((t) => t.includes('event: progress'))).toBe(true);
+    await reader.cancel();
+    await other.body!.cancel();
+    for (const j of [a, b]) await call('POST', `/v1/jobs/${j.id}/cancel`, key);
+  });
 });
 
 describe('the outbox', () => {

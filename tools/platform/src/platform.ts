@@ -26,6 +26,8 @@ export interface Platform {
   redis: RedisServer;
   /** with `faults: true`: the proxies every service reaches Postgres, Redis and S3 through (tests keep direct access) */
   faults: { postgres: FaultProxy; redis: FaultProxy; s3: FaultProxy } | null;
+  /** Stops the API (SIGTERM) and starts a new one on the same port and environment. */
+  restartApi(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -67,7 +69,7 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
     await Promise.allSettled([api.kill('SIGKILL'), redis.stop(), db.drop(), s3.dispose(), ...Object.values(faults ?? {}).map((f) => f.close())]);
     throw err;
   }
-  return {
+  const platform: Platform = {
     api,
     url: `http://127.0.0.1:${port}`,
     env,
@@ -76,12 +78,18 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
     s3,
     redis,
     faults,
+    async restartApi() {
+      await platform.api.kill('SIGTERM');
+      platform.api = new ApiProcess(env);
+      await platform.api.ready();
+    },
     async close() {
-      await api.kill('SIGTERM');
+      await platform.api.kill('SIGTERM');
       for (const f of Object.values(faults ?? {})) await f.close();
       await redis.stop();
       await db.drop();
       await s3.dispose();
     },
   };
+  return platform;
 }

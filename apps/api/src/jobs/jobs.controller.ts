@@ -111,7 +111,7 @@ export class JobsController {
     req.on('close', end);
     try {
       // follow first, then replay: nothing committed in between is missed, and ids already sent are skipped
-      unsubscribe = await this.hub.subscribe(id, (events) => (replaying ? buffered.push(...events) : send(events)));
+      unsubscribe = await this.hub.subscribe(id, (events) => (replaying ? buffered.push(...events) : send(events)), end);
       for (;;) {
         const page = await this.jobs.events(caller, id, lastSent);
         send(page);
