@@ -7,13 +7,16 @@ import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient } from '@di
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import { AdminController } from './auth/admin.controller';
 import { ApiKeyGuard } from './auth/api-key.guard';
+import { CacheBus, KeyCache, TeamShares } from './auth/caches';
 import { ProblemFilter } from './common/problem';
 import type { ApiEnv } from './config';
 import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
 import { HealthController } from './health/health.controller';
+import { DispatchService } from './jobs/dispatch.service';
 import { JobEventsHub } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
+import { OrphanSweeperService } from './jobs/orphan-sweeper.service';
 import { OutboxService } from './jobs/outbox.service';
 import { ReaperService } from './jobs/reaper.service';
 import { API_ENV, MODEL_MANIFEST } from './tokens';
@@ -38,11 +41,16 @@ export class AppModule {
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
+        KeyCache,
+        TeamShares,
+        CacheBus,
         ApiKeyGuard,
+        DispatchService,
         JobsService,
         JobEventsHub,
         OutboxService,
         ReaperService,
+        OrphanSweeperService,
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],
     };

@@ -3,18 +3,21 @@
  * step — BullMQ's concurrency is the number of batch slots. The event loop here only moves bytes and records state,
  * so lock renewal is never starved. The BullMQ Worker is built here from the validated config (concurrency, lock
  * duration, stalled-job checks) rather than from decorator options fixed at import time.
+ * Jobs reach BullMQ through the fair queue (`@dimoo/queue` FairQueue): each job this worker takes or finishes nudges the
+ * dispatcher, which moves the next jobs in fair order into BullMQ's short waiting list.
  */
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { DelayedError, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { parseStoredJob, StoredImagesSchema } from '@dimoo/contracts';
 import type { Job as JobRecord } from '@dimoo/db';
 import { BatchRepository, isDatabaseUnavailable, JobRepository, NotFound } from '@dimoo/db';
 import type { RgbImage } from '@dimoo/model';
 import { decodeImage } from '@dimoo/model';
 import type { QueuePayload } from '@dimoo/queue';
-import { QUEUE_NAMES, QueuePayloadSchema, redisConnection, retryTransient } from '@dimoo/queue';
+import { bullTarget, Dispatcher, FairQueue, QUEUE_NAMES, QueuePayloadSchema, redisConnection, redisOptions, retryTransient } from '@dimoo/queue';
 import type { EngineSubmission } from '@dimoo/runtime';
 import { EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
 import { ObjectStore, previewKey, resultKey, StorageUnavailable } from '@dimoo/storage';
@@ -24,6 +27,8 @@ import { ENGINE, WORKER_ENV } from './tokens';
 
 /** How long a job waits in the queue when the store it needs first is down (no attempt used). */
 const OUTAGE_DELAY_MS = 5000;
+/** A dispatcher pass even without a nudge (jobs submitted while no API could nudge, a lock left by a dead process). */
+const DISPATCH_INTERVAL_MS = 500;
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n').filter(Boolean).at(-1) ?? '';
 
@@ -31,6 +36,10 @@ const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).s
 export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(GenerationProcessor.name);
   private worker: Worker<QueuePayload> | null = null;
+  private queue: Queue<QueuePayload> | null = null;
+  private redis: Redis | null = null;
+  private fair: FairQueue | null = null;
+  private dispatcher: Dispatcher | null = null;
   /** jobs handed to the engine and not yet settled */
   private readonly running = new Set<string>();
   /** set when the shutdown grace period ran out: canceled engine runs go back to the queue */
@@ -58,6 +67,22 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       maxStalledCount: this.env.MAX_STALLED_COUNT,
     });
     this.worker.on('error', (err) => this.logger.warn(`queue: ${err.message}`));
+    this.redis = new Redis(redisOptions(this.env.REDIS_URL, { offlineQueue: false }));
+    this.redis.on('error', () => undefined);
+    this.queue = new Queue<QueuePayload>(QUEUE_NAMES.generation, {
+      connection: redisConnection(this.env.REDIS_URL, { offlineQueue: false }),
+      prefix: this.env.QUEUE_PREFIX,
+    });
+    this.queue.on('error', () => undefined);
+    this.fair = new FairQueue(this.redis, this.env.QUEUE_PREFIX, this.env.DISPATCH_AHEAD);
+    let warned = 0;
+    this.dispatcher = new Dispatcher(this.fair, bullTarget(this.queue), DISPATCH_INTERVAL_MS, (err) => {
+      if (Date.now() - warned > 10_000) this.logger.warn(`dispatch: ${String(err)}`);
+      warned = Date.now();
+    });
+    // a job taken from BullMQ's waiting list leaves room for the next in fair order
+    this.worker.on('active', () => this.dispatcher?.nudge());
+    this.dispatcher.nudge();
   }
 
   /**
@@ -78,17 +103,23 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       }
       clearTimeout(timer);
     }
+    await this.dispatcher?.close();
+    await this.queue?.close().catch(() => undefined);
+    this.redis?.disconnect();
     await this.recorder.flush()?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`));
     await this.engine.close();
   }
 
   async process(job: Job<QueuePayload>, token?: string): Promise<void> {
-    const { jobId } = QueuePayloadSchema.parse(job.data);
+    const { jobId, teamId } = QueuePayloadSchema.parse(job.data);
     this.running.add(jobId);
     try {
       await this.runJob(job, jobId, token);
     } finally {
       this.running.delete(jobId);
+      // no longer counts against its team's running limit; its slot goes to the next job in fair order
+      await this.fair?.finished(teamId, jobId).catch(() => undefined);
+      this.dispatcher?.nudge();
     }
   }
 
@@ -210,6 +241,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     try {
       await job.updateProgress(step / steps);
       await this.jobs.progress(jobId, step, steps);
+      await this.fair?.touch(job.data.teamId, jobId);
       if (await this.jobs.isCancelRequested(jobId)) this.engine.cancel(jobId);
     } catch (err) {
       this.logger.warn(`progress of ${jobId}: ${String(err)}`);

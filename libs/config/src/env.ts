@@ -17,6 +17,8 @@ export const ServiceEnvSchema = z.object({
   DATABASE_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().min(1).default('dimoo'),
+  /** jobs BullMQ holds waiting at once (the rest wait in the fair queue): at most this many start before a newcomer */
+  DISPATCH_AHEAD: z.coerce.number().int().min(1).max(1000).default(8),
   S3_ENDPOINT: z.string().min(1).default('127.0.0.1'),
   S3_PORT: z.coerce.number().int().positive().default(9000),
   S3_USE_SSL: z.stringbool().default(false),

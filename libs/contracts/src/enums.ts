@@ -8,6 +8,11 @@
 export const JOB_TASKS = ['t2i', 'paint', 'i2i', 'mmu'] as const;
 export type JobTask = (typeof JOB_TASKS)[number];
 
+/** A job's priority within its team (fair share across teams comes first): high jobs start before normal, then low. */
+export const JOB_PRIORITIES = ['high', 'normal', 'low'] as const;
+export type JobPriority = (typeof JOB_PRIORITIES)[number];
+export const DEFAULT_PRIORITY: JobPriority = 'normal';
+
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 

@@ -3,7 +3,7 @@
  * Shape checks live here; every default and every limit of the served model is applied by `resolveJob` (resolve.ts).
  */
 import { z } from 'zod';
-import { EDIT_TYPES, JOB_STATUSES, JOB_TASKS } from './enums';
+import { EDIT_TYPES, JOB_PRIORITIES, JOB_STATUSES, JOB_TASKS } from './enums';
 
 const MAX_IMAGE_BASE64 = 8 * 1024 * 1024;
 
@@ -31,6 +31,7 @@ const sampling = {
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().describe('random seed; drawn and recorded when omitted'),
   cache: CacheSchema.optional(),
   previewEvery: z.number().int().min(0).max(1000).optional().describe('a preview image every this many steps (0: none; the worker default when omitted)'),
+  priority: z.enum(JOB_PRIORITIES).optional().describe("order among the team's own waiting jobs: high, normal (default) or low"),
 };
 
 const prompt = z.string().trim().min(1, 'must not be empty').max(2000);

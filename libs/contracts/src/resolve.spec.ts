@@ -37,6 +37,7 @@ describe('resolveJob: defaults', () => {
       guidance: { kind: 'none' }, // the tiny model's default cfg is 0: one row, no guidance
       cache: null,
       previewEvery: null,
+      priority: 'normal',
       outputFormat: 'png',
       inputs: [],
       cost: { positionsPerStep: 8 * 9, steps: d.steps, units: 8 * 9 * d.steps },
@@ -44,8 +45,16 @@ describe('resolveJob: defaults', () => {
   });
 
   it('keeps what the request says; cache true takes the model defaults; a guidance scale of 0 means none', () => {
-    const job = ok({ task: 't2i', prompt: 'x', seed: 5, steps: 32, cfg: 2, temperature: 1, cache: true, previewEvery: 4 });
-    expect(job).toMatchObject({ seed: 5, steps: 32, temperature: 1, guidance: { kind: 'text', scale: 2 }, cache: tiny.defaults.cache, previewEvery: 4 });
+    const job = ok({ task: 't2i', prompt: 'x', seed: 5, steps: 32, cfg: 2, temperature: 1, cache: true, previewEvery: 4, priority: 'high' });
+    expect(job).toMatchObject({
+      seed: 5,
+      steps: 32,
+      temperature: 1,
+      guidance: { kind: 'text', scale: 2 },
+      cache: tiny.defaults.cache,
+      previewEvery: 4,
+      priority: 'high',
+    });
     expect(job.cost.positionsPerStep).toBe(2 * 8 * 9);
     const explicit = { cacheRatio: 0.5, warmupRatio: 0.1, refreshInterval: 3 };
     expect(ok({ task: 't2i', prompt: 'x', cache: explicit }).cache).toEqual(explicit);
@@ -120,6 +129,9 @@ describe('parseStoredJob', () => {
 
   it('reads the current version back unchanged (it is what the API stored: JSON in, JSON out)', () => {
     expect(parseStoredJob(JSON.parse(JSON.stringify(job)))).toEqual({ ok: true, job });
+    // stored before jobs had a priority: normal
+    const { priority: _, ...before } = job;
+    expect(parseStoredJob(before)).toEqual({ ok: true, job: { ...job, priority: 'normal' } });
   });
 
   it('refuses a newer version, a version without a migration, and a row that does not parse, saying why', () => {

@@ -6,7 +6,7 @@
  * the model it serves may differ from the one the API resolved against).
  */
 import { z } from 'zod';
-import { EDIT_TYPES } from './enums';
+import { DEFAULT_PRIORITY, EDIT_TYPES, JOB_PRIORITIES } from './enums';
 import type { FieldIssue, ImageField, LocalRequest, OutputFormat } from './jobs';
 import { CacheSettingsSchema, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
 import type { ModelManifest } from './manifest';
@@ -56,6 +56,8 @@ const common = {
   cache: CacheSettingsSchema.nullable(),
   /** a preview every this many steps (0: none); null: the worker's default (PREVIEW_EVERY_STEPS) */
   previewEvery: z.number().int().min(0).nullable(),
+  /** among its team's waiting jobs (rows stored before it existed are normal) */
+  priority: z.enum(JOB_PRIORITIES).default(DEFAULT_PRIORITY),
   /** decoded sizes of the images the engine gets, in request order (`image`, or `images.0`, `images.1`) */
   inputs: z.array(SizeSchema),
   cost: CostSchema,
@@ -108,6 +110,7 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
     seed: req.seed ?? ctx.seed,
     cache,
     previewEvery: req.previewEvery ?? null,
+    priority: req.priority ?? DEFAULT_PRIORITY,
   } as const;
   const sampling = (d: { steps: number; temperature: number }, guidance: ResolvedGuidance) => ({
     ...base,

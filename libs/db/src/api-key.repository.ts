@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { AlreadyExists, NotFound } from './errors';
-import { type ApiKey, FOREIGN_KEY_VIOLATION, isUuid, type PrismaClient, prismaErrorCode, type Team, UNIQUE_VIOLATION } from './prisma';
+import { type ApiKey, FOREIGN_KEY_VIOLATION, isUuid, type PrismaClient, prismaErrorCode, RECORD_NOT_FOUND, type Team, UNIQUE_VIOLATION } from './prisma';
 
 export const API_KEY_PREFIX = 'dimoo_';
 /** Random base62 characters after the prefix (~190 bits). */
@@ -42,6 +42,15 @@ export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
+const SHARE_FIELDS = { weight: true, maxQueued: true, maxRunning: true, submitsPerMinute: true } as const;
+/** What the fair share and the quotas read of a team. */
+export interface TeamShareRow {
+  weight: number;
+  maxQueued: number | null;
+  maxRunning: number | null;
+  submitsPerMinute: number | null;
+}
+
 const INFO_FIELDS = { id: true, teamId: true, name: true, prefix: true, admin: true, createdAt: true, revokedAt: true } as const;
 
 /** Teams and their API keys. Keys are stored as a lookup prefix plus the sha256 of the whole key. */
@@ -56,6 +65,28 @@ export class ApiKeyRepository {
       if (prismaErrorCode(error) === UNIQUE_VIOLATION) throw new AlreadyExists('team', 'name', { cause: error });
       throw error;
     }
+  }
+
+  /** A team's share of the fleet and its limits. @throws NotFound */
+  public async teamShare(teamId: string): Promise<TeamShareRow> {
+    const team = isUuid(teamId) ? await this.prisma.team.findUnique({ where: { id: teamId }, select: SHARE_FIELDS }) : null;
+    if (!team) throw new NotFound('team', teamId);
+    return team;
+  }
+
+  /** Sets a team's weight and limits (fields left out keep their value; null removes a limit). @throws NotFound */
+  public async updateTeamShare(teamId: string, patch: Partial<TeamShareRow>): Promise<Team> {
+    if (!isUuid(teamId)) throw new NotFound('team', teamId);
+    try {
+      return await this.prisma.team.update({ where: { id: teamId }, data: patch });
+    } catch (error) {
+      if (prismaErrorCode(error) === RECORD_NOT_FOUND) throw new NotFound('team', teamId);
+      throw error;
+    }
+  }
+
+  public async getTeam(teamId: string): Promise<Team | null> {
+    return isUuid(teamId) ? this.prisma.team.findUnique({ where: { id: teamId } }) : null;
   }
 
   public async findTeamByName(name: string): Promise<Team | null> {

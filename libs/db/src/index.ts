@@ -4,3 +4,4 @@ export * from './errors';
 export * from './job.repository';
 export { createPrisma, isUuid, Prisma, PrismaClient } from './prisma';
 export type { ApiKey, Batch, CreatePrismaOptions, Job, JobEvent, Team } from './prisma';
+export * from './listen';

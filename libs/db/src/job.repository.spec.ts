@@ -60,6 +60,8 @@ describe('JobRepository (PostgreSQL)', () => {
       expect(job).toMatchObject({ teamId, task: 't2i', status: JobStatus.queued, enqueuedAt: null, seed: 42n, attempts: 0, progress: 0 });
       expect(job.inputs).toEqual({ image: 'teams/x/inputs/image.png' });
       expect(await eventTypes(job.id)).toEqual(['queued']);
+      // the raw insert returns exactly what Prisma reads back
+      expect(job).toEqual(await prisma.job.findUnique({ where: { id: job.id } }));
     });
 
     it('takes a caller-chosen id and a missing seed', async () => {
@@ -232,6 +234,8 @@ describe('JobRepository (PostgreSQL)', () => {
       expect(row).toMatchObject({ status: JobStatus.succeeded, resultKey: 'first.png', modelChecksum: 'sha256:aa', seed: 42n, progress: 1 });
       expect(row.timings).toEqual({ totalMs: 12 });
       expect(row.finishedAt).toBeInstanceOf(Date);
+      // the raw read returns exactly what Prisma reads, every column filled in
+      expect(row).toEqual(await prisma.job.findUnique({ where: { id } }));
       expect((await eventTypes(id)).filter((t) => t === 'succeeded')).toHaveLength(1);
     });
 

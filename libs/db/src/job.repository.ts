@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { JobEventType, JobTask } from '@dimoo/contracts';
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
 import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
@@ -12,6 +13,12 @@ export interface CreateJobInput {
   inputs: Prisma.InputJsonValue;
   model: string;
   seed?: bigint | number | null;
+  /**
+   * The caller hands the job to Redis right after (the submit's hot path): enqueuedAt is set now, and the caller calls
+   * `clearEnqueued` if that fails. A caller that dies in between leaves a row the outbox's full scan finds (it checks
+   * Redis for every queued row enqueued a while ago).
+   */
+  handingToRedis?: boolean;
 }
 
 interface SucceedCommon {
@@ -59,42 +66,55 @@ export class JobRepository {
   public constructor(private readonly prisma: PrismaClient) {}
 
   /**
-   * Inserts the job (status queued, not yet enqueued: the outbox) and its 'queued' event, atomically.
+   * Inserts the job (status queued, not yet enqueued: the outbox) and its 'queued' event, atomically. The submit's hot
+   * path: one SQL statement (one round trip, atomic without an explicit transaction) rather than Prisma's
+   * BEGIN / INSERT / INSERT / COMMIT.
    * @throws NotFound when the team does not exist
    * @throws AlreadyExists when a caller-chosen id is taken
    */
   public async create(input: CreateJobInput): Promise<Job> {
     if (!isUuid(input.teamId)) throw new NotFound('team', input.teamId);
     if (input.id !== undefined && !isUuid(input.id)) throw new TypeError(`job id must be a uuid, got ${input.id}`);
+    const id = input.id ?? randomUUID();
+    const seed = input.seed === undefined || input.seed === null ? null : BigInt(input.seed);
+    const queued: JobEventType = 'queued';
     try {
-      return await this.prisma.job.create({
-        data: {
-          ...(input.id === undefined ? {} : { id: input.id }),
-          teamId: input.teamId,
-          task: input.task,
-          params: input.params,
-          inputs: input.inputs,
-          model: input.model,
-          seed: input.seed ?? null,
-          events: { create: { type: 'queued' satisfies JobEventType } },
-        },
-      });
+      const rows = await this.prisma.$queryRaw<JobRow[]>`
+        WITH j AS (
+          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at)
+          VALUES (${id}::uuid, ${input.teamId}::uuid, ${input.task}::job_task, ${JSON.stringify(input.params)}::jsonb,
+                  ${JSON.stringify(input.inputs)}::jsonb, ${input.model}, ${seed}::bigint,
+                  CASE WHEN ${input.handingToRedis === true} THEN now() END)
+          RETURNING *
+        ), e AS (INSERT INTO job_events (job_id, type) SELECT id, ${queued} FROM j)
+        SELECT * FROM j`;
+      return jobFromRow(rows[0]!);
     } catch (error) {
-      const code = prismaErrorCode(error);
-      if (code === FOREIGN_KEY_VIOLATION) throw new NotFound('team', input.teamId);
-      if (code === UNIQUE_VIOLATION) throw new AlreadyExists('job', 'id', { cause: error });
+      const codes = [prismaErrorCode(error), sqlState(error)];
+      if (codes.includes(FOREIGN_KEY_VIOLATION) || codes.includes('23503')) throw new NotFound('team', input.teamId);
+      if (codes.includes(UNIQUE_VIOLATION) || codes.includes('23505')) throw new AlreadyExists('job', 'id', { cause: error });
       throw error;
     }
   }
 
-  /** Records that the job was handed to Redis. Applies only while queued; calling it again refreshes the time. */
+  /** The hand-over to Redis announced at `create` failed: the job goes back to the outbox (enqueuedAt null). */
+  public async clearEnqueued(id: string): Promise<void> {
+    await this.prisma.job.updateMany({ where: { id, status: 'queued' }, data: { enqueuedAt: null } });
+  }
+
+  /**
+   * Records that the job was handed to Redis. Applies only while queued; calling it again refreshes the time. One
+   * statement: the UPDATE locks the row before the event is inserted (event ids in commit order, see addEvent).
+   */
   public async markEnqueued(id: string): Promise<boolean> {
-    return this.transition(id, async (tx) => {
-      const { count } = await tx.job.updateMany({ where: { id, status: 'queued' }, data: { enqueuedAt: new Date() } });
-      if (count === 0) return false;
-      await addEvent(tx, id, 'enqueued');
-      return true;
-    });
+    if (!isUuid(id)) throw new NotFound('job', id);
+    const enqueued: JobEventType = 'enqueued';
+    const rows = await this.prisma.$queryRaw<{ job_id: string }[]>`
+      WITH u AS (UPDATE jobs SET enqueued_at = now() WHERE id = ${id}::uuid AND status = 'queued' RETURNING id)
+      INSERT INTO job_events (job_id, type) SELECT id, ${enqueued} FROM u RETURNING job_id`;
+    if (rows.length > 0) return true;
+    if ((await this.prisma.job.count({ where: { id } })) === 0) throw new NotFound('job', id);
+    return false;
   }
 
   /**
@@ -109,6 +129,13 @@ export class JobRepository {
       orderBy: inCreationOrder,
       take: limit,
     });
+  }
+
+  /** Which of these job ids have a row (the orphan sweeper's check; jobs are never deleted). */
+  public async existingIds(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.prisma.job.findMany({ where: { id: { in: [...ids] } }, select: { id: true } });
+    return new Set(rows.map((r) => r.id));
   }
 
   /** Running jobs in creation order after `cursor` (the reaper's scan). */
@@ -313,8 +340,10 @@ export class JobRepository {
 
   /** The job if it belongs to `teamId`; null for unknown ids and other teams' jobs alike. */
   public async get(id: string, teamId: string): Promise<Job | null> {
-    if (!isUuid(id)) return null;
-    return this.prisma.job.findFirst({ where: { id, teamId } });
+    if (!isUuid(id) || !isUuid(teamId)) return null;
+    // the API's most frequent read: raw SQL skips the ORM's query planning (a fraction of the CPU per call)
+    const rows = await this.prisma.$queryRaw<JobRow[]>`SELECT * FROM jobs WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid`;
+    return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
   /** The job whoever owns it: for workers and admin tools, never for team-facing reads. */
@@ -394,4 +423,70 @@ export class JobRepository {
  */
 async function addEvent(tx: Tx, jobId: string, type: JobEventType, data?: Prisma.InputJsonObject): Promise<void> {
   await tx.jobEvent.create({ data: { jobId, type, ...(data === undefined ? {} : { data }) } });
+}
+
+/** A `jobs` row as raw SQL returns it (snake_case columns). */
+type JobRow = {
+  id: string;
+  team_id: string;
+  task: Job['task'];
+  status: Job['status'];
+  params: Job['params'];
+  inputs: Job['inputs'];
+  model: string;
+  model_checksum: string | null;
+  seed: bigint | null;
+  progress: number;
+  step: number;
+  steps: number | null;
+  result_key: string | null;
+  result_text: string | null;
+  error: Job['error'];
+  attempts: number;
+  worker_id: string | null;
+  batch_id: string | null;
+  enqueued_at: Date | null;
+  cancel_requested: boolean;
+  created_at: Date;
+  started_at: Date | null;
+  heartbeat_at: Date | null;
+  finished_at: Date | null;
+  timings: Job['timings'];
+};
+
+/** The Job Prisma would return for this row (held equal to Prisma's own read by job.repository.spec.ts). */
+function jobFromRow(r: JobRow): Job {
+  return {
+    id: r.id,
+    teamId: r.team_id,
+    task: r.task,
+    status: r.status,
+    params: r.params,
+    inputs: r.inputs,
+    model: r.model,
+    modelChecksum: r.model_checksum,
+    seed: r.seed,
+    progress: r.progress,
+    step: r.step,
+    steps: r.steps,
+    resultKey: r.result_key,
+    resultText: r.result_text,
+    error: r.error,
+    attempts: r.attempts,
+    workerId: r.worker_id,
+    batchId: r.batch_id,
+    enqueuedAt: r.enqueued_at,
+    cancelRequested: r.cancel_requested,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    heartbeatAt: r.heartbeat_at,
+    finishedAt: r.finished_at,
+    timings: r.timings,
+  };
+}
+
+/** The Postgres SQLSTATE of a raw query's error, however the driver adapter wrapped it. */
+function sqlState(error: unknown): string | undefined {
+  const e = error as { meta?: { code?: string; driverAdapterError?: { cause?: { originalCode?: string } } }; code?: string; cause?: { code?: string } };
+  return e?.meta?.driverAdapterError?.cause?.originalCode ?? e?.meta?.code ?? e?.cause?.code;
 }

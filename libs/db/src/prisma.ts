@@ -39,6 +39,7 @@ export function prismaErrorCode(error: unknown): string | undefined {
 
 export const UNIQUE_VIOLATION = 'P2002';
 export const FOREIGN_KEY_VIOLATION = 'P2003';
+export const RECORD_NOT_FOUND = 'P2025';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

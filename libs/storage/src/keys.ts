@@ -9,6 +9,9 @@ function check(kind: string, value: string, pattern: RegExp): string {
   return value;
 }
 
+/** The prefix every job's objects live under. */
+export const TEAMS_PREFIX = 'teams/';
+
 function jobPrefix(teamId: string, jobId: string): string {
   return `teams/${check('team id', teamId, ID)}/jobs/${check('job id', jobId, ID)}`;
 }
@@ -27,4 +30,10 @@ export function inputKey(teamId: string, jobId: string, name: string): string {
 export function previewKey(teamId: string, jobId: string, step: number, ext = 'png'): string {
   if (!Number.isInteger(step) || step < 0) throw new TypeError(`invalid preview step ${step}`);
   return `${jobPrefix(teamId, jobId)}/previews/${String(step).padStart(4, '0')}.${check('extension', ext.replace(/^\./, ''), EXT)}`;
+}
+
+/** The team and job a job object's key belongs to (inputs, previews, result); null for any other key. */
+export function jobOfKey(key: string): { teamId: string; jobId: string } | null {
+  const m = /^teams\/([^/]+)\/jobs\/([^/]+)\/./.exec(key);
+  return m && ID.test(m[1]!) && ID.test(m[2]!) ? { teamId: m[1]!, jobId: m[2]! } : null;
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 
 import { BucketNotFound, ObjectNotFound, StorageUnavailable } from './errors';
-import { inputKey, previewKey, resultKey } from './keys';
+import { inputKey, jobOfKey, previewKey, resultKey } from './keys';
 import { ObjectStore } from './object-store';
 import { type S3TestServer, startS3Server } from './testing';
 
@@ -70,6 +70,16 @@ describe('ObjectStore (s3rver over HTTP, real minio client)', () => {
       await store.put('over.txt', Buffer.from('one'), 'text/plain');
       await store.put('over.txt', Buffer.from('two'), 'text/plain');
       expect((await store.get('over.txt')).toString()).toBe('two');
+    });
+
+    it('lists a prefix in key order, a page at a time', async () => {
+      const keys = ['a', 'b', 'c', 'd', 'e'].map((n) => `list-test/${n}`);
+      for (const k of keys) await store.put(k, Buffer.from(k), 'text/plain');
+      expect((await store.list('list-test/')).map((o) => o.key)).toEqual(keys);
+      const first = await store.list('list-test/', { limit: 2 });
+      expect(first.map((o) => o.key)).toEqual(keys.slice(0, 2));
+      expect((await store.list('list-test/', { startAfter: first.at(-1)!.key, limit: 2 })).map((o) => o.key)).toEqual(keys.slice(2, 4));
+      expect((await store.list('list-test/', { startAfter: keys[3]!, limit: 2 })).map((o) => o.key)).toEqual(keys.slice(4));
     });
 
     it('raises ObjectNotFound with the key for missing objects', async () => {
@@ -168,6 +178,11 @@ describe('object keys', () => {
     expect(inputKey(TEAM, JOB, 'image.png')).toBe(`teams/${TEAM}/jobs/${JOB}/inputs/image.png`);
     expect(previewKey(TEAM, JOB, 7)).toBe(`teams/${TEAM}/jobs/${JOB}/previews/0007.png`);
     expect(previewKey(TEAM, JOB, 12, 'webp')).toBe(`teams/${TEAM}/jobs/${JOB}/previews/0012.webp`);
+    for (const k of [resultKey(TEAM, JOB, 'png'), inputKey(TEAM, JOB, 'mask.bin'), previewKey(TEAM, JOB, 3)]) {
+      expect(jobOfKey(k)).toEqual({ teamId: TEAM, jobId: JOB });
+    }
+    expect(jobOfKey(`teams/${TEAM}/notes.txt`)).toBeNull();
+    expect(jobOfKey(`teams/${TEAM}/jobs/${JOB}/`)).toBeNull();
   });
 
   it('refuse segments that could escape the job prefix', () => {

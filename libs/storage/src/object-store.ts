@@ -155,13 +155,19 @@ export class ObjectStore {
     return this.call('presignedGet', key, () => this.presigner.presignedGetObject(this.bucket, key, expirySeconds));
   }
 
-  /** Every object under `prefix` (recursively), with its size and age; for sweepers and tests, not hot paths. */
-  public async list(prefix: string): Promise<{ key: string; size: number; lastModified: Date }[]> {
+  /**
+   * Objects under `prefix` (recursively) in key order, with size and age; for sweepers and tests, not hot paths.
+   * `startAfter` and `limit` page through a large prefix: the next page starts after the last key of this one.
+   */
+  public async list(prefix: string, page: { startAfter?: string; limit?: number } = {}): Promise<{ key: string; size: number; lastModified: Date }[]> {
     return this.call('list', prefix, async () => {
       const out: { key: string; size: number; lastModified: Date }[] = [];
-      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true)) {
+      const limit = page.limit ?? Infinity;
+      if (limit <= 0) return out;
+      for await (const item of this.client.listObjectsV2(this.bucket, prefix, true, page.startAfter ?? '')) {
         const o = item as { name?: string; size?: number; lastModified?: Date };
         if (o.name) out.push({ key: o.name, size: o.size ?? 0, lastModified: o.lastModified ?? new Date(0) });
+        if (out.length >= limit) break;
       }
       return out;
     });

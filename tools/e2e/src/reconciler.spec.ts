@@ -1,22 +1,30 @@
 /**
  * Postgres against BullMQ (issue 11): the outbox pages through queued jobs by cursor, so a lost job behind more than a
  * page of healthy ones is found; the reaper fails a running job BullMQ gave up on without the worker's handler, and
- * requeues a running job whose worker went silent and that Redis lost, exactly once.
+ * requeues a running job whose worker went silent and that Redis lost, exactly once; the orphan sweeper removes old
+ * objects no job row points at.
  */
+import { randomUUID } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import pg from 'pg';
 import type { JobView } from '@dimoo/contracts';
 import type { PrismaClient } from '@dimoo/db';
 import { createPrisma, JobRepository } from '@dimoo/db';
-import { GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import { FairQueue, GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection, redisOptions } from '@dimoo/queue';
+import { Redis } from 'ioredis';
 import type { Platform } from '@dimoo/platform';
 import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import { inputKey, ObjectStore } from '@dimoo/storage';
 
 let p: Platform;
 let key: string;
 let prisma: PrismaClient;
 let jobs: JobRepository;
 let queue: Queue;
+let redis: Redis;
+let fair: FairQueue;
+let teamId: string;
+let store: ObjectStore;
 
 async function call(method: string, path: string, k: string, body?: unknown): Promise<Response> {
   return fetch(`${p.url}${path}`, {
@@ -37,18 +45,40 @@ async function until<T>(what: string, probe: () => Promise<T | null | undefined 
 }
 
 beforeAll(async () => {
-  // no worker: jobs stay where the test puts them; passes every 300 ms; a job is "silent" after 1.5 s
-  p = await startPlatform({ apiEnv: { OUTBOX_PAGE_SIZE: '20', REAPER_INTERVAL_MS: '300', REAPER_STALE_MS: '1500' } });
+  // no worker: jobs stay where the test puts them; passes every 300 ms; a job is "silent" after 1.5 s, an object
+  // without a job an orphan after 3 s
+  p = await startPlatform({
+    apiEnv: {
+      OUTBOX_PAGE_SIZE: '20',
+      REAPER_INTERVAL_MS: '300',
+      REAPER_STALE_MS: '1500',
+      ORPHAN_SWEEP_INTERVAL_MS: '300',
+      ORPHAN_MIN_AGE_MS: '3000',
+    },
+  });
   const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'reconciler' })).json()) as { id: string };
+  teamId = team.id;
+  const s3 = p.s3.config(p.env['S3_BUCKET']!);
+  store = new ObjectStore({
+    endPoint: p.s3.endPoint,
+    port: p.s3.port,
+    useSSL: false,
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    bucket: p.env['S3_BUCKET']!,
+  });
 
   key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string }).key;
   prisma = createPrisma(p.db.url);
   jobs = new JobRepository(prisma);
   queue = new Queue(QUEUE_NAMES.generation, { connection: redisConnection(p.env['REDIS_URL']!, { offlineQueue: true }), prefix: p.env['QUEUE_PREFIX'] });
+  redis = new Redis(redisOptions(p.env['REDIS_URL']!, { offlineQueue: true }));
+  fair = new FairQueue(redis, p.env['QUEUE_PREFIX']!, 8);
 }, 120_000);
 
 afterAll(async () => {
   await queue?.close();
+  redis?.disconnect();
   await prisma?.$disconnect();
   await p?.close();
 });
@@ -97,10 +127,11 @@ describe('the outbox', () => {
       ids.push(((await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: i })).json()) as JobView).id);
     }
     const lost = ids.at(-1)!;
-    await (await queue.getJob(lost))!.remove();
+    // it waits in the fair queue (BullMQ holds only DISPATCH_AHEAD jobs): Redis loses it there
+    expect(await fair.remove(teamId, lost)).toBe(true);
     expect(await queue.getJobState(lost)).toBe('unknown');
     // once it counts as stale (5 outbox intervals), a pass pages its way to it
-    await until('the lost job back in Redis', async () => (await queue.getJobState(lost)) !== 'unknown');
+    await until('the lost job back in Redis', async () => (await fair.waitingOf([lost])).size === 1);
     // out of the way of the next tests (a queued job is canceled at once)
     for (const id of ids) expect((await call('POST', `/v1/jobs/${id}/cancel`, key)).status).toBe(202);
   });
@@ -137,7 +168,8 @@ describe('a lost running job', () => {
     const job = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a green circle', seed: 3 })).json()) as JobView;
     // a worker took it (row running), then the worker and Redis's copy of the job were both lost
     await jobs.take(job.id, 'vanished');
-    await (await queue.getJob(job.id))!.remove();
+    await fair.remove(teamId, job.id); // wherever Redis held it: the fair queue or BullMQ
+    await (await queue.getJob(job.id))?.remove();
     const requeued = await until('the requeue', async () => {
       const v = await view(job.id);
       return v.status === 'queued' ? v : null;
@@ -146,7 +178,7 @@ describe('a lost running job', () => {
     const queuedEvents = await prisma.jobEvent.findMany({ where: { jobId: job.id, type: 'queued' }, orderBy: { id: 'asc' } });
     expect(queuedEvents.map((e) => (e.data as { reason?: string } | null)?.reason ?? null)).toEqual([null, 'its worker went silent and the queue lost it']);
     // the outbox hands it to Redis again; a worker runs it to the end
-    await until('back in Redis', async () => (await queue.getJobState(job.id)) !== 'unknown');
+    await until('back in Redis', async () => (await fair.waitingOf([job.id])).size === 1 || (await queue.getJobState(job.id)) !== 'unknown');
     const worker = new WorkerProcess(p.workerEnv);
     try {
       await worker.ready();
@@ -159,5 +191,26 @@ describe('a lost running job', () => {
       await worker.kill('SIGKILL');
     }
     expect(GENERATION_JOB_OPTIONS.attempts).toBeGreaterThan(1);
+  });
+});
+
+describe('the orphan sweeper', () => {
+  it('removes the inputs of a job that was never recorded once they are old enough, and nothing else', async () => {
+    const recorded = (await (await call('POST', '/v1/jobs', key, { task: 't2i', prompt: 'a red circle', seed: 31 })).json()) as JobView;
+    const orphan = inputKey(teamId, randomUUID(), 'image.bin'); // what an API killed between upload and row leaves
+    const kept = inputKey(teamId, recorded.id, 'image.bin');
+    const other = `teams/${teamId}/notes.txt`; // not a job object: never touched
+    for (const k of [orphan, kept, other]) await store.put(k, Buffer.from('x'), 'application/octet-stream');
+    const mine = new Set([orphan, kept, other]); // earlier tests left results under this team too
+    const keys = async () =>
+      (await store.list(`teams/${teamId}/`))
+        .map((o) => o.key)
+        .filter((k) => mine.has(k))
+        .sort();
+    // younger than ORPHAN_MIN_AGE_MS: still there after several passes
+    await sleep(1000);
+    expect(await keys()).toEqual([orphan, kept, other].sort());
+    await until('the orphan to be swept', async () => !(await keys()).includes(orphan), 15_000);
+    expect(await keys()).toEqual([kept, other].sort());
   });
 });

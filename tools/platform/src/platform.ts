@@ -59,6 +59,7 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
     PORT: String(port),
     HOST: '127.0.0.1',
     OUTBOX_INTERVAL_MS: '300',
+    OUTBOX_FULL_SCAN_MS: '3000',
     MAX_BODY_BYTES: String(2 * 1024 * 1024),
     ...options.apiEnv,
   };

@@ -8,11 +8,10 @@ import { ApiKeyRepository } from '@dimoo/db';
 import { ProblemError } from '../common/problem';
 import { API_ENV } from '../tokens';
 import type { ApiEnv } from '../config';
+import type { Caller } from './caches';
+import { KeyCache } from './caches';
 
-export interface Caller {
-  teamId: string | null;
-  admin: boolean;
-}
+export type { Caller } from './caches';
 
 const ADMIN_ONLY = 'dimoo:admin-only';
 export const AdminOnly = () => SetMetadata(ADMIN_ONLY, true);
@@ -34,32 +33,25 @@ const CACHE_ENTRIES = 10_000;
 
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  /**
-   * Keys verified in the last API_KEY_CACHE_MS, by the sha256 of the key: a request costs no database round trip, and
-   * a Postgres outage does not fail callers already seen (a revoked key works until its entry expires).
-   */
-  private readonly verified = new Map<string, { caller: Caller; until: number }>();
   /** Failed authentications per source address in its current minute: guessing keys is slow and visible. */
   private readonly failures = new Map<string, { count: number; since: number }>();
 
   constructor(
     private readonly keys: ApiKeyRepository,
+    /** keys verified in the last API_KEY_CACHE_MS: no database round trip, and a Postgres outage does not fail them */
+    private readonly cache: KeyCache,
     private readonly reflector: Reflector,
     @Inject(API_ENV) private readonly env: ApiEnv,
   ) {}
 
   private async verify(key: string): Promise<Caller | null> {
     const id = createHash('sha256').update(key).digest('base64');
-    const hit = this.verified.get(id);
-    if (hit && hit.until > Date.now()) return hit.caller;
+    const hit = this.cache.get(id);
+    if (hit) return hit;
     const found = await this.keys.verify(key);
     if (!found) return null;
-    const caller = { teamId: found.teamId, admin: found.admin };
-    if (this.env.API_KEY_CACHE_MS > 0) {
-      this.verified.delete(id);
-      this.verified.set(id, { caller, until: Date.now() + this.env.API_KEY_CACHE_MS });
-      if (this.verified.size > CACHE_ENTRIES) this.verified.delete(this.verified.keys().next().value!);
-    }
+    const caller = { teamId: found.teamId, admin: found.admin, keyId: found.keyId };
+    this.cache.set(id, caller);
     return caller;
   }
 
@@ -110,7 +102,7 @@ export class ApiKeyGuard implements CanActivate {
     const bootstrap = Buffer.from(this.env.ADMIN_API_KEY);
     const given = Buffer.from(key);
     if (given.length === bootstrap.length && timingSafeEqual(given, bootstrap)) {
-      req.caller = { teamId: null, admin: true };
+      req.caller = { teamId: null, admin: true, keyId: null };
     } else {
       const caller = await this.verify(key);
       if (!caller) throw unauthorized();

@@ -17,6 +17,8 @@ export class ProblemError extends Error {
     readonly errors?: FieldIssue[],
     /** seconds, sent as Retry-After (503, 429) */
     readonly retryAfter?: number,
+    /** more response headers (RateLimit-Policy, RateLimit) */
+    readonly headers?: Record<string, string>,
   ) {
     super(detail ?? title);
   }
@@ -79,6 +81,7 @@ export class ProblemFilter implements ExceptionFilter {
         ...(problem.errors ? { errors: problem.errors } : {}),
       };
       if (problem.retryAfter !== undefined) res.setHeader('Retry-After', String(problem.retryAfter));
+      for (const [name, value] of Object.entries(problem.headers ?? {})) res.setHeader(name, value);
       if (problem.status >= 500) this.logger.warn(`${problem.slug}: ${exception instanceof Error ? exception.message.split('\n').at(-1) : String(exception)}`);
     } else if (exception instanceof HttpException) {
       const status = exception.getStatus();

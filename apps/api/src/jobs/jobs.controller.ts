@@ -31,8 +31,9 @@ export class JobsController {
   @ApiOperation({ summary: 'Submit a job; 202 with its id and a Location to poll' })
   @ApiBody({ schema: z.toJSONSchema(JobRequestSchema, { io: 'input', unrepresentable: 'any' }) as object })
   async submit(@CurrentCaller() caller: Caller, @Body() body: unknown, @Res({ passthrough: true }) res: Response): Promise<JobView> {
-    const view = await this.jobs.submit(caller, body);
+    const { view, headers } = await this.jobs.submit(caller, body);
     res.setHeader('Location', `/v1/jobs/${view.id}`);
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     return view;
   }
 

@@ -2,23 +2,24 @@
  * Accepting a job: validate its shape, decode its input images (off the event loop), resolve it against the served
  * model's manifest (@dimoo/contracts resolveJob: every default and limit, so a 202 is never followed by a failure the
  * manifest could predict), store the inputs, commit the job row with the resolved job — from then on it is accepted
- * (202) — and hand it to Redis. If Redis is down the row stays in the outbox (enqueuedAt null) and the reconciler
- * enqueues it later; 503 only when the record cannot be written.
+ * (202) — and put it in its team's fair queue in Redis. Before anything is stored, the team's quotas and the global
+ * queue cap are checked in Redis (429 / 503 with Retry-After). If Redis is down the quotas are not checked (Postgres is
+ * the record) and the row stays in the outbox (enqueuedAt null) for the reconciler; 503 only when the record cannot
+ * be written.
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { FieldIssue, JobImages, JobView, ModelManifest } from '@dimoo/contracts';
-import { drawSeed, inputField, JobRequestSchema, requestImages, resolveJob } from '@dimoo/contracts';
+import { DEFAULT_PRIORITY, drawSeed, inputField, JobRequestSchema, parseStoredJob, requestImages, resolveJob } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
 import { inspectJobImages } from '@dimoo/model';
-import type { QueuePayload } from '@dimoo/queue';
-import { GENERATION_JOB_OPTIONS, QUEUE_NAMES } from '@dimoo/queue';
+import type { Admission } from '@dimoo/queue';
 import { inputKey, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
-import { InjectQueue } from '@nestjs/bullmq';
-import type { Queue } from 'bullmq';
 import type { Caller } from '../auth/api-key.guard';
+import { TeamShares } from '../auth/caches';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
+import { DispatchService, rateLimitHeaders } from './dispatch.service';
 import { MODEL_MANIFEST } from '../tokens';
 import { resultContentType, toView } from './job-view';
 
@@ -39,11 +40,12 @@ export class JobsService {
   constructor(
     private readonly jobs: JobRepository,
     private readonly store: ObjectStore,
-    @InjectQueue(QUEUE_NAMES.generation) private readonly queue: Queue<QueuePayload>,
+    private readonly dispatch: DispatchService,
+    private readonly shares: TeamShares,
     @Inject(MODEL_MANIFEST) private readonly manifest: ModelManifest,
   ) {}
 
-  async submit(caller: Caller, body: unknown): Promise<JobView> {
+  async submit(caller: Caller, body: unknown): Promise<{ view: JobView; headers: Record<string, string> }> {
     const teamId = this.teamOf(caller);
     const parsed = JobRequestSchema.safeParse(body);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
@@ -59,6 +61,7 @@ export class JobsService {
       throw invalidRequest(resolved.issues.map((i) => ({ field: i.field, reason: why(i.field) ?? i.reason })));
     }
     const { job: params } = resolved;
+    const admission = await this.admit(teamId);
 
     // inputs first, then the row that points at them: a row never refers to a missing object. If the row cannot be
     // written, the inputs are removed again (an API killed in between leaves them to the orphan sweeper)
@@ -86,13 +89,57 @@ export class JobsService {
         inputs: inputs as unknown as Prisma.InputJsonObject,
         model: this.manifest.name,
         seed: params.seed,
+        handingToRedis: true,
       });
     } catch (err) {
       await this.removeInputs(jobId, uploaded);
       throw err;
     }
-    await this.enqueue(job.id, teamId);
-    return toView(job);
+    await this.enqueue(job, { recorded: true });
+    return { view: toView(job), headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {} };
+  }
+
+  /** The team's quotas and the global queue cap; refused: 429 or 503 with Retry-After. Redis down: admitted. */
+  private async admit(teamId: string): Promise<Admission> {
+    const share = await this.shares.get(teamId);
+    let admission: Admission;
+    try {
+      admission = await this.dispatch.admit(teamId, share);
+    } catch (err) {
+      this.logger.warn(`quotas not checked (Redis): ${String(err)}`);
+      return { ok: true, rate: null };
+    }
+    if (admission.ok) return admission;
+    const retryAfter = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+    if (admission.reason === 'rate') {
+      throw new ProblemError(
+        HttpStatus.TOO_MANY_REQUESTS,
+        'rate-limited',
+        'Too many submissions',
+        `your team may submit ${share.submitsPerMinute} jobs per minute`,
+        undefined,
+        retryAfter,
+        rateLimitHeaders(admission.rate),
+      );
+    }
+    if (admission.reason === 'queue-full') {
+      throw new ProblemError(
+        HttpStatus.SERVICE_UNAVAILABLE,
+        'queue-full',
+        'Queue full',
+        'the service has too many jobs waiting; retry later',
+        undefined,
+        retryAfter,
+      );
+    }
+    throw new ProblemError(
+      HttpStatus.TOO_MANY_REQUESTS,
+      'team-queue-full',
+      'Too many jobs waiting',
+      `your team has ${share.maxQueued} jobs waiting, its limit; retry when some have started`,
+      undefined,
+      retryAfter,
+    );
   }
 
   /** Removes the inputs of a job that was not recorded; what cannot be removed now is left to the orphan sweeper. */
@@ -102,14 +149,22 @@ export class JobsService {
     if (left > 0) this.logger.warn(`job ${jobId} was not recorded; ${left} of its input object(s) stay for the sweeper`);
   }
 
-  /** Hands a recorded job to Redis; failures are left to the outbox reconciler. */
-  async enqueue(jobId: string, teamId: string): Promise<boolean> {
+  /**
+   * Puts a recorded job in its team's fair queue in Redis; failures are left to the outbox reconciler. At submit the
+   * row already says enqueued (`recorded`: no second write on the hot path) and is put back in the outbox on failure;
+   * the outbox records each hand-over it makes (an 'enqueued' event).
+   */
+  async enqueue(job: Job, { recorded = false } = {}): Promise<boolean> {
+    const stored = parseStoredJob(job.params);
+    // an unreadable row still goes through the queue: its worker fails it with the reason
+    const [cost, priority] = stored.ok ? [stored.job.cost.units, stored.job.priority] : [1, DEFAULT_PRIORITY];
     try {
-      await this.queue.add(QUEUE_NAMES.generation, { jobId, teamId }, { ...GENERATION_JOB_OPTIONS, jobId });
-      await this.jobs.markEnqueued(jobId);
+      await this.dispatch.push({ jobId: job.id, teamId: job.teamId, cost, priority }, await this.shares.get(job.teamId));
+      if (!recorded) await this.jobs.markEnqueued(job.id);
       return true;
     } catch (err) {
-      this.logger.warn(`job ${jobId} stays in the outbox: ${String(err)}`);
+      this.logger.warn(`job ${job.id} stays in the outbox: ${String(err)}`);
+      if (recorded) await this.jobs.clearEnqueued(job.id).catch(() => undefined);
       return false;
     }
   }
@@ -149,7 +204,8 @@ export class JobsService {
 
   async cancel(caller: Caller, id: string): Promise<Job> {
     const job = await this.get(caller, id);
-    await this.jobs.requestCancel(job.id, job.teamId);
+    // a canceled job that was waiting leaves the fair queue (else a worker would take it only to find it canceled)
+    if ((await this.jobs.requestCancel(job.id, job.teamId)) === 'canceled') await this.dispatch.fair.remove(job.teamId, job.id).catch(() => undefined);
     return this.get(caller, id);
   }
 
