@@ -40,8 +40,9 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   private redis: Redis | null = null;
   private fair: FairQueue | null = null;
   private dispatcher: Dispatcher | null = null;
-  /** jobs handed to the engine and not yet settled */
-  private readonly running = new Set<string>();
+  /** jobs this worker holds (handed to the engine or on their way), by id → team */
+  private readonly running = new Map<string, string>();
+  private heartbeat: NodeJS.Timeout | null = null;
   /** set when the shutdown grace period ran out: canceled engine runs go back to the queue */
   private handingBack = false;
   private readonly recorder: BatchRecorder;
@@ -83,6 +84,19 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     // a job taken from BullMQ's waiting list leaves room for the next in fair order
     this.worker.on('active', () => this.dispatcher?.nudge());
     this.dispatcher.nudge();
+    // every job held says its worker is alive, also while it waits for a batch slot and reports no progress: the
+    // reaper and a redelivery leave it alone (it would be sampled twice)
+    this.heartbeat = setInterval(() => void this.beat(), Math.max(500, Math.floor(this.env.LOCK_DURATION_MS / 3)));
+  }
+
+  private async beat(): Promise<void> {
+    if (this.running.size === 0) return;
+    try {
+      await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID);
+      for (const [jobId, teamId] of this.running) await this.fair?.touch(teamId, jobId);
+    } catch (err) {
+      this.logger.warn(`heartbeat: ${firstLine(err)}`);
+    }
   }
 
   /**
@@ -91,6 +105,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
    * nothing completes twice: a job only completes on the worker that holds its row as running.
    */
   async onApplicationShutdown(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.worker) {
       const closing = this.worker.close();
       let timer: NodeJS.Timeout | undefined;
@@ -98,7 +113,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       if ((await Promise.race([closing, graceOver])) === 'grace-over') {
         this.logger.warn(`grace period over: handing ${this.running.size} running job(s) back to the queue`);
         this.handingBack = true;
-        for (const id of this.running) this.engine.cancel(id);
+        for (const id of this.running.keys()) this.engine.cancel(id);
         await closing;
       }
       clearTimeout(timer);
@@ -112,7 +127,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
 
   async process(job: Job<QueuePayload>, token?: string): Promise<void> {
     const { jobId, teamId } = QueuePayloadSchema.parse(job.data);
-    this.running.add(jobId);
+    this.running.set(jobId, teamId);
     try {
       await this.runJob(job, jobId, token);
     } finally {

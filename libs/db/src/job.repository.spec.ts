@@ -156,6 +156,18 @@ describe('JobRepository (PostgreSQL)', () => {
     });
   });
 
+  describe('heartbeat', () => {
+    it("keeps a held job that reports no progress from looking silent; stamps only its own worker's running jobs", async () => {
+      const held = await runningJob();
+      await prisma.job.update({ where: { id: held }, data: { heartbeatAt: new Date(Date.now() - 60_000) } });
+      const { workerId } = (await jobs.get(held, teamId))!;
+      expect(await jobs.heartbeat([held], 'another-worker')).toBe(0);
+      expect(await jobs.heartbeat([held, 'not-a-uuid'], workerId!)).toBe(1);
+      expect(await jobs.requeueLost(held, new Date(Date.now() - 30_000), 'worker lost')).toBe(false);
+      expect(await jobs.takeUnlessHeld(held, 'another-worker', new Date(Date.now() - 30_000))).toBe('held');
+    });
+  });
+
   describe('start', () => {
     it('moves a queued job to running and counts the attempt', async () => {
       const job = await jobs.create(input());

@@ -218,6 +218,14 @@ export class JobRepository {
     return taken;
   }
 
+  /** The worker holding these running jobs is alive (no event: a liveness stamp the reaper and `takeUnlessHeld` read). */
+  public async heartbeat(ids: readonly string[], workerId: string): Promise<number> {
+    const valid = ids.filter(isUuid);
+    if (valid.length === 0) return 0;
+    const { count } = await this.prisma.job.updateMany({ where: { id: { in: valid }, status: 'running', workerId }, data: { heartbeatAt: new Date() } });
+    return count;
+  }
+
   /** Step `step` of `steps` done. Applies only while running. */
   public async progress(id: string, step: number, steps: number): Promise<boolean> {
     return this.transition(id, async (tx) => {
