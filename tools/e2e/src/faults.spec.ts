@@ -6,9 +6,9 @@
  */
 import type { JobView } from '@dimoo/contracts';
 import { encodePng } from '@dimoo/model';
-import { ObjectStore } from '@dimoo/storage';
+import type { ObjectStore } from '@dimoo/storage';
 import type { Platform } from '@dimoo/platform';
-import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import { ADMIN_KEY, platformStore, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 
 let p: Platform;
 let worker: WorkerProcess;
@@ -46,15 +46,7 @@ beforeAll(async () => {
   const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'faults' })).json()) as { id: string };
   teamId = team.id;
   key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string }).key;
-  const s3 = p.s3.config(p.env['S3_BUCKET']!);
-  store = new ObjectStore({
-    endPoint: p.s3.endPoint,
-    port: p.s3.port,
-    useSSL: false,
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    bucket: p.env['S3_BUCKET']!,
-  });
+  store = platformStore(p);
   await worker.ready();
 }, 120_000);
 

@@ -13,8 +13,9 @@ import { createPrisma, JobRepository } from '@dimoo/db';
 import { FairQueue, GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection, redisOptions } from '@dimoo/queue';
 import { Redis } from 'ioredis';
 import type { Platform } from '@dimoo/platform';
-import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
-import { inputKey, ObjectStore } from '@dimoo/storage';
+import { ADMIN_KEY, platformStore, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import type { ObjectStore } from '@dimoo/storage';
+import { inputKey } from '@dimoo/storage';
 
 let p: Platform;
 let key: string;
@@ -58,15 +59,7 @@ beforeAll(async () => {
   });
   const team = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name: 'reconciler' })).json()) as { id: string };
   teamId = team.id;
-  const s3 = p.s3.config(p.env['S3_BUCKET']!);
-  store = new ObjectStore({
-    endPoint: p.s3.endPoint,
-    port: p.s3.port,
-    useSSL: false,
-    accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
-    bucket: p.env['S3_BUCKET']!,
-  });
+  store = platformStore(p);
 
   key = ((await (await call('POST', `/v1/teams/${team.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string }).key;
   prisma = createPrisma(p.db.url);

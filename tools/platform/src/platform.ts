@@ -7,6 +7,7 @@ import type { TestDatabase } from '@dimoo/db/testing';
 import { createTestDatabase } from '@dimoo/db/testing';
 import type { S3TestServer } from '@dimoo/storage/testing';
 import { startS3Server } from '@dimoo/storage/testing';
+import { ObjectStore } from '@dimoo/storage';
 import { resolve } from 'node:path';
 import { FaultProxy } from './fault-proxy';
 import { ApiProcess, freePort, platformServiceEnv, RedisServer, WORKSPACE_ROOT } from './processes';
@@ -93,4 +94,11 @@ export async function startPlatform(options: { modelDir?: string; apiEnv?: Recor
     },
   };
   return platform;
+}
+
+/** The platform's bucket, reached directly (not through a fault proxy): what tests look at and plant objects in. */
+export function platformStore(p: Platform): ObjectStore {
+  const bucket = p.env['S3_BUCKET']!;
+  const { accessKey, secretKey } = p.s3.config(bucket);
+  return new ObjectStore({ endPoint: p.s3.endPoint, port: p.s3.port, useSSL: false, accessKey, secretKey, bucket });
 }
