@@ -76,16 +76,12 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     });
     this.queue.on('error', () => undefined);
     this.fair = new FairQueue(this.redis, this.env.QUEUE_PREFIX, this.env.DISPATCH_AHEAD);
-    let warned = 0;
-    this.dispatcher = new Dispatcher(this.fair, bullTarget(this.queue), DISPATCH_INTERVAL_MS, (err) => {
-      if (Date.now() - warned > 10_000) this.logger.warn(`dispatch: ${String(err)}`);
-      warned = Date.now();
-    });
+    this.dispatcher = new Dispatcher(this.fair, bullTarget(this.queue), DISPATCH_INTERVAL_MS, (err) => this.logger.warn(`dispatch: ${String(err)}`));
     // a job taken from BullMQ's waiting list leaves room for the next in fair order
     this.worker.on('active', () => this.dispatcher?.nudge());
     this.dispatcher.nudge();
     // every job held says its worker is alive, also while it waits for a batch slot and reports no progress: the
-    // reaper and a redelivery leave it alone (it would be sampled twice)
+    // reaper and a redelivery leave it alone (it would be sampled twice); its team's running lease is renewed with it
     this.heartbeat = setInterval(() => void this.beat(), Math.max(500, Math.floor(this.env.LOCK_DURATION_MS / 3)));
   }
 
@@ -93,7 +89,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     if (this.running.size === 0) return;
     try {
       await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID);
-      for (const [jobId, teamId] of this.running) await this.fair?.touch(teamId, jobId);
+      await this.fair?.touch([...this.running].map(([jobId, teamId]) => ({ jobId, teamId })));
     } catch (err) {
       this.logger.warn(`heartbeat: ${firstLine(err)}`);
     }
@@ -256,7 +252,6 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     try {
       await job.updateProgress(step / steps);
       await this.jobs.progress(jobId, step, steps);
-      await this.fair?.touch(job.data.teamId, jobId);
       if (await this.jobs.isCancelRequested(jobId)) this.engine.cancel(jobId);
     } catch (err) {
       this.logger.warn(`progress of ${jobId}: ${String(err)}`);

@@ -59,6 +59,8 @@ const RATE_WINDOW_MS = 60_000;
  * last progress (a crashed worker's jobs stop counting). */
 export const RUNNING_LEASE_MS = 5 * 60_000;
 const LOCK_MS = 10_000;
+/** A dispatcher reports failed passes at most this often. */
+const ERROR_REPORT_MS = 10_000;
 /** Back-to-back dispatcher passes are this far apart at least. */
 const MIN_GAP_MS = 5;
 
@@ -198,9 +200,13 @@ export class FairQueue {
     return this.redis.hlen(this.key('jobs'));
   }
 
-  /** A job's worker is still at it: its team's running count keeps it. */
-  async touch(teamId: string, jobId: string): Promise<void> {
-    await this.redis.zadd(this.key(`running:${teamId}`), 'XX', Date.now() + RUNNING_LEASE_MS, jobId);
+  /** These jobs' workers are still at them: their teams' running counts keep them (one round trip). */
+  async touch(jobs: readonly { teamId: string; jobId: string }[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const until = Date.now() + RUNNING_LEASE_MS;
+    const p = this.redis.pipeline();
+    for (const { teamId, jobId } of jobs) p.zadd(this.key(`running:${teamId}`), 'XX', until, jobId);
+    await p.exec();
   }
 
   /** A job ended (or went back to the queue): it no longer counts against its team's running limit. */
@@ -302,9 +308,11 @@ export class Dispatcher {
   private again = false;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  private lastReport = 0;
   /** dispatch passes that moved at least one job (tests and metrics) */
   public moved = 0;
 
+  /** @param onError told of a failed pass, at most every ERROR_REPORT_MS (an outage fails every pass) */
   constructor(
     private readonly fair: FairQueue,
     private readonly target: DispatchTarget,
@@ -335,7 +343,8 @@ export class Dispatcher {
         } else if (r > 0) this.moved++;
         if (this.again) await new Promise((resolve) => setTimeout(resolve, MIN_GAP_MS));
       } catch (err) {
-        this.onError(err);
+        if (Date.now() - this.lastReport > ERROR_REPORT_MS) this.onError(err);
+        this.lastReport = Date.now();
         return;
       }
     } while (this.again && !this.closed);

@@ -9,7 +9,7 @@ import { ProblemError } from '../common/problem';
 import { API_ENV } from '../tokens';
 import type { ApiEnv } from '../config';
 import type { Caller } from './caches';
-import { KeyCache } from './caches';
+import { CACHE_ENTRIES, KeyCache } from './caches';
 
 export type { Caller } from './caches';
 
@@ -27,9 +27,6 @@ function keyOf(req: Request): string | null {
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
   return req.header('x-api-key')?.trim() ?? null;
 }
-
-/** Most keys remembered at once (oldest forgotten first). */
-const CACHE_ENTRIES = 10_000;
 
 @Injectable()
 export class ApiKeyGuard implements CanActivate {

@@ -20,8 +20,8 @@ export interface Caller {
   keyId: string | null;
 }
 
-/** Most entries remembered at once (oldest forgotten first). */
-const CACHE_ENTRIES = 10_000;
+/** Most entries an in-process map of the request path remembers (oldest forgotten first). */
+export const CACHE_ENTRIES = 10_000;
 
 class Ttl<V> {
   private readonly entries = new Map<string, { value: V; until: number }>();
@@ -39,8 +39,12 @@ class Ttl<V> {
     if (this.entries.size > CACHE_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
   }
 
-  forgetWhere(match: (key: string, value: V) => boolean): void {
-    for (const [k, e] of this.entries) if (match(k, e.value)) this.entries.delete(k);
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  forgetWhere(match: (value: V) => boolean): void {
+    for (const [k, e] of this.entries) if (match(e.value)) this.entries.delete(k);
   }
 }
 
@@ -58,7 +62,7 @@ export class KeyCache {
     this.verified.set(hash, caller);
   }
   forgetKey(keyId: string): void {
-    this.verified.forgetWhere((_, c) => c.keyId === keyId);
+    this.verified.forgetWhere((c) => c.keyId === keyId);
   }
 }
 
@@ -83,7 +87,7 @@ export class TeamShares {
   }
 
   forget(teamId: string): void {
-    this.shares.forgetWhere((k) => k === teamId);
+    this.shares.delete(teamId);
   }
 }
 

@@ -31,11 +31,7 @@ export class DispatchService implements OnApplicationShutdown {
     this.redis = new Redis({ ...redisOptions(env.REDIS_URL, { offlineQueue: false }), enableAutoPipelining: true });
     this.redis.on('error', () => undefined);
     this.fair = new FairQueue(this.redis, env.QUEUE_PREFIX, env.DISPATCH_AHEAD);
-    let warned = 0;
-    this.dispatcher = new Dispatcher(this.fair, bullTarget(queue), DISPATCH_INTERVAL_MS, (err) => {
-      if (Date.now() - warned > 10_000) this.logger.warn(`dispatch: ${String(err)}`);
-      warned = Date.now();
-    });
+    this.dispatcher = new Dispatcher(this.fair, bullTarget(queue), DISPATCH_INTERVAL_MS, (err) => this.logger.warn(`dispatch: ${String(err)}`));
   }
 
   admit(teamId: string, share: TeamShare): Promise<Admission> {

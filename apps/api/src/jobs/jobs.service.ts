@@ -14,7 +14,7 @@ import { DEFAULT_PRIORITY, drawSeed, inputField, JobRequestSchema, parseStoredJo
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
 import { inspectJobImages } from '@dimoo/model';
-import type { Admission } from '@dimoo/queue';
+import type { Admission, FairJob, TeamShare } from '@dimoo/queue';
 import { inputKey, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
 import type { Caller } from '../auth/api-key.guard';
 import { TeamShares } from '../auth/caches';
@@ -31,6 +31,12 @@ export function zodIssues(error: { issues: { path: PropertyKey[]; message: strin
       ? i.keys.map((k) => ({ field: field([...i.path, k]), reason: 'is not a known field' }))
       : [{ field: field(i.path), reason: i.message }],
   );
+}
+
+/** A stored job's cost and priority; an unreadable row still goes through the queue (its worker fails it, saying why). */
+function fairOf(job: Job): Pick<FairJob, 'cost' | 'priority'> {
+  const stored = parseStoredJob(job.params);
+  return stored.ok ? { cost: stored.job.cost.units, priority: stored.job.priority } : { cost: 1, priority: DEFAULT_PRIORITY };
 }
 
 @Injectable()
@@ -61,7 +67,8 @@ export class JobsService {
       throw invalidRequest(resolved.issues.map((i) => ({ field: i.field, reason: why(i.field) ?? i.reason })));
     }
     const { job: params } = resolved;
-    const admission = await this.admit(teamId);
+    const share = await this.shares.get(teamId);
+    const admission = await this.admit(teamId, share);
 
     // inputs first, then the row that points at them: a row never refers to a missing object. If the row cannot be
     // written, the inputs are removed again (an API killed in between leaves them to the orphan sweeper)
@@ -95,13 +102,12 @@ export class JobsService {
       await this.removeInputs(jobId, uploaded);
       throw err;
     }
-    await this.enqueue(job, { recorded: true });
+    await this.enqueue(job, { recorded: true, fair: { cost: params.cost.units, priority: params.priority }, share });
     return { view: toView(job), headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {} };
   }
 
   /** The team's quotas and the global queue cap; refused: 429 or 503 with Retry-After. Redis down: admitted. */
-  private async admit(teamId: string): Promise<Admission> {
-    const share = await this.shares.get(teamId);
+  private async admit(teamId: string, share: TeamShare): Promise<Admission> {
     let admission: Admission;
     try {
       admission = await this.dispatch.admit(teamId, share);
@@ -152,14 +158,16 @@ export class JobsService {
   /**
    * Puts a recorded job in its team's fair queue in Redis; failures are left to the outbox reconciler. At submit the
    * row already says enqueued (`recorded`: no second write on the hot path) and is put back in the outbox on failure;
-   * the outbox records each hand-over it makes (an 'enqueued' event).
+   * the outbox records each hand-over it makes (an 'enqueued' event). The submit passes what it already has (the
+   * resolved job's cost and priority, the team's share); the outbox's rows are read back.
    */
-  async enqueue(job: Job, { recorded = false } = {}): Promise<boolean> {
-    const stored = parseStoredJob(job.params);
-    // an unreadable row still goes through the queue: its worker fails it with the reason
-    const [cost, priority] = stored.ok ? [stored.job.cost.units, stored.job.priority] : [1, DEFAULT_PRIORITY];
+  async enqueue(
+    job: Job,
+    { recorded = false, fair, share }: { recorded?: boolean; fair?: Pick<FairJob, 'cost' | 'priority'>; share?: TeamShare } = {},
+  ): Promise<boolean> {
     try {
-      await this.dispatch.push({ jobId: job.id, teamId: job.teamId, cost, priority }, await this.shares.get(job.teamId));
+      const { cost, priority } = fair ?? fairOf(job);
+      await this.dispatch.push({ jobId: job.id, teamId: job.teamId, cost, priority }, share ?? (await this.shares.get(job.teamId)));
       if (!recorded) await this.jobs.markEnqueued(job.id);
       return true;
     } catch (err) {
