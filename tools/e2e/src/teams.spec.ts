@@ -6,8 +6,11 @@
 import type { JobView } from '@dimoo/contracts';
 import type { Platform } from '@dimoo/platform';
 import { ADMIN_KEY, ApiProcess, freePort, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import { FairQueue, redisOptions } from '@dimoo/queue';
+import { Redis } from 'ioredis';
 
 let p: Platform;
+let redis: Redis;
 
 async function call(method: string, path: string, k: string, body?: unknown, base = p.url): Promise<Response> {
   return fetch(`${base}${path}`, {
@@ -45,9 +48,11 @@ async function finished(key: string, ids: string[], timeoutMs = 120_000): Promis
 beforeAll(async () => {
   // BullMQ holds at most 1 waiting job; the quotas' refusals are what these tests look at
   p = await startPlatform({ apiEnv: { DISPATCH_AHEAD: '1', MAX_QUEUED_JOBS: '40', EVENTS_POLL_MS: '10000', API_KEY_CACHE_MS: '60000' } });
+  redis = new Redis(redisOptions(p.env['REDIS_URL']!, { offlineQueue: true }));
 }, 120_000);
 
 afterAll(async () => {
+  redis?.disconnect();
   await p?.close();
 });
 
@@ -57,6 +62,10 @@ describe('fair share and priority, before a worker holds a job', () => {
     const b = await team('fair-b', { weight: 2 });
     // no worker yet: everything waits (one job already in BullMQ, the prefetch)
     const first = await submit(a.key, job(1));
+    // a1 alone moves to BullMQ and a's queue empties, so a starts a fresh round; had a2 arrived before that pass, a1
+    // would have spent a's turn and b would go first (also fair, but another order)
+    const fair = new FairQueue(redis, p.env['QUEUE_PREFIX']!, 1);
+    for (const t0 = Date.now(); (await fair.waitingOf([first.id])).size > 0; await sleep(10)) expect(Date.now() - t0).toBeLessThan(5000);
     const aJobs = [await submit(a.key, job(2)), await submit(a.key, job(3)), await submit(a.key, job(4)), await submit(a.key, job(5))];
     const urgent = await submit(a.key, job(6, { priority: 'high' }));
     const bJobs = [await submit(b.key, job(7)), await submit(b.key, job(8)), await submit(b.key, job(9)), await submit(b.key, job(10))];
