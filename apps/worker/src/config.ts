@@ -16,6 +16,7 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   LOCK_DURATION_MS: z.coerce.number().int().min(1000).default(30000),
   /** times a job may lose its worker (a crash, a frozen process) before BullMQ fails it as a poison pill */
   MAX_STALLED_COUNT: z.coerce.number().int().min(0).default(2),
+  /** how often the progress of the batch's jobs is written (one statement for all of them) */
   PROGRESS_INTERVAL_MS: z.coerce.number().int().min(50).default(500),
   /** on SIGTERM: how long running jobs may take to finish before they are handed back to the queue */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30000),

@@ -42,7 +42,12 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   private dispatcher: Dispatcher | null = null;
   /** jobs this worker holds (handed to the engine or on their way), by id → team */
   private readonly running = new Map<string, string>();
-  private heartbeat: NodeJS.Timeout | null = null;
+  /** the newest step of each held job not yet written (written for all of them at once, see `tick`) */
+  private readonly progress = new Map<string, { step: number; steps: number }>();
+  private ticker: NodeJS.Timeout | null = null;
+  private ticking = false;
+  private tickAgain = false;
+  private lastBeat = 0;
   /** set when the shutdown grace period ran out: canceled engine runs go back to the queue */
   private handingBack = false;
   private readonly recorder: BatchRecorder;
@@ -80,19 +85,45 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     // a job taken from BullMQ's waiting list leaves room for the next in fair order
     this.worker.on('active', () => this.dispatcher?.nudge());
     this.dispatcher.nudge();
-    // every job held says its worker is alive, also while it waits for a batch slot and reports no progress: the
-    // reaper and a redelivery leave it alone (it would be sampled twice); its team's running lease is renewed with it
-    this.heartbeat = setInterval(() => void this.beat(), Math.max(500, Math.floor(this.env.LOCK_DURATION_MS / 3)));
+    this.ticker = setInterval(() => void this.tick(), Math.min(this.env.PROGRESS_INTERVAL_MS, Math.max(50, Math.floor(this.env.LOCK_DURATION_MS / 3))));
   }
 
-  private async beat(): Promise<void> {
-    if (this.running.size === 0) return;
-    try {
-      await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID);
-      await this.fair?.touch([...this.running].map(([jobId, teamId]) => ({ jobId, teamId })));
-    } catch (err) {
-      this.logger.warn(`heartbeat: ${firstLine(err)}`);
+  /**
+   * The worker's periodic writes, one after the other (two multi-row UPDATEs at once could deadlock each other):
+   * - progress, coalesced: the newest step of every job that moved, for the whole batch in one statement;
+   * - every third of a lock period, a heartbeat for every job held, also those waiting for a batch slot: the reaper and
+   *   a redelivery leave them alone (they would be sampled twice), and their team's running lease is renewed.
+   * Both statements return the jobs whose cancel was requested: the worker's only cancel check.
+   */
+  private async tick(): Promise<void> {
+    if (this.ticking) {
+      this.tickAgain = true;
+      return;
     }
+    this.ticking = true;
+    this.tickAgain = false;
+    try {
+      if (this.progress.size > 0) {
+        const reports = [...this.progress].map(([id, p]) => ({ id, ...p }));
+        this.progress.clear();
+        this.cancel((await this.jobs.progressMany(reports)).cancelRequested);
+      }
+      const now = Date.now();
+      if (this.running.size > 0 && now - this.lastBeat >= this.env.LOCK_DURATION_MS / 3) {
+        this.lastBeat = now;
+        this.cancel((await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID)).cancelRequested);
+        await this.fair?.touch([...this.running].map(([jobId, teamId]) => ({ jobId, teamId })));
+      }
+    } catch (err) {
+      this.logger.warn(`progress and heartbeat: ${firstLine(err)}`);
+    } finally {
+      this.ticking = false;
+      if (this.tickAgain) setImmediate(() => void this.tick());
+    }
+  }
+
+  private cancel(ids: readonly string[]): void {
+    for (const id of ids) if (this.running.has(id)) this.engine.cancel(id);
   }
 
   /**
@@ -101,7 +132,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
    * nothing completes twice: a job only completes on the worker that holds its row as running.
    */
   async onApplicationShutdown(): Promise<void> {
-    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.ticker) clearInterval(this.ticker);
     if (this.worker) {
       const closing = this.worker.close();
       let timer: NodeJS.Timeout | undefined;
@@ -128,6 +159,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       await this.runJob(job, jobId, token);
     } finally {
       this.running.delete(jobId);
+      this.progress.delete(jobId);
       // no longer counts against its team's running limit; its slot goes to the next job in fair order
       await this.fair?.finished(teamId, jobId).catch(() => undefined);
       this.dispatcher?.nudge();
@@ -169,15 +201,18 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       throw new UnrecoverableError(String(err));
     }
 
-    let lastReport = 0;
     let previewing = false;
+    let firstStep = true;
+    let planned: number | undefined;
     try {
       const { output, timings } = await this.engine.run(jobId, submission, {
+        // written with the batch's other jobs at the next tick (a job finished by then needs none: its row says done);
+        // a job's first step is written at once: the client sees it start sampling without waiting an interval
         onProgress: (step, steps) => {
-          const now = Date.now();
-          if (now - lastReport < this.env.PROGRESS_INTERVAL_MS && step < steps) return;
-          lastReport = now;
-          void this.reportProgress(job, jobId, step, steps);
+          planned = steps;
+          this.progress.set(jobId, { step, steps });
+          if (firstStep) setImmediate(() => void this.tick());
+          firstStep = false;
         },
         // one preview upload at a time per job: a slow store skips previews rather than queueing them
         onPreview: (step, _steps, png) => {
@@ -190,15 +225,16 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       this.logger.log(`sampled ${jobId} (${timings.steps} steps, ${timings.samplingMs.toFixed(0)} ms)`);
       // the image is made: short outages of storage or Postgres are waited out here, not paid for with a new sampling
       const t0 = performance.now();
+      const ran = { stepsRun: timings.steps, ...(planned === undefined ? {} : { stepsPlanned: planned }) };
       if (output.kind === 'image') {
         const key = resultKey(record.teamId, jobId, output.extension);
         await this.storage(() => this.store.put(key, Buffer.from(output.bytes), output.contentType));
         this.logger.log(`stored the result of ${jobId}`);
         const uploadMs = performance.now() - t0;
-        await this.db(() => this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs } }));
+        await this.db(() => this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs }, ...ran }));
       } else {
         await this.db(() =>
-          this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 } }),
+          this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 }, ...ran }),
         );
       }
     } catch (err) {
@@ -246,16 +282,6 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       isTransient: (e) => e instanceof StorageUnavailable,
       onRetry: (e, n, ms) => this.logger.warn(`storage unavailable (try ${n}, again in ${ms} ms): ${firstLine(e)}`),
     });
-  }
-
-  private async reportProgress(job: Job<QueuePayload>, jobId: string, step: number, steps: number): Promise<void> {
-    try {
-      await job.updateProgress(step / steps);
-      await this.jobs.progress(jobId, step, steps);
-      if (await this.jobs.isCancelRequested(jobId)) this.engine.cancel(jobId);
-    } catch (err) {
-      this.logger.warn(`progress of ${jobId}: ${String(err)}`);
-    }
   }
 
   private async storePreview(teamId: string, jobId: string, step: number, png: Uint8Array): Promise<void> {

@@ -130,8 +130,8 @@ export const JobViewSchema = z.object({
   task: z.enum(JOB_TASKS),
   status: z.enum(JOB_STATUSES),
   progress: z.number().min(0).max(1),
-  step: z.number().int(),
-  steps: z.number().int().nullable(),
+  step: z.number().int().describe('steps run so far; for a finished job, the steps it ran'),
+  steps: z.number().int().nullable().describe('steps planned (a job can finish before: every token decided early)'),
   seed: z.number().int().nullable(),
   model: z.object({ name: z.string(), checksum: z.string().nullable() }),
   attempts: z.number().int(),
@@ -148,6 +148,36 @@ export const JobViewSchema = z.object({
   error: z.object({ type: z.string(), message: z.string(), field: z.string().optional() }).nullable(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
+
+/** A page of `GET /v1/jobs`. */
+export const JOB_LIST_LIMITS = { default: 20, max: 100 } as const;
+
+const commaList = <V extends string>(values: readonly V[]) =>
+  z
+    .string()
+    .transform((s, ctx): V[] => {
+      const list = s.split(',').map((v) => v.trim());
+      const known = (v: string): v is V => (values as readonly string[]).includes(v);
+      if (list.every(known)) return list;
+      ctx.addIssue({ code: 'custom', message: `must be one or more of ${values.join(', ')}, comma-separated` });
+      return z.NEVER;
+    })
+    .describe(`one or more of ${values.join(', ')}, comma-separated`);
+
+/** The query of `GET /v1/jobs` (unknown parameters are refused, like unknown body fields). */
+export const JobListQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(JOB_LIST_LIMITS.max).default(JOB_LIST_LIMITS.default).describe('jobs per page (1–100, default 20)'),
+  after: z.uuid().optional().describe('the last job id of the previous page: the page after it'),
+  status: commaList(JOB_STATUSES).optional(),
+  task: commaList(JOB_TASKS).optional(),
+  createdFrom: z.iso.datetime({ offset: true }).optional().describe('only jobs created at or after this time (ISO 8601)'),
+  createdBefore: z.iso.datetime({ offset: true }).optional().describe('only jobs created before this time (ISO 8601)'),
+});
+export type JobListQuery = z.infer<typeof JobListQuerySchema>;
+
+/** `GET /v1/jobs`: newest first; `next` is the URL of the next page (null on the last). */
+export const JobListSchema = z.object({ data: z.array(JobViewSchema), hasMore: z.boolean(), next: z.string().nullable() });
+export type JobList = z.infer<typeof JobListSchema>;
 
 /**
  * Server-sent events of a job (`GET /v1/jobs/:id/events`, types in enums.ts). Each carries `id:` (replay with

@@ -32,7 +32,7 @@ export class AlreadyExists extends DbError {
   }
 }
 
-export type TransitionName = 'start' | 'progress' | 'succeed' | 'fail' | 'requestCancel' | 'canceled' | 'markEnqueued';
+export type TransitionName = 'start' | 'progress' | 'succeed' | 'fail' | 'requestCancel' | 'canceled' | 'markEnqueued' | 'delete';
 
 /** The job exists but its status does not allow the transition (e.g. cancelling a finished job). */
 export class TransitionRejected extends DbError {

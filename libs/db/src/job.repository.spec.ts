@@ -161,8 +161,8 @@ describe('JobRepository (PostgreSQL)', () => {
       const held = await runningJob();
       await prisma.job.update({ where: { id: held }, data: { heartbeatAt: new Date(Date.now() - 60_000) } });
       const { workerId } = (await jobs.get(held, teamId))!;
-      expect(await jobs.heartbeat([held], 'another-worker')).toBe(0);
-      expect(await jobs.heartbeat([held, 'not-a-uuid'], workerId!)).toBe(1);
+      expect(await jobs.heartbeat([held], 'another-worker')).toEqual({ alive: [], cancelRequested: [] });
+      expect(await jobs.heartbeat([held, 'not-a-uuid'], workerId!)).toEqual({ alive: [held], cancelRequested: [] });
       expect(await jobs.requeueLost(held, new Date(Date.now() - 30_000), 'worker lost')).toBe(false);
       expect(await jobs.takeUnlessHeld(held, 'another-worker', new Date(Date.now() - 30_000))).toBe('held');
     });
@@ -212,6 +212,39 @@ describe('JobRepository (PostgreSQL)', () => {
     it('throws NotFound for unknown and malformed ids', async () => {
       await expect(jobs.start(randomUUID(), 'w')).rejects.toBeInstanceOf(NotFound);
       await expect(jobs.start('not-a-uuid', 'w')).rejects.toBeInstanceOf(NotFound);
+    });
+  });
+
+  describe("a worker's statements", () => {
+    it('each transition is one statement; the progress of a whole batch is one, and it reports the cancel requests', async () => {
+      const sent: string[] = [];
+      const counted = createPrisma(db.url, { onQuery: (sql) => sent.push(sql) });
+      try {
+        const worker = new JobRepository(counted);
+        const ids = await Promise.all([1, 2, 3, 4].map(async () => (await jobs.create(input())).id));
+        const statements = async (op: () => Promise<unknown>) => {
+          sent.length = 0;
+          await op();
+          return sent.length;
+        };
+        for (const id of ids) expect(await statements(() => worker.take(id, 'worker-1'))).toBe(1);
+        expect(await jobs.requestCancel(ids[3]!, teamId)).toBe('cancelRequested');
+        let held: { alive: string[]; cancelRequested: string[] } = { alive: [], cancelRequested: [] };
+        expect(await statements(async () => (held = await worker.progressMany(ids.map((id) => ({ id, step: 3, steps: 8 })))))).toBe(1);
+        expect(new Set(held.alive)).toEqual(new Set(ids));
+        expect(held.cancelRequested).toEqual([ids[3]]);
+        expect(await statements(() => worker.preview(ids[0]!, 3, 'p.png'))).toBe(1);
+        expect(await statements(() => worker.succeed(ids[0]!, { resultKey: 'r.png', modelChecksum: 'c', timings: { samplingMs: 1 } }))).toBe(1);
+        expect(await statements(() => worker.fail(ids[1]!, { code: 'E', message: 'boom' }))).toBe(1);
+        expect(await statements(() => worker.canceled(ids[3]!))).toBe(1);
+        expect(await statements(() => worker.heartbeat(ids, 'worker-1'))).toBe(1);
+        expect(await jobs.get(ids[0]!, teamId)).toMatchObject({ status: 'succeeded', resultKey: 'r.png', modelChecksum: 'c', timings: { samplingMs: 1 } });
+        expect(await jobs.get(ids[2]!, teamId)).toMatchObject({ status: 'running', step: 3, steps: 8, progress: 0.375 });
+        expect(await eventTypes(ids[0]!)).toEqual(['queued', 'started', 'progress', 'preview', 'succeeded']);
+        expect(await eventTypes(ids[3]!)).toEqual(['queued', 'started', 'progress', 'canceled']);
+      } finally {
+        await counted.$disconnect();
+      }
     });
   });
 
@@ -400,6 +433,39 @@ describe('JobRepository (PostgreSQL)', () => {
       expect(events.map((e) => e.type)).toEqual(['queued', 'started', 'queued', 'started', 'progress', 'progress']);
       expect(await jobs.eventsOf([a], events.at(-1)!.id)).toEqual([]);
       expect(await jobs.lastEventId()).toBe(events.at(-1)!.id);
+    });
+  });
+
+  describe('eventsAfter', () => {
+    it("reads each job's events after its own cursor, exactly, in id order, as Prisma reads them", async () => {
+      const a = await runningJob();
+      const b = await runningJob();
+      const aStarted = await jobs.lastEventIdOf(a);
+      await jobs.progress(b, 1, 4);
+      const bProgressed = await jobs.lastEventIdOf(b);
+      await jobs.progress(a, 2, 4);
+      await jobs.progress(b, 3, 4);
+      const events = await jobs.eventsAfter(
+        new Map([
+          [a, aStarted],
+          [b, bProgressed],
+          ['not-a-uuid', 0n],
+        ]),
+      );
+      expect(events.map((e) => [e.jobId, (e.data as { step: number }).step])).toEqual([
+        [a, 2],
+        [b, 3],
+      ]);
+      expect(events).toEqual(await prisma.jobEvent.findMany({ where: { id: { in: events.map((e) => e.id) } }, orderBy: { id: 'asc' } }));
+      expect(
+        await jobs.eventsAfter(
+          new Map([
+            [a, 0n],
+            [b, 0n],
+          ]),
+          3,
+        ),
+      ).toHaveLength(3);
     });
   });
 

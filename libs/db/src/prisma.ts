@@ -16,6 +16,8 @@ export interface CreatePrismaOptions {
    * forever). @defaultValue 0 (no limit, pg's default)
    */
   queryTimeoutMs?: number;
+  /** Called with each SQL statement sent (COMMIT included, BEGIN not): tests count round trips with it. */
+  onQuery?: (sql: string) => void;
 }
 
 /**
@@ -29,7 +31,11 @@ export function createPrisma(databaseUrl: string, options: CreatePrismaOptions =
     ...(options.connectionTimeoutMs === undefined ? {} : { connectionTimeoutMillis: options.connectionTimeoutMs }),
     ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: options.queryTimeoutMs }),
   });
-  return new PrismaClient({ adapter });
+  if (!options.onQuery) return new PrismaClient({ adapter });
+  const client = new PrismaClient({ adapter, log: [{ emit: 'event', level: 'query' }] });
+  const onQuery = options.onQuery;
+  client.$on('query', (e) => onQuery(e.query));
+  return client;
 }
 
 /** Known Prisma error codes the repositories translate into typed errors. */

@@ -16,6 +16,11 @@ function jobPrefix(teamId: string, jobId: string): string {
   return `teams/${check('team id', teamId, ID)}/jobs/${check('job id', jobId, ID)}`;
 }
 
+/** `teams/<teamId>/jobs/<jobId>/`: every object of the job (what deleting the job removes) */
+export function jobObjectsPrefix(teamId: string, jobId: string): string {
+  return `${jobPrefix(teamId, jobId)}/`;
+}
+
 /** `teams/<teamId>/jobs/<jobId>/result.<ext>` */
 export function resultKey(teamId: string, jobId: string, ext: string): string {
   return `${jobPrefix(teamId, jobId)}/result.${check('extension', ext.replace(/^\./, ''), EXT)}`;

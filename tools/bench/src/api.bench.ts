@@ -5,8 +5,12 @@
  *      saturation: with no worker (jobs only pile up), then with one worker sampling;
  *  (b) fairness: team A submits 2,000 jobs, then team B one: B's wait (submit → start), how many of A's jobs started
  *      after B's submit and before B's start; then both keep a backlog and each team's share of the positions computed
- *      (cost units of the jobs started while both wait) is printed; SSE event latency (stored → client) on the way.
+ *      (cost units of the jobs started while both wait) is printed; SSE event latency (stored → client) on the way;
+ *  (c) memory against queue length: on a fresh platform each, 1,000 then 10,000 jobs queued; the API's RSS settled after
+ *      the submissions, then one worker's RSS after 20 s of sampling from that queue; the ratio 10,000 ÷ 1,000.
+ * API_BENCH_PARTS picks parts (e.g. "c"; default "abc").
  */
+import { readFile } from 'node:fs/promises';
 import autocannon from 'autocannon';
 import type { JobView } from '@dimoo/contracts';
 import { createPrisma } from '@dimoo/db';
@@ -15,6 +19,9 @@ import { ADMIN_KEY, sleep, startPlatform, WorkerProcess } from '@dimoo/platform'
 const SECONDS = Number(process.env['API_BENCH_SECONDS'] ?? 10);
 const RATE = Number(process.env['API_BENCH_RATE'] ?? 600);
 const CONNECTIONS = 50;
+const PARTS = process.env['API_BENCH_PARTS'] ?? 'abc';
+/** Resident memory of a process, MiB. */
+const rss = async (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 const pct = (xs: number[], q: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]! : NaN);
 
@@ -45,8 +52,9 @@ async function cannon(label: string, url: string, opts: { method: 'GET' | 'POST'
 }
 
 async function main(): Promise<void> {
-  await gateway();
-  await fairness();
+  if (PARTS.includes('a')) await gateway();
+  if (PARTS.includes('b')) await fairness();
+  if (PARTS.includes('c')) await memory();
 }
 
 type Call = (method: string, path: string, key: string, body?: unknown) => Promise<{ status: number; body: unknown }>;
@@ -181,6 +189,48 @@ async function fairness(): Promise<void> {
     await prisma.$disconnect();
     await p.close();
   }
+}
+
+async function memory(): Promise<void> {
+  console.log('\n(c) memory against queue length (settled RSS, MiB)');
+  const settled = async (pid: number) => {
+    await sleep(15_000);
+    return rss(pid);
+  };
+  const rows: { queued: number; api: number; worker: number }[] = [];
+  for (const n of [1000, 10_000]) {
+    const p = await startPlatform({ apiEnv: { MAX_QUEUED_JOBS: '0', OUTBOX_INTERVAL_MS: '2000', OUTBOX_FULL_SCAN_MS: '60000' } });
+    const { call, team } = client(p.url);
+    let worker: WorkerProcess | null = null;
+    try {
+      const t = await team('memory');
+      const idle = await settled(p.api.pid);
+      const todo = Array.from({ length: n }, (_, i) => i);
+      let accepted = 0;
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          for (let s = todo.shift(); s !== undefined; s = todo.shift()) {
+            const r = await call('POST', '/v1/jobs', t.key, { task: 't2i', prompt: 'a red circle at the top left', steps: 4, seed: s });
+            if (r.status === 202) accepted++;
+          }
+        }),
+      );
+      const api = await settled(p.api.pid);
+      worker = new WorkerProcess({ ...p.workerEnv, BATCH_SLOTS: '8', LOCK_DURATION_MS: '30000', PREVIEW_EVERY_STEPS: '0' });
+      await worker.ready();
+      await sleep(5_000);
+      const w = await settled(worker.pid);
+      rows.push({ queued: n, api, worker: w });
+      console.log(
+        `${String(n).padStart(6)} queued (${accepted} accepted): API idle ${idle.toFixed(0)}, settled ${api.toFixed(0)}; worker after 20 s sampling ${w.toFixed(0)}`,
+      );
+    } finally {
+      await worker?.kill('SIGKILL').catch(() => undefined);
+      await p.close();
+    }
+  }
+  const [small, large] = rows as [(typeof rows)[0], (typeof rows)[0]];
+  console.log(`10,000 ÷ 1,000 queued: API ${(large.api / small.api).toFixed(2)}×, worker ${(large.worker / small.worker).toFixed(2)}× (goal within 10%)`);
 }
 
 main().then(

@@ -35,14 +35,17 @@ export const canConnect = (port: number) =>
 
 export class RedisServer {
   private proc: ChildProcess | null = null;
-  constructor(readonly port: number) {}
+  /** `dataDir`: keep the data there (an append-only file) across restarts; without it, nothing is kept. */
+  constructor(
+    readonly port: number,
+    private readonly dataDir?: string,
+  ) {}
 
   async start(): Promise<void> {
-    this.proc = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
-      { stdio: 'ignore' },
-    );
+    const persistence = this.dataDir ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', this.dataDir] : ['--appendonly', 'no'];
+    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, '--maxmemory-policy', 'noeviction'], {
+      stdio: 'ignore',
+    });
     for (let i = 0; i < 100; i++) {
       if (await canConnect(this.port)) return;
       await sleep(50);
@@ -50,13 +53,14 @@ export class RedisServer {
     throw new Error('redis-server did not start');
   }
 
-  async stop(): Promise<void> {
+  /** SIGKILL by default (tests); SIGTERM lets a persistent server write its data first. */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const p = this.proc;
     this.proc = null;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((r) => {
       p.once('exit', () => r());
-      p.kill('SIGKILL');
+      p.kill(signal);
     });
   }
 }

@@ -1,12 +1,13 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Logger, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBody, ApiHeader, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Logger, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBody, ApiHeader, ApiOperation, ApiProduces, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import type { JobEvent } from '@dimoo/db';
-import type { JobView } from '@dimoo/contracts';
-import { isTerminalStreamEvent, JobRequestSchema } from '@dimoo/contracts';
+import type { JobList, JobView } from '@dimoo/contracts';
+import { isTerminalStreamEvent, JobListQuerySchema, JobListSchema, JobRequestSchema, JobViewSchema, TERMINAL_STATUSES } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
 import { ApiKeyGuard, CurrentCaller } from '../auth/api-key.guard';
+import { idempotencyKey, preferWait } from '../common/prefer';
 import { invalidRequest } from '../common/problem';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
@@ -28,19 +29,64 @@ export class JobsController {
 
   @Post()
   @HttpCode(202)
-  @ApiOperation({ summary: 'Submit a job; 202 with its id and a Location to poll' })
+  @ApiOperation({
+    summary: 'Submit a job; 202 with its id and a Location to poll',
+    description:
+      'With `Prefer: wait=N` (N ≤ 60 s) the answer waits for the job: 200 with the finished job, or 202 after N seconds. ' +
+      'With `Idempotency-Key`, a retry with the same key and body answers the first job (200, `Idempotent-Replayed: true`); ' +
+      'the same key with another body is 422; while the first request is in progress, 409. Keys are kept 24 h.',
+  })
+  @ApiHeader({ name: 'Prefer', required: false, description: 'wait=N: hold the answer up to N seconds for the job to finish' })
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'a unique key per request (1–255 visible ASCII characters)' })
   @ApiBody({ schema: z.toJSONSchema(JobRequestSchema, { io: 'input', unrepresentable: 'any' }) as object })
-  async submit(@CurrentCaller() caller: Caller, @Body() body: unknown, @Res({ passthrough: true }) res: Response): Promise<JobView> {
-    const { view, headers } = await this.jobs.submit(caller, body);
+  @ApiResponse({ status: 202, description: 'accepted', schema: z.toJSONSchema(JobViewSchema) as object })
+  async submit(
+    @CurrentCaller() caller: Caller,
+    @Body() body: unknown,
+    @Headers('prefer') prefer: string | undefined,
+    @Headers('idempotency-key') keyHeader: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<JobView> {
+    const wait = preferWait(prefer);
+    const { view, headers, replayed } = await this.jobs.submit(caller, body, idempotencyKey(keyHeader));
     res.setHeader('Location', `/v1/jobs/${view.id}`);
     for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-    return view;
+    if (replayed) res.status(200);
+    if (wait === null) return view;
+    res.setHeader('Preference-Applied', `wait=${wait}`);
+    const settled = toView(await this.jobs.settle(caller, view.id, wait * 1000));
+    if ((TERMINAL_STATUSES as readonly string[]).includes(settled.status)) res.status(200);
+    return settled;
+  }
+
+  @Get()
+  @ApiOperation({ summary: "The team's jobs, newest first, with cursor pagination (limit, after) and filters" })
+  @ApiQuery({ name: 'query', required: false, schema: z.toJSONSchema(JobListQuerySchema, { io: 'input', unrepresentable: 'any' }) as object })
+  @ApiResponse({ status: 200, schema: z.toJSONSchema(JobListSchema) as object })
+  async list(@CurrentCaller() caller: Caller, @Query() query: Record<string, unknown>): Promise<JobList> {
+    return this.jobs.list(caller, query);
   }
 
   @Get(':id')
-  @ApiOperation({ summary: 'Status, progress, timings and result link of a job' })
-  async get(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<JobView> {
-    return toView(await this.jobs.get(caller, id));
+  @ApiOperation({ summary: 'Status, progress, timings and result link of a job; `Prefer: wait=N` waits up to N s for it to finish' })
+  @ApiHeader({ name: 'Prefer', required: false, description: 'wait=N: hold the answer up to N seconds for the job to finish' })
+  async get(
+    @CurrentCaller() caller: Caller,
+    @Param('id') id: string,
+    @Headers('prefer') prefer: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<JobView> {
+    const wait = preferWait(prefer);
+    if (wait === null) return toView(await this.jobs.get(caller, id));
+    res.setHeader('Preference-Applied', `wait=${wait}`);
+    return toView(await this.jobs.settle(caller, id, wait * 1000));
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Delete a finished job: its images are removed, reads answer 404; a queued or running job is 409 (cancel it first)' })
+  async remove(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<void> {
+    await this.jobs.remove(caller, id);
   }
 
   @Get(':id/result')

@@ -8,18 +8,29 @@
  * be written.
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
-import type { FieldIssue, JobImages, JobView, ModelManifest } from '@dimoo/contracts';
-import { DEFAULT_PRIORITY, drawSeed, inputField, JobRequestSchema, parseStoredJob, requestImages, resolveJob } from '@dimoo/contracts';
+import { createHash, randomUUID } from 'node:crypto';
+import type { FieldIssue, JobImages, JobList, JobView, ModelManifest } from '@dimoo/contracts';
+import {
+  DEFAULT_PRIORITY,
+  drawSeed,
+  inputField,
+  JobListQuerySchema,
+  JobRequestSchema,
+  parseStoredJob,
+  requestImages,
+  resolveJob,
+  TERMINAL_STATUSES,
+} from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository } from '@dimoo/db';
 import { inspectJobImages } from '@dimoo/model';
 import type { Admission, FairJob, TeamShare } from '@dimoo/queue';
-import { inputKey, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
+import { inputKey, jobObjectsPrefix, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
 import type { Caller } from '../auth/api-key.guard';
 import { TeamShares } from '../auth/caches';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { DispatchService, rateLimitHeaders } from './dispatch.service';
+import { JobEventsHub } from './job-events.service';
 import { MODEL_MANIFEST } from '../tokens';
 import { resultContentType, toView } from './job-view';
 
@@ -48,10 +59,15 @@ export class JobsService {
     private readonly store: ObjectStore,
     private readonly dispatch: DispatchService,
     private readonly shares: TeamShares,
+    private readonly hub: JobEventsHub,
     @Inject(MODEL_MANIFEST) private readonly manifest: ModelManifest,
   ) {}
 
-  async submit(caller: Caller, body: unknown): Promise<{ view: JobView; headers: Record<string, string> }> {
+  /**
+   * With an `Idempotency-Key`, the same key and body answer the job the first submit recorded (`replayed`, 200, no
+   * quota used); the key with another body is 422; while the first submit is still in progress, 409.
+   */
+  async submit(caller: Caller, body: unknown, idempotencyKey?: string): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
     const teamId = this.teamOf(caller);
     const parsed = JobRequestSchema.safeParse(body);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
@@ -67,6 +83,55 @@ export class JobsService {
       throw invalidRequest(resolved.issues.map((i) => ({ field: i.field, reason: why(i.field) ?? i.reason })));
     }
     const { job: params } = resolved;
+    if (idempotencyKey !== undefined) {
+      const replay = await this.claimIdempotencyKey(teamId, idempotencyKey, body);
+      if (replay) return { view: toView(replay), headers: { 'Idempotent-Replayed': 'true' }, replayed: true };
+    }
+    try {
+      return await this.accept(teamId, params, bytes, req, idempotencyKey);
+    } catch (err) {
+      // nothing recorded: the key is free for a retry of this request
+      if (idempotencyKey !== undefined) await this.jobs.releaseIdempotencyKey(teamId, idempotencyKey).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The job an earlier submit with this key recorded, or null once the key is this submit's. */
+  private async claimIdempotencyKey(teamId: string, key: string, body: unknown): Promise<Job | null> {
+    const hash = createHash('sha256').update(JSON.stringify(body)).digest('base64url');
+    const held = await this.jobs.reserveIdempotencyKey(teamId, key, hash);
+    if (held.reserved) return null;
+    if (held.requestHash !== hash) {
+      throw new ProblemError(
+        HttpStatus.UNPROCESSABLE_ENTITY,
+        'idempotency-key-reused',
+        'Idempotency-Key reused',
+        'this Idempotency-Key was sent with another request body; use a new key for a new request',
+        [{ field: 'Idempotency-Key', reason: 'already used for another request' }],
+      );
+    }
+    if (held.jobId === null) {
+      throw new ProblemError(
+        HttpStatus.CONFLICT,
+        'idempotency-in-progress',
+        'Request in progress',
+        'a request with this Idempotency-Key is still being processed; retry shortly',
+        [{ field: 'Idempotency-Key', reason: 'a request with it is in progress' }],
+        1,
+      );
+    }
+    const job = await this.jobs.get(held.jobId, teamId);
+    if (!job) throw notFound(`job ${held.jobId} (recorded for this Idempotency-Key)`);
+    return job;
+  }
+
+  private async accept(
+    teamId: string,
+    params: Extract<ReturnType<typeof resolveJob>, { ok: true }>['job'],
+    bytes: JobImages<Buffer>,
+    req: Parameters<typeof inputField>[0],
+    idempotencyKey: string | undefined,
+  ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
     const share = await this.shares.get(teamId);
     const admission = await this.admit(teamId, share);
 
@@ -97,13 +162,14 @@ export class JobsService {
         model: this.manifest.name,
         seed: params.seed,
         handingToRedis: true,
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       });
     } catch (err) {
       await this.removeInputs(jobId, uploaded);
       throw err;
     }
     await this.enqueue(job, { recorded: true, fair: { cost: params.cost.units, priority: params.priority }, share });
-    return { view: toView(job), headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {} };
+    return { view: toView(job), headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {}, replayed: false };
   }
 
   /** The team's quotas and the global queue cap; refused: 429 or 503 with Retry-After. Redis down: admitted. */
@@ -210,6 +276,69 @@ export class JobsService {
     }
   }
 
+  /** A page of the team's jobs, newest first, filtered (`JobListQuerySchema`). */
+  async list(caller: Caller, query: unknown): Promise<JobList> {
+    const teamId = this.teamOf(caller);
+    const parsed = JobListQuerySchema.safeParse(query);
+    if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
+    const q = parsed.data;
+    const { jobs, hasMore } = await this.jobs.list(teamId, {
+      limit: q.limit,
+      ...(q.after ? { after: q.after } : {}),
+      ...(q.status ? { status: q.status } : {}),
+      ...(q.task ? { task: q.task } : {}),
+      ...(q.createdFrom ? { createdFrom: new Date(q.createdFrom) } : {}),
+      ...(q.createdBefore ? { createdBefore: new Date(q.createdBefore) } : {}),
+    });
+    const last = jobs.at(-1);
+    const next = new URLSearchParams(Object.entries(q).map(([k, v]): [string, string] => [k, Array.isArray(v) ? v.join(',') : String(v)]));
+    if (last) next.set('after', last.id);
+    return { data: jobs.map(toView), hasMore, next: hasMore ? `/v1/jobs?${next.toString()}` : null };
+  }
+
+  /**
+   * Deletes a finished job: its row is marked (team reads no longer see it; the row stays as the record) and its
+   * objects (inputs, previews, result) are removed; what cannot be removed now the orphan sweeper removes later.
+   */
+  async remove(caller: Caller, id: string): Promise<void> {
+    const job = await this.jobs.markDeleted(id, this.teamOf(caller));
+    try {
+      const objects = await this.store.list(jobObjectsPrefix(job.teamId, job.id));
+      await Promise.all(objects.map((o) => this.store.remove(o.key)));
+    } catch (err) {
+      this.logger.warn(`objects of deleted job ${id} stay for the sweeper: ${String(err)}`);
+    }
+  }
+
+  /**
+   * The job once it has finished, or as it is after `ms` (`Prefer: wait`): follows its events by push (the same
+   * subscription as the event streams), so the answer leaves as soon as the terminal event is committed.
+   */
+  async settle(caller: Caller, id: string, ms: number): Promise<Job> {
+    const job = await this.get(caller, id);
+    if (isFinished(job) || ms <= 0) return job;
+    let timer: NodeJS.Timeout | undefined;
+    let unsubscribe = () => {};
+    try {
+      await new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+        const finished = (types: readonly string[]) => types.some((t) => (TERMINAL_STATUSES as readonly string[]).includes(t));
+        void this.hub
+          .subscribe(id, (events) => finished(events.map((e) => e.type)) && resolve(), resolve)
+          .then(async (off) => {
+            unsubscribe = off;
+            // finished between the first read and the subscription: no event will come
+            if (isFinished(await this.get(caller, id))) resolve();
+          })
+          .catch(() => resolve());
+      });
+    } finally {
+      clearTimeout(timer);
+      unsubscribe();
+    }
+    return this.get(caller, id);
+  }
+
   async cancel(caller: Caller, id: string): Promise<Job> {
     const job = await this.get(caller, id);
     // a canceled job that was waiting leaves the fair queue (else a worker would take it only to find it canceled)
@@ -222,3 +351,5 @@ export class JobsService {
     return caller.teamId;
   }
 }
+
+const isFinished = (job: Job) => (TERMINAL_STATUSES as readonly string[]).includes(job.status);

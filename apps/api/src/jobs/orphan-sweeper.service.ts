@@ -2,7 +2,8 @@
  * The orphan sweeper: a submit uploads its inputs before it writes the job row, and removes them again when the row
  * cannot be written; an API killed in between leaves objects no row points at. Each pass reads one page of job
  * objects (in key order, resuming after the last page) and removes those older than ORPHAN_MIN_AGE_MS whose job has no
- * row. Removing is idempotent, so API replicas sweeping at once do no harm.
+ * row, or whose team deleted it (a delete whose object removal failed). Removing is idempotent, so API replicas
+ * sweeping at once do no harm. Each pass also drops Idempotency-Keys older than their 24 h.
  */
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
@@ -54,12 +55,13 @@ export class OrphanSweeperService implements OnApplicationBootstrap, OnApplicati
         if (!job || o.lastModified.getTime() > oldEnough) continue;
         byJob.set(job.jobId, [...(byJob.get(job.jobId) ?? []), o.key]);
       }
-      const known = await this.jobs.existingIds([...byJob.keys()]);
+      const known = await this.jobs.keptIds([...byJob.keys()]);
       for (const [jobId, keys] of byJob) {
         if (known.has(jobId)) continue;
         for (const key of keys) await this.store.remove(key);
         pass.removed += keys.length;
       }
+      await this.jobs.sweepIdempotencyKeys();
     } catch (err) {
       this.logger.warn(`orphan sweep failed: ${String(err)}`);
     } finally {

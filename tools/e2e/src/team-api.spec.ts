@@ -1,0 +1,241 @@
+/**
+ * The team API's conveniences through HTTP (issue 13): listing with cursor pages and filters, deleting a finished job
+ * (its objects removed, its row kept), Idempotency-Key (a replay, a reuse with another body, a race, one in progress),
+ * `Prefer: wait` both ways, and what ran (steps run vs planned).
+ */
+import type { JobList, JobView } from '@dimoo/contracts';
+import { createPrisma, type PrismaClient } from '@dimoo/db';
+import type { Platform } from '@dimoo/platform';
+import { ADMIN_KEY, platformStore, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import { encodePng } from '@dimoo/model';
+import { jobObjectsPrefix } from '@dimoo/storage';
+
+let p: Platform;
+let prisma: PrismaClient;
+let worker: WorkerProcess | null = null;
+
+async function call(method: string, path: string, k: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${p.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json', ...headers },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+}
+
+async function team(name: string): Promise<{ id: string; key: string }> {
+  const t = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name })).json()) as { id: string };
+  const k = (await (await call('POST', `/v1/teams/${t.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string };
+  return { id: t.id, key: k.key };
+}
+
+const t2i = (seed: number, extra: Record<string, unknown> = {}) => ({ task: 't2i', prompt: 'a red circle', seed, steps: 4, ...extra });
+
+async function submit(key: string, body: unknown): Promise<JobView> {
+  const res = await call('POST', '/v1/jobs', key, body);
+  expect(res.status).toBe(202);
+  return (await res.json()) as JobView;
+}
+
+async function until(key: string, id: string, done: (v: JobView) => boolean, timeoutMs = 60_000): Promise<JobView> {
+  for (const t0 = Date.now(); ; await sleep(100)) {
+    const v = (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView;
+    if (done(v)) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`job ${id} is ${v.status}`);
+  }
+}
+const finished = (v: JobView) => ['succeeded', 'failed', 'canceled'].includes(v.status);
+
+const startWorker = async () => {
+  worker = new WorkerProcess({ ...p.workerEnv, PREVIEW_EVERY_STEPS: '1' });
+  await worker.ready();
+};
+const stopWorker = async () => {
+  await worker?.kill('SIGKILL');
+  worker = null;
+};
+
+beforeAll(async () => {
+  p = await startPlatform();
+  prisma = createPrisma(p.db.url);
+}, 120_000);
+
+afterAll(async () => {
+  await stopWorker();
+  await prisma?.$disconnect();
+  await p?.close();
+});
+
+describe('GET /v1/jobs', () => {
+  it('pages newest first with a cursor, filters by status, task and time, and refuses unknown parameters', async () => {
+    const t = await team('list-a');
+    const other = await team('list-b');
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await submit(t.key, t2i(i))).id);
+    await submit(other.key, t2i(99));
+    const canceled = ids[1]!;
+    expect((await call('POST', `/v1/jobs/${canceled}/cancel`, t.key)).status).toBe(202);
+
+    const seen: string[] = [];
+    let page = (await (await call('GET', '/v1/jobs?limit=2', t.key)).json()) as JobList;
+    for (;;) {
+      seen.push(...page.data.map((j) => j.id));
+      expect(page.data.length).toBeLessThanOrEqual(2);
+      if (!page.hasMore) break;
+      expect(page.next).toMatch(/^\/v1\/jobs\?limit=2&after=/);
+      page = (await (await call('GET', page.next!, t.key)).json()) as JobList;
+    }
+    expect(seen).toEqual([...ids].reverse());
+
+    const byStatus = (await (await call('GET', '/v1/jobs?status=canceled', t.key)).json()) as JobList;
+    expect(byStatus.data.map((j) => j.id)).toEqual([canceled]);
+    const queued = (await (await call('GET', '/v1/jobs?status=queued,running&task=t2i', t.key)).json()) as JobList;
+    expect(queued.data).toHaveLength(4);
+    expect(((await (await call('GET', '/v1/jobs?task=mmu', t.key)).json()) as JobList).data).toEqual([]);
+    const from = encodeURIComponent(new Date(Date.now() + 60_000).toISOString());
+    expect(((await (await call('GET', `/v1/jobs?createdFrom=${from}`, t.key)).json()) as JobList).data).toEqual([]);
+    // another team's job as the cursor: an empty page, nothing of theirs
+    const theirs = (await (await call('GET', '/v1/jobs', other.key)).json()) as JobList;
+    expect(theirs.data).toHaveLength(1);
+    expect(((await (await call('GET', `/v1/jobs?after=${theirs.data[0]!.id}`, t.key)).json()) as JobList).data).toEqual([]);
+
+    for (const [query, field] of [
+      ['limit=0', 'limit'],
+      ['limit=101', 'limit'],
+      ['status=done', 'status'],
+      ['after=x', 'after'],
+      ['createdFrom=yesterday', 'createdFrom'],
+      ['sort=asc', 'sort'],
+    ] as const) {
+      const res = await call('GET', `/v1/jobs?${query}`, t.key);
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+      const problem = (await res.json()) as { errors: { field: string }[] };
+      expect(problem.errors.map((e) => e.field)).toContain(field);
+    }
+  });
+});
+
+describe('DELETE /v1/jobs/:id', () => {
+  it('refuses a queued job (409), deletes a finished one with its objects, keeps its row, and then answers 404', async () => {
+    const t = await team('delete');
+    const image = (await encodePng({ width: 128, height: 128, data: new Uint8Array(128 * 128 * 3).fill(90) })).toString('base64');
+    const job = await submit(t.key, { task: 'i2i', editType: 'edit', prompt: 'make it blue', images: [image], steps: 4, seed: 3 });
+    expect((await call('DELETE', `/v1/jobs/${job.id}`, t.key)).status).toBe(409);
+    await startWorker();
+    try {
+      expect((await until(t.key, job.id, finished)).status).toBe('succeeded');
+    } finally {
+      await stopWorker();
+    }
+    const store = platformStore(p);
+    const prefix = jobObjectsPrefix(t.id, job.id);
+    const before = (await store.list(prefix)).map((o) => o.key);
+    expect(before.some((k) => k.includes('/inputs/'))).toBe(true);
+    expect(before.some((k) => k.includes('/result.'))).toBe(true);
+
+    const other = await team('delete-other');
+    expect((await call('DELETE', `/v1/jobs/${job.id}`, other.key)).status).toBe(404);
+    expect((await call('DELETE', `/v1/jobs/${job.id}`, t.key)).status).toBe(204);
+    expect(await store.list(prefix)).toEqual([]);
+    for (const path of [`/v1/jobs/${job.id}`, `/v1/jobs/${job.id}/result`, `/v1/jobs/${job.id}/events`]) {
+      expect((await call('GET', path, t.key)).status).toBe(404);
+    }
+    expect((await call('DELETE', `/v1/jobs/${job.id}`, t.key)).status).toBe(404);
+    expect((await call('POST', `/v1/jobs/${job.id}/cancel`, t.key)).status).toBe(404);
+    expect(((await (await call('GET', '/v1/jobs', t.key)).json()) as JobList).data).toEqual([]);
+    const row = await prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+    expect(row).toMatchObject({ status: 'succeeded', deletedAt: expect.any(Date) });
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('replays the first job for the same key and body, refuses another body (422), and records one job for a race', async () => {
+    const t = await team('idempotent');
+    const headers = { 'idempotency-key': 'order-1' };
+    const first = await call('POST', '/v1/jobs', t.key, t2i(1), headers);
+    expect(first.status).toBe(202);
+    const job = (await first.json()) as JobView;
+    const again = await call('POST', '/v1/jobs', t.key, t2i(1), headers);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(((await again.json()) as JobView).id).toBe(job.id);
+
+    const reused = await call('POST', '/v1/jobs', t.key, t2i(2), headers);
+    expect(reused.status).toBe(422);
+    expect(((await reused.json()) as { errors: { field: string }[] }).errors[0]!.field).toBe('Idempotency-Key');
+    // keys are per team
+    const other = await team('idempotent-other');
+    expect((await call('POST', '/v1/jobs', other.key, t2i(2), headers)).status).toBe(202);
+
+    const race = await Promise.all(Array.from({ length: 6 }, () => call('POST', '/v1/jobs', t.key, t2i(7), { 'idempotency-key': 'race' })));
+    const statuses = race.map((r) => r.status).sort();
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    expect(statuses.every((s) => [200, 202, 409].includes(s))).toBe(true);
+    const ids = new Set(await Promise.all(race.filter((r) => r.status !== 409).map(async (r) => ((await r.json()) as JobView).id)));
+    expect(ids.size).toBe(1);
+    expect(await prisma.job.count({ where: { teamId: t.id } })).toBe(2);
+
+    for (const bad of ['', 'x'.repeat(256), 'with space']) {
+      const res = await call('POST', '/v1/jobs', t.key, t2i(3), { 'idempotency-key': bad });
+      expect(res.status).toBe(400);
+    }
+  });
+
+  it('answers 409 while the first request is in progress, and frees the key of a refused request', async () => {
+    const t = await team('idempotent-busy');
+    await prisma.idempotencyKey.create({ data: { teamId: t.id, key: 'busy', requestHash: 'in-flight' } });
+    const busy = await call('POST', '/v1/jobs', t.key, t2i(1), { 'idempotency-key': 'busy' });
+    // another body's hash: 422 wins; the same body while in progress is 409 (the stored hash is not this body's here)
+    expect(busy.status).toBe(422);
+    const { createHash } = await import('node:crypto');
+    const hash = createHash('sha256')
+      .update(JSON.stringify(t2i(1)))
+      .digest('base64url');
+    await prisma.idempotencyKey.update({ where: { teamId_key: { teamId: t.id, key: 'busy' } }, data: { requestHash: hash } });
+    const inProgress = await call('POST', '/v1/jobs', t.key, t2i(1), { 'idempotency-key': 'busy' });
+    expect(inProgress.status).toBe(409);
+    expect(inProgress.headers.get('retry-after')).toBe('1');
+    // a reservation whose API died (older than a minute) is taken over
+    await prisma.idempotencyKey.update({ where: { teamId_key: { teamId: t.id, key: 'busy' } }, data: { createdAt: new Date(Date.now() - 120_000) } });
+    expect((await call('POST', '/v1/jobs', t.key, t2i(1), { 'idempotency-key': 'busy' })).status).toBe(202);
+
+    // refused after the key was claimed (the team's queue limit): the key is free again
+    expect((await call('PATCH', `/v1/teams/${t.id}`, ADMIN_KEY, { maxQueued: 1 })).status).toBe(200);
+    await sleep(200);
+    // the limit counts the team's fair queue; the first jobs may move on into BullMQ's short waiting list
+    for (let i = 0; (await call('POST', '/v1/jobs', t.key, t2i(100 + i))).status === 202; i++) expect(i).toBeLessThan(20);
+    expect((await call('POST', '/v1/jobs', t.key, t2i(5), { 'idempotency-key': 'full' })).status).toBe(429);
+    expect(await prisma.idempotencyKey.count({ where: { teamId: t.id, key: 'full' } })).toBe(0);
+  });
+});
+
+describe('Prefer: wait', () => {
+  it('answers 202 after the wait when the job is not done, 200 with the finished job when it is', async () => {
+    const t = await team('wait');
+    const t0 = Date.now();
+    const pending = await call('POST', '/v1/jobs', t.key, t2i(1), { prefer: 'wait=1' });
+    expect(pending.status).toBe(202);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(pending.headers.get('preference-applied')).toBe('wait=1');
+    const waiting = (await pending.json()) as JobView;
+    expect(waiting.status).toBe('queued');
+    await startWorker();
+    try {
+      const done = await call('POST', '/v1/jobs', t.key, t2i(2, { steps: 16 }), { prefer: 'wait=30' });
+      expect(done.status).toBe(200);
+      const view = (await done.json()) as JobView;
+      expect(view.status).toBe('succeeded');
+      // what ran: the steps run, of those planned
+      expect(view.step).toBe(view.timings!['steps']);
+      expect(view.steps).toBe(16);
+      const polled = await call('GET', `/v1/jobs/${waiting.id}`, t.key, undefined, { prefer: 'wait=30' });
+      expect(polled.status).toBe(200);
+      expect(((await polled.json()) as JobView).status).toBe('succeeded');
+    } finally {
+      await stopWorker();
+    }
+    expect((await call('POST', '/v1/jobs', t.key, t2i(3), { prefer: 'wait=soon' })).status).toBe(400);
+    const long = await call('GET', `/v1/jobs/${(await submit(t.key, t2i(4))).id}`, t.key, undefined, { prefer: 'wait=0' });
+    expect(long.status).toBe(200);
+  });
+});
