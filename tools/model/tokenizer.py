@@ -25,11 +25,16 @@ SYS = {
     "subject": "Generate an image according to the text prompt and the given object image.",
     "control": "Generate an image according to the text prompt and the given control image.",
     "style": "Transform the current image into the style of the provided image.",
+    "dense": "Perform dense prediction on the given images.",
+    "multiView": "Generate a view-image based on the given image.",
     "mmu": (
         "You are a multimodal model that can process both text and images. Answer the following question based on "
         "the provided images. Analyze each image and combine relevant details to answer."
     ),
 }
+# the system prompts whose words the tiny vocabulary holds (models/tiny/tokenizer.json was built from these); dense and
+# multiView came later: the tiny model, which never learnt them, tokenizes their unknown words as <unk>
+VOCAB_SYS = ("t2i", "edit", "subject", "control", "style", "mmu")
 PROMPT_TEMPLATE = "<system>{sys}</system><user>{user}</user>"
 UNCONDITION = "<uncondition>"
 
@@ -65,7 +70,7 @@ def _pieces(text):
 
 
 def build_words():
-    texts = list(SYS.values()) + world.all_text()
+    texts = [SYS[k] for k in VOCAB_SYS] + world.all_text()
     words = set()
     for t in texts:
         for kind, w in _pieces(t):

@@ -5,7 +5,7 @@ import { BullModule } from '@nestjs/bullmq';
 import type { ModelManifest } from '@dimoo/contracts';
 import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
-import { AdminController } from './auth/admin.controller';
+import { AdminController, AuditController } from './auth/admin.controller';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { CacheBus, KeyCache, TeamShares } from './auth/caches';
 import { ProblemFilter } from './common/problem';
@@ -19,6 +19,7 @@ import { JobsService } from './jobs/jobs.service';
 import { OrphanSweeperService } from './jobs/orphan-sweeper.service';
 import { OutboxService } from './jobs/outbox.service';
 import { ReaperService } from './jobs/reaper.service';
+import { RetentionService } from './jobs/retention.service';
 import { API_ENV, MODEL_MANIFEST } from './tokens';
 
 @Module({})
@@ -30,7 +31,7 @@ export class AppModule {
         BullModule.forRoot({ connection: redisConnection(env.REDIS_URL, { offlineQueue: false }), prefix: env.QUEUE_PREFIX }),
         BullModule.registerQueue({ name: QUEUE_NAMES.generation }),
       ],
-      controllers: [JobsController, AdminController, HealthController],
+      controllers: [JobsController, AdminController, AuditController, HealthController],
       providers: [
         { provide: API_ENV, useValue: env },
         { provide: MODEL_MANIFEST, useValue: manifest },
@@ -50,6 +51,7 @@ export class AppModule {
         JobEventsHub,
         OutboxService,
         ReaperService,
+        RetentionService,
         OrphanSweeperService,
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],

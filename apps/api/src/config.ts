@@ -8,6 +8,11 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   /** bootstrap admin key: creates teams and their keys */
   ADMIN_API_KEY: z.string().min(24, 'use at least 24 characters'),
   /**
+   * the bootstrap key before a rotation, accepted as well until removed: rotate without downtime by setting the new
+   * key as ADMIN_API_KEY and the old one here, rolling out, then removing it
+   */
+  ADMIN_API_KEY_PREVIOUS: z.string().min(24, 'use at least 24 characters').optional(),
+  /**
    * how long a verified API key and a team's share are remembered (no database round trip); 0: never. A revocation or
    * a change of limits takes effect at once on the replica that made it and, through Redis, on the others; this is
    * the bound when that message is lost (Redis down)
@@ -22,7 +27,12 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
     .int()
     .positive()
     .default(20 * 1024 * 1024),
-  RESULT_URL_TTL_SECONDS: z.coerce.number().int().positive().default(3600),
+  /** how long a result's presigned URL (`GET /v1/jobs/:id/result`'s 303) stays valid */
+  RESULT_URL_TTL_SECONDS: z.coerce.number().int().min(1).max(604800).default(3600),
+  /** a finished job's images (inputs, previews, result) are removed this many days after it finished; 0: kept */
+  RESULT_TTL_DAYS: z.coerce.number().min(0).default(30),
+  /** how often the retention sweeper looks for expired results */
+  RETENTION_SWEEP_INTERVAL_MS: z.coerce.number().int().positive().default(60000),
   OUTBOX_INTERVAL_MS: z.coerce.number().int().positive().default(2000),
   /**
    * how often the outbox also checks every queued job Redis should hold (a job whose hand-over was cut short by a

@@ -26,6 +26,8 @@ export const ServiceEnvSchema = z.object({
   S3_SECRET_KEY: z.string().min(1),
   S3_BUCKET: z.string().min(3).default('dimoo'),
   S3_REGION: z.string().default('us-east-1'),
+  /** where clients reach the store (e.g. https://s3.example.com), for presigned result URLs; the endpoint above otherwise */
+  S3_PUBLIC_URL: z.url().optional(),
   /** the served model's directory */
   MODEL_DIR: z.string().min(1),
 });

@@ -13,29 +13,51 @@ export const JOB_PRIORITIES = ['high', 'normal', 'low'] as const;
 export type JobPriority = (typeof JOB_PRIORITIES)[number];
 export const DEFAULT_PRIORITY: JobPriority = 'normal';
 
-export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
+/** `expired`: the job's `deadline` passed before any worker started it (it never ran). */
+export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled', 'expired'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 /** Statuses a job never leaves. The database allows at most one event of these types per job. */
-export const TERMINAL_STATUSES = ['succeeded', 'failed', 'canceled'] as const satisfies readonly JobStatus[];
+export const TERMINAL_STATUSES = ['succeeded', 'failed', 'canceled', 'expired'] as const satisfies readonly JobStatus[];
 export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 
 /** The types a job's recorded history can hold (column `job_events.type`). */
-export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'retried'] as const;
+export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'expired', 'retried'] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 
 /**
  * The events a client's stream (`GET /v1/jobs/:id/events`) sends: the history without its bookkeeping (`enqueued`,
  * `retried`), with `succeeded` named `completed`. The stream ends after a terminal one.
  */
-export const JOB_STREAM_EVENT_TYPES = ['queued', 'started', 'progress', 'preview', 'completed', 'failed', 'canceled'] as const;
+export const JOB_STREAM_EVENT_TYPES = ['queued', 'started', 'progress', 'preview', 'completed', 'failed', 'canceled', 'expired'] as const;
 export type JobStreamEventType = (typeof JOB_STREAM_EVENT_TYPES)[number];
-export const TERMINAL_STREAM_EVENT_TYPES = ['completed', 'failed', 'canceled'] as const satisfies readonly JobStreamEventType[];
+export const TERMINAL_STREAM_EVENT_TYPES = ['completed', 'failed', 'canceled', 'expired'] as const satisfies readonly JobStreamEventType[];
 
 export function isTerminalStreamEvent(type: JobStreamEventType): boolean {
   return (TERMINAL_STREAM_EVENT_TYPES as readonly JobStreamEventType[]).includes(type);
 }
 
-/** Image-to-image kinds; each selects the model's system prompt of the same name (manifest `templates.sys`). */
-export const EDIT_TYPES = ['edit', 'subject', 'control', 'style'] as const;
+/**
+ * Image-to-image kinds; each selects the model's system prompt of the same name (manifest `templates.sys`). `dense`
+ * (a `target` map of the image) and `multiView` (a `view` of the object in the image) take no prompt: their user
+ * sentence is the model's own for the target or the view (libs/runtime/src/prompts.ts).
+ */
+export const EDIT_TYPES = ['edit', 'subject', 'control', 'style', 'dense', 'multiView'] as const;
 export type EditType = (typeof EDIT_TYPES)[number];
+
+/** The maps dense prediction (editType `dense`) makes of an image; `segmentation` is the model's "sam2 mask". */
+export const DENSE_TARGETS = ['canny', 'hed', 'depth', 'normal', 'pose', 'segmentation'] as const;
+export type DenseTarget = (typeof DENSE_TARGETS)[number];
+
+/**
+ * The views multi-view generation (editType `multiView`) makes of the object whose front view is the input. The
+ * reference passes any word into its prompt and documents no trained set; this list is the project's own.
+ */
+export const VIEWS = ['back', 'left', 'right', 'top', 'bottom'] as const;
+export type View = (typeof VIEWS)[number];
+
+/** What an API key may do: submit (and cancel, delete) jobs, read jobs, administer teams and keys. */
+export const API_KEY_SCOPES = ['submit', 'read', 'admin'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+/** A team key's scopes unless the admin says otherwise. */
+export const DEFAULT_KEY_SCOPES: readonly ApiKeyScope[] = ['submit', 'read'];

@@ -47,6 +47,26 @@ describe('job requests', () => {
     expect(fields({ task: 'mmu', question: 'q', image: 'AAAA', genLength: manifest.limits.maxGenLength + 1 })).toEqual(['genLength']);
   });
 
+  it('takes a prompt, a dense-prediction target or a view, as the editType says, refusing the others by name', () => {
+    const i2i = { task: 'i2i', images: ['AAAA'] };
+    expect(fields({ ...i2i, editType: 'dense', target: 'depth' })).toEqual([]);
+    expect(fields({ ...i2i, editType: 'multiView', view: 'back' })).toEqual([]);
+    expect(fields({ ...i2i, editType: 'dense' })).toEqual(['target']);
+    expect(fields({ ...i2i, editType: 'dense', target: 'sketch' })).toEqual(['target']);
+    expect(fields({ ...i2i, editType: 'dense', target: 'depth', prompt: 'x' })).toEqual(['prompt']);
+    expect(fields({ ...i2i, editType: 'multiView' })).toEqual(['view']);
+    expect(fields({ ...i2i, editType: 'multiView', view: 'front' })).toEqual(['view']);
+    expect(fields({ ...i2i, editType: 'multiView', view: 'back', target: 'depth' })).toEqual(['target']);
+    expect(fields({ ...i2i, editType: 'subject' })).toEqual(['prompt']);
+    expect(fields({ ...i2i, editType: 'control', prompt: 'x', view: 'back' })).toEqual(['view']);
+    const r = parse({ ...i2i, editType: 'dense', prompt: 'x' });
+    expect(r.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([
+      ['prompt', "is not taken by editType dense: its user prompt is the model's own for the target"],
+      ['target', 'is required for editType dense'],
+    ]);
+    expect(fields({ ...i2i, images: ['AAAA', 'AAAA'], editType: 'dense', target: 'depth' })).toEqual(['images']);
+  });
+
   it('needs a style image for style transfer', () => {
     expect(fields({ task: 'i2i', prompt: 'x', editType: 'style', images: ['AAAA'] })).toEqual(['images']);
   });

@@ -3,9 +3,31 @@
  * Shape checks live here; every default and every limit of the served model is applied by `resolveJob` (resolve.ts).
  */
 import { z } from 'zod';
-import { EDIT_TYPES, JOB_PRIORITIES, JOB_STATUSES, JOB_TASKS } from './enums';
+import type { EditType } from './enums';
+import { DENSE_TARGETS, EDIT_TYPES, JOB_PRIORITIES, JOB_STATUSES, JOB_TASKS, VIEWS } from './enums';
 
 const MAX_IMAGE_BASE64 = 8 * 1024 * 1024;
+
+const ISO_TIME = z.iso.datetime({ offset: true });
+
+/** How far ahead a job's `deadline` may be. */
+export const MAX_DEADLINE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** Not started by this time (ISO 8601 with offset), the job ends `expired`; evaluated at submit, against now. */
+export const DeadlineSchema = z
+  .string()
+  .superRefine((d, ctx) => {
+    const at = Date.parse(d);
+    const why = !ISO_TIME.safeParse(d).success
+      ? 'must be an ISO 8601 time with an offset'
+      : at <= Date.now()
+        ? 'must be in the future'
+        : at > Date.now() + MAX_DEADLINE_MS
+          ? 'must be at most 7 days ahead'
+          : null;
+    if (why) ctx.addIssue({ code: 'custom', message: why });
+  })
+  .describe('not started by this time (ISO 8601 with an offset, at most 7 days ahead), the job ends expired');
 
 /** An input image: base64 PNG/JPEG/WebP, optionally as a data URL. */
 export const ImageInputSchema = z
@@ -32,6 +54,7 @@ const sampling = {
   cache: CacheSchema.optional(),
   previewEvery: z.number().int().min(0).max(1000).optional().describe('a preview image every this many steps (0: none; the worker default when omitted)'),
   priority: z.enum(JOB_PRIORITIES).optional().describe("order among the team's own waiting jobs: high, normal (default) or low"),
+  deadline: DeadlineSchema.optional(),
 };
 
 const prompt = z.string().trim().min(1, 'must not be empty').max(2000);
@@ -47,6 +70,40 @@ export const OutputFormatSchema = z.enum(Object.keys(OUTPUT_FORMATS) as [OutputF
 
 /** Fields of the tasks whose result is an image. */
 const imageResult = { outputFormat: OutputFormatSchema.optional().describe('the result image format: png (default, lossless), webp or jpeg') };
+
+/**
+ * The field each image-to-image kind takes besides its images: a `prompt` (style's is required and replaced by the
+ * model's own sentence), a dense-prediction `target` or a multi-view `view`; the user sentence of the last two is the
+ * model's own (libs/runtime/src/prompts.ts). Each of the three is refused where its kind does not take it.
+ */
+export const EDIT_TYPE_FIELD = {
+  edit: 'prompt',
+  subject: 'prompt',
+  control: 'prompt',
+  style: 'prompt',
+  dense: 'target',
+  multiView: 'view',
+} as const satisfies Record<EditType, 'prompt' | 'target' | 'view'>;
+
+/** An i2i request's (or stored job's) `prompt` / `target` / `view` against its editType: each issue names its field. */
+export function editFieldIssues(job: {
+  editType: EditType;
+  prompt?: string | undefined;
+  target?: string | undefined;
+  view?: string | undefined;
+}): FieldIssue[] {
+  const takes = EDIT_TYPE_FIELD[job.editType];
+  return (['prompt', 'target', 'view'] as const).flatMap((field): FieldIssue[] => {
+    const given = job[field] !== undefined;
+    if (field === takes && !given) return [{ field, reason: `is required for editType ${job.editType}` }];
+    if (field !== takes && given) {
+      const owner =
+        field === 'prompt' ? "its user prompt is the model's own for the " + takes : `only editType ${field === 'target' ? 'dense' : 'multiView'} takes it`;
+      return [{ field, reason: `is not taken by editType ${job.editType}: ${owner}` }];
+    }
+    return [];
+  });
+}
 
 /** Unknown fields are refused (strict objects): a misspelt option must not be silently ignored. */
 export const JobRequestSchema = z.discriminatedUnion('task', [
@@ -68,16 +125,20 @@ export const JobRequestSchema = z.discriminatedUnion('task', [
     ...sampling,
     ...imageResult,
   }),
-  z.strictObject({
-    task: z.literal('i2i'),
-    prompt,
-    editType: z.enum(EDIT_TYPES),
-    images: z.array(ImageInputSchema).min(1).max(2).describe('input image, plus a style reference for editType style'),
-    cfg: z.number().min(0).optional(),
-    cfgImage: z.number().min(0).optional(),
-    ...sampling,
-    ...imageResult,
-  }),
+  z
+    .strictObject({
+      task: z.literal('i2i'),
+      prompt: prompt.optional().describe('the instruction or description; every editType but dense and multiView needs one'),
+      editType: z.enum(EDIT_TYPES),
+      target: z.enum(DENSE_TARGETS).optional().describe('editType dense: the map to make of the image'),
+      view: z.enum(VIEWS).optional().describe('editType multiView: the view to make of the object in the image (its front view)'),
+      images: z.array(ImageInputSchema).min(1).max(2).describe('input image, plus a style reference for editType style'),
+      cfg: z.number().min(0).optional(),
+      cfgImage: z.number().min(0).optional(),
+      ...sampling,
+      ...imageResult,
+    })
+    .superRefine((req, ctx) => editFieldIssues(req).forEach((i) => ctx.addIssue({ code: 'custom', path: [i.field], message: i.reason }))),
   z.strictObject({
     task: z.literal('mmu'),
     question: prompt,
@@ -135,9 +196,12 @@ export const JobViewSchema = z.object({
   seed: z.number().int().nullable(),
   model: z.object({ name: z.string(), checksum: z.string().nullable() }),
   attempts: z.number().int(),
+  apiKeyId: z.string().nullable().describe('the key that submitted the job'),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  deadline: z.string().nullable().describe('not started by then, the job ends expired'),
+  resultDeletedAt: z.string().nullable().describe("when retention removed the job's images (RESULT_TTL_DAYS)"),
   timings: z.record(z.string(), z.number()).nullable(),
   result: z
     .union([

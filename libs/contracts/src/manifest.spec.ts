@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ManifestSchema } from './manifest';
+import { ManifestSchema, SYS_PROMPTS } from './manifest';
 
 const tiny = JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')) as Record<string, unknown>;
 
@@ -20,6 +20,16 @@ describe('ManifestSchema', () => {
     expect(issues({ ...tiny, tokens: { ...tokens, codeOffset: tokens['codeOffset']! + 1 } })).toEqual(
       expect.arrayContaining(['tokens.codeOffset: codeOffset + codebookSize must equal architecture.vocabSize']),
     );
+  });
+
+  it('requires a system prompt for every task and image-to-image kind (a new editType needs one in every manifest)', () => {
+    const templates = tiny['templates'] as { sys: Record<string, string> };
+    expect(Object.keys(templates.sys).sort()).toEqual([...SYS_PROMPTS].sort());
+    const { dense: _d, multiView: _m, ...before } = templates.sys;
+    expect(issues({ ...tiny, templates: { ...templates, sys: before } }).map((i) => i.split(':')[0])).toEqual([
+      'templates.sys.dense',
+      'templates.sys.multiView',
+    ]);
   });
 
   it('requires a checksum for every graph and plain file names', () => {

@@ -3,10 +3,17 @@
  * graph files and checksums. Job validation, the engine's token layout and the runtime all read it.
  */
 import { z } from 'zod';
+import type { EditType } from './enums';
+import { EDIT_TYPES } from './enums';
 import { CacheSettingsSchema } from './jobs';
 
 const id = z.number().int().nonnegative();
 const fileName = z.string().regex(/^[\w.-]+$/, 'a plain file name inside the model directory');
+
+/** The system prompts a model serves: text-to-image (painting too), understanding, and one per image-to-image kind. */
+export const SYS_PROMPTS = ['t2i', 'mmu', ...EDIT_TYPES] as const;
+export type SysPrompt = 't2i' | 'mmu' | EditType;
+const sysPrompts = z.object(Object.fromEntries(SYS_PROMPTS.map((k) => [k, z.string()])) as Record<SysPrompt, z.ZodString>);
 
 export const ManifestSchema = z
   .object({
@@ -48,14 +55,8 @@ export const ManifestSchema = z
     templates: z.object({
       prompt: z.string().includes('{sys}').includes('{user}'),
       uncondition: z.string().min(1),
-      sys: z.object({
-        t2i: z.string(),
-        edit: z.string(),
-        subject: z.string(),
-        control: z.string(),
-        style: z.string(),
-        mmu: z.string(),
-      }),
+      /** every one of SYS_PROMPTS: a new editType needs its system prompt in every manifest */
+      sys: sysPrompts,
     }),
     image: z.object({
       gridFactor: z.number().int().positive(),

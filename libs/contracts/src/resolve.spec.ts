@@ -66,6 +66,25 @@ describe('resolveJob: defaults', () => {
     });
   });
 
+  it('resolves every image-to-image kind: the prompt, dense target or view it takes, the output of the last input', () => {
+    const d = tiny.defaults.i2i;
+    const common = { schemaVersion: RESOLVED_JOB_VERSION, task: 'i2i', size: sq(128), inputs: [sq(128)], steps: d.steps, outputFormat: 'png' };
+    for (const editType of ['edit', 'subject', 'control'] as const) {
+      expect(ok({ task: 'i2i', prompt: 'make it blue', editType }, tiny, { inputs: [sq(128)] })).toMatchObject({ ...common, editType, prompt: 'make it blue' });
+    }
+    const style = ok({ task: 'i2i', prompt: 'x', editType: 'style' }, ranged, { inputs: [sq(64), { height: 32, width: 64 }] });
+    expect(style).toMatchObject({ editType: 'style', size: { height: 32, width: 64 }, inputs: [sq(64), { height: 32, width: 64 }] });
+    const dense = ok({ task: 'i2i', editType: 'dense', target: 'segmentation' }, tiny, { inputs: [sq(128)] });
+    expect(dense).toMatchObject({ ...common, editType: 'dense', target: 'segmentation' });
+    const multiView = ok({ task: 'i2i', editType: 'multiView', view: 'left' }, tiny, { inputs: [sq(128)] });
+    expect(multiView).toMatchObject({ ...common, editType: 'multiView', view: 'left' });
+    // only the field its kind takes is stored: no prompt, no undefined keys
+    expect(Object.keys(dense).filter((k) => ['prompt', 'target', 'view'].includes(k))).toEqual(['target']);
+    expect(Object.keys(multiView).filter((k) => ['prompt', 'target', 'view'].includes(k))).toEqual(['view']);
+    // the same cost rule as every i2i job: three rows over the input block and the output block
+    expect(dense.cost).toEqual(ok({ task: 'i2i', prompt: 'x', editType: 'edit' }, tiny, { inputs: [sq(128)] }).cost);
+  });
+
   it('resolves understanding blocks and the painting mask', () => {
     const d = tiny.defaults.mmu;
     expect(ok({ task: 'mmu', question: 'q' }, tiny, { inputs: [sq(128)] })).toMatchObject({
@@ -92,6 +111,14 @@ describe('resolveJob: every limit the manifest can predict is refused, naming th
     ['a mask of another size', { task: 'paint', prompt: 'x' }, { inputs: [sq(128)], mask: { size: { height: 128, width: 112 }, cells: cells(64) } }, ['mask']],
     ['a mask over no token cell', { task: 'paint', prompt: 'x' }, { inputs: [sq(128)], mask: { size: sq(128), cells: cells(64, '0') } }, ['mask']],
     ['style transfer without a style image', { task: 'i2i', prompt: 'x', editType: 'style' }, { inputs: [sq(128)] }, ['images']],
+    ['dense prediction of two images', { task: 'i2i', editType: 'dense', target: 'depth' }, { inputs: [sq(128), sq(128)] }, ['images']],
+    ['multi-view from two images', { task: 'i2i', editType: 'multiView', view: 'back' }, { inputs: [sq(128), sq(128)] }, ['images']],
+    // the request schema refuses these first; an in-process caller's typed request is checked here too
+    ['dense prediction without a target', { task: 'i2i', editType: 'dense' }, { inputs: [sq(128)] }, ['target']],
+    ['dense prediction with a prompt', { task: 'i2i', editType: 'dense', target: 'hed', prompt: 'x' }, { inputs: [sq(128)] }, ['prompt']],
+    ['multi-view without a view', { task: 'i2i', editType: 'multiView' }, { inputs: [sq(128)] }, ['view']],
+    ['an edit without a prompt', { task: 'i2i', editType: 'edit' }, { inputs: [sq(128)] }, ['prompt']],
+    ['a subject image with a target', { task: 'i2i', prompt: 'x', editType: 'subject', target: 'depth' }, { inputs: [sq(128)] }, ['target']],
     ['genLength', { task: 'mmu', question: 'q', genLength: tiny.limits.maxGenLength + 1 }, { inputs: [sq(128)] }, ['genLength']],
     ['blockLength', { task: 'mmu', question: 'q', genLength: 8, blockLength: 3 }, { inputs: [sq(128)] }, ['blockLength']],
     ['steps per block', { task: 'mmu', question: 'q', genLength: 8, blockLength: 4, steps: 3 }, { inputs: [sq(128)] }, ['steps']],
@@ -150,8 +177,23 @@ describe('parseStoredJob', () => {
     expect(parseStoredJob({ ...mmu, schemaVersion: 1 })).toEqual({ ok: true, job: mmu });
     // a chain of migrations runs in order
     const { schemaVersion: __, previewEvery: ___, ...v0 } = v1;
-    const chain = { 0: (old: Record<string, unknown>) => ({ ...old, previewEvery: null, schemaVersion: 1 }), 1: STORED_JOB_MIGRATIONS[1]! };
+    const chain = {
+      0: (old: Record<string, unknown>) => ({ ...old, previewEvery: null, schemaVersion: 1 }),
+      1: STORED_JOB_MIGRATIONS[1]!,
+      2: STORED_JOB_MIGRATIONS[2]!,
+    };
     expect(parseStoredJob(v0, chain)).toEqual({ ok: true, job });
+  });
+
+  it('migrates version 2 (before dense and multiView) unchanged; refuses a stored i2i job without the field its kind takes', () => {
+    const edit = ok({ task: 'i2i', prompt: 'make it blue', editType: 'subject', seed: 1 }, tiny, { inputs: [sq(128)] });
+    expect(parseStoredJob({ ...edit, schemaVersion: 2 })).toEqual({ ok: true, job: edit });
+    const dense = ok({ task: 'i2i', editType: 'dense', target: 'pose', seed: 1 }, tiny, { inputs: [sq(128)] });
+    expect(parseStoredJob(JSON.parse(JSON.stringify(dense)))).toEqual({ ok: true, job: dense });
+    const { target: _, ...noTarget } = dense as Extract<ResolvedJob, { task: 'i2i' }>;
+    expect(parseStoredJob(noTarget)).toEqual({ ok: false, reason: expect.stringContaining('target: is required for editType dense') });
+    // a version 2 worker cannot read these: it refuses them as newer ("upgrade workers before the API")
+    expect(dense.schemaVersion).toBe(3);
   });
 
   it('resolves the result format: png unless asked, a content type per format, none for an answer', () => {

@@ -6,13 +6,13 @@
  * the model it serves may differ from the one the API resolved against).
  */
 import { z } from 'zod';
-import { DEFAULT_PRIORITY, EDIT_TYPES, JOB_PRIORITIES } from './enums';
+import { DEFAULT_PRIORITY, DENSE_TARGETS, EDIT_TYPES, JOB_PRIORITIES, VIEWS } from './enums';
 import type { FieldIssue, ImageField, LocalRequest, OutputFormat } from './jobs';
-import { CacheSettingsSchema, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
+import { CacheSettingsSchema, editFieldIssues, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
 import type { ModelManifest } from './manifest';
 
 /** Bumped on every change of `ResolvedJobSchema`; older stored versions are migrated by `STORED_JOB_MIGRATIONS` or refused. */
-export const RESOLVED_JOB_VERSION = 2;
+export const RESOLVED_JOB_VERSION = 3;
 
 const SizeSchema = z.strictObject({ height: z.number().int().positive(), width: z.number().int().positive() });
 export type ImageSize = z.infer<typeof SizeSchema>;
@@ -69,8 +69,22 @@ export const ResolvedJobSchema = z.discriminatedUnion('task', [
   z.strictObject({ task: z.literal('t2i'), prompt: text, size: SizeSchema, ...image, ...common }),
   /** `regenerate`: one character per token cell of `size`, row-major, '1' where the mask regenerates it */
   z.strictObject({ task: z.literal('paint'), prompt: text, size: SizeSchema, regenerate: z.string().regex(/^[01]+$/), ...image, ...common }),
-  /** `size`: the output, the size of the last input image */
-  z.strictObject({ task: z.literal('i2i'), prompt: text, editType: z.enum(EDIT_TYPES), size: SizeSchema, ...image, ...common }),
+  /**
+   * `size`: the output, the size of the last input image; `prompt`, `target` or `view`: the one its editType takes
+   * (`EDIT_TYPE_FIELD`, jobs.ts), as the request gave it
+   */
+  z
+    .strictObject({
+      task: z.literal('i2i'),
+      prompt: text.optional(),
+      editType: z.enum(EDIT_TYPES),
+      target: z.enum(DENSE_TARGETS).optional(),
+      view: z.enum(VIEWS).optional(),
+      size: SizeSchema,
+      ...image,
+      ...common,
+    })
+    .superRefine((job, ctx) => editFieldIssues(job).forEach((i) => ctx.addIssue({ code: 'custom', path: [i.field], message: i.reason }))),
   z.strictObject({ task: z.literal('mmu'), question: text, genLength: z.number().int().positive(), blockLength: z.number().int().positive(), ...common }),
 ]);
 export type ResolvedJob = z.infer<typeof ResolvedJobSchema>;
@@ -142,7 +156,10 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
       const [a, b] = [req.cfg ?? d.cfg, req.cfgImage ?? d.cfgImage];
       const guidance: ResolvedGuidance = a === 0 && b === 0 ? { kind: 'none' } : { kind: 'dual', text: a, image: b };
       // the output has the size of the last input image
-      const job = { task: 'i2i' as const, prompt: req.prompt, editType: req.editType, size: inputs.at(-1)!, inputs };
+      // the request schema checks these too; in-process callers (resolveLocal) are typed, not parsed
+      issues.push(...editFieldIssues(req));
+      const mode = { editType: req.editType, ...only('prompt', req.prompt), ...only('target', req.target), ...only('view', req.view) };
+      const job = { task: 'i2i' as const, ...mode, size: inputs.at(-1)!, inputs };
       draft = { ...sampling(d, guidance), outputFormat: req.outputFormat ?? 'png', ...job };
       break;
     }
@@ -158,6 +175,11 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
   issues.push(...checkLimits(draft, m).filter((l) => !issues.some((i) => i.field === l.field)));
   if (issues.length > 0) return { ok: false, issues };
   return { ok: true, job: { ...draft, cost: estimateCost(draft, m) } };
+}
+
+/** `{ [key]: value }`, or nothing for an absent value (a stored job holds no undefined fields). */
+function only<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return value === undefined ? {} : ({ [key]: value } as { [k in K]?: V });
 }
 
 function textGuidance(scale: number): ResolvedGuidance {
@@ -212,6 +234,8 @@ export function checkLimits(job: ResolvedDraft, m: ModelManifest): FieldIssue[] 
     case 'i2i':
       if (job.editType === 'style' && job.inputs.length !== 2) {
         issues.push({ field: 'images', reason: 'style transfer needs the content image and a style image' });
+      } else if ((job.editType === 'dense' || job.editType === 'multiView') && job.inputs.length !== 1) {
+        issues.push({ field: 'images', reason: `editType ${job.editType} takes one image` });
       }
       break;
     case 'mmu':
@@ -249,6 +273,8 @@ export type StoredJobMigrations = Readonly<Record<number, (stored: Record<string
 export const STORED_JOB_MIGRATIONS: StoredJobMigrations = {
   // 2 added `outputFormat` to image jobs: those stored before made PNGs
   1: (stored) => ({ ...stored, ...(stored['task'] === 'mmu' ? {} : { outputFormat: 'png' }), schemaVersion: 2 }),
+  // 3 added the editTypes dense (`target`) and multiView (`view`), whose i2i jobs have no prompt: a 2 is a valid 3
+  2: (stored) => ({ ...stored, schemaVersion: 3 }),
 };
 
 export type StoredJobParse = { ok: true; job: ResolvedJob } | { ok: false; reason: string };

@@ -42,7 +42,14 @@ describe('ApiKeyRepository (PostgreSQL)', () => {
   it('returns the plaintext once and stores only its prefix and sha256', async () => {
     const { key, apiKey } = await keys.createKey(teamId, 'ci');
     expect(key).toMatch(/^dimoo_[0-9A-Za-z]{32}$/);
-    expect(apiKey).toMatchObject({ teamId, name: 'ci', admin: false, prefix: key.slice(0, API_KEY_LOOKUP_LENGTH), revokedAt: null });
+    expect(apiKey).toMatchObject({
+      teamId,
+      name: 'ci',
+      scopes: ['submit', 'read'],
+      expiresAt: null,
+      prefix: key.slice(0, API_KEY_LOOKUP_LENGTH),
+      revokedAt: null,
+    });
     expect(apiKey).not.toHaveProperty('hash');
 
     const [row] = await prisma.$queryRaw<Record<string, unknown>[]>`SELECT * FROM api_keys WHERE id = ${apiKey.id}::uuid`;
@@ -53,11 +60,32 @@ describe('ApiKeyRepository (PostgreSQL)', () => {
     expect(stored).not.toContain(key.slice(API_KEY_LOOKUP_LENGTH));
   });
 
-  it('verifies a valid key and reports its team and rights', async () => {
+  it('verifies a valid key and reports its team and scopes', async () => {
     const user = await keys.createKey(teamId, 'user');
-    const admin = await keys.createKey(teamId, 'ops', true);
-    expect(await keys.verify(user.key)).toEqual({ keyId: user.apiKey.id, teamId, admin: false });
-    expect(await keys.verify(admin.key)).toEqual({ keyId: admin.apiKey.id, teamId, admin: true });
+    const admin = await keys.createKey(teamId, 'ops', ['admin', 'read']);
+    const view = (k: typeof user) => ({ keyId: k.apiKey.id, teamId, prefix: k.apiKey.prefix, expiresAt: null });
+    expect(await keys.verify(user.key)).toEqual({ ...view(user), scopes: ['submit', 'read'] });
+    expect(await keys.verify(admin.key)).toEqual({ ...view(admin), scopes: ['admin', 'read'] });
+  });
+
+  it('rotates a key: the new one works, the old one through its grace period only; the change is audited', async () => {
+    const actor = { keyId: null, label: 'bootstrap' };
+    const old = await keys.createKey(teamId, 'rotating', ['read'], actor);
+    const next = await keys.rotate(old.apiKey.id, teamId, 1, actor);
+    expect(next.apiKey).toMatchObject({ name: 'rotating', scopes: ['read'] });
+    expect(await keys.verify(next.key)).toMatchObject({ keyId: next.apiKey.id });
+    expect(await keys.verify(old.key)).toMatchObject({ keyId: old.apiKey.id, expiresAt: expect.any(Date) });
+    await expect(keys.rotate(old.apiKey.id, teamId, 0)).rejects.toBeInstanceOf(NotFound);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await keys.verify(old.key)).toBeNull();
+    const now = await keys.rotate(next.apiKey.id, teamId, 0);
+    expect(await keys.verify(next.key)).toBeNull();
+    expect(await keys.verify(now.key)).not.toBeNull();
+    const { entries } = await keys.audit({ limit: 2 });
+    expect(entries.map((e) => [e.action, e.targetId, e.actor])).toEqual([
+      ['key.rotate', old.apiKey.id, 'bootstrap'],
+      ['key.create', old.apiKey.id, 'bootstrap'],
+    ]);
   });
 
   it('rejects wrong, malformed and unknown keys', async () => {
@@ -84,7 +112,7 @@ describe('ApiKeyRepository (PostgreSQL)', () => {
     const other = await keys.createTeam('umbrella');
     const { key, apiKey } = await keys.createKey(other.id, 'theirs');
     await expect(keys.revoke(apiKey.id, teamId)).rejects.toBeInstanceOf(NotFound);
-    expect(await keys.verify(key)).toEqual({ keyId: apiKey.id, teamId: other.id, admin: false });
+    expect(await keys.verify(key)).toMatchObject({ keyId: apiKey.id, teamId: other.id });
   });
 
   it('is NotFound for keys of an unknown team', async () => {

@@ -1,7 +1,20 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ApiKeyScope } from '@dimoo/contracts';
+import { API_KEY_SCOPES, DEFAULT_KEY_SCOPES } from '@dimoo/contracts';
 
 import { AlreadyExists, NotFound } from './errors';
-import { type ApiKey, FOREIGN_KEY_VIOLATION, isUuid, type PrismaClient, prismaErrorCode, RECORD_NOT_FOUND, type Team, UNIQUE_VIOLATION } from './prisma';
+import {
+  type ApiKey,
+  type AuditEntry,
+  FOREIGN_KEY_VIOLATION,
+  isUuid,
+  Prisma,
+  type PrismaClient,
+  prismaErrorCode,
+  RECORD_NOT_FOUND,
+  type Team,
+  UNIQUE_VIOLATION,
+} from './prisma';
 
 export const API_KEY_PREFIX = 'dimoo_';
 /** Random base62 characters after the prefix (~190 bits). */
@@ -24,8 +37,28 @@ export interface CreatedApiKey {
 export interface VerifiedKey {
   keyId: string;
   teamId: string;
-  admin: boolean;
+  scopes: ApiKeyScope[];
+  /** the key's lookup prefix (not secret): how the audit log names an actor */
+  prefix: string;
 }
+
+/** Who did an admin action: a key (its id and prefix), or the bootstrap ADMIN_API_KEY (id null, label 'bootstrap'). */
+export interface AuditActor {
+  keyId: string | null;
+  label: string;
+}
+
+/** A page of the audit log (`audit`): newest first. */
+export interface AuditQuery {
+  limit?: number;
+  /** entries older than this id (the previous page's last) */
+  before?: bigint;
+}
+
+/** The longest grace period a rotated key keeps working. */
+export const MAX_ROTATION_GRACE_S = 7 * 24 * 60 * 60;
+
+const toScopes = (values: readonly string[]): ApiKeyScope[] => values.filter((v): v is ApiKeyScope => (API_KEY_SCOPES as readonly string[]).includes(v));
 
 export function generateApiKey(): string {
   let out = API_KEY_PREFIX;
@@ -51,16 +84,67 @@ export interface TeamShareRow {
   submitsPerMinute: number | null;
 }
 
-const INFO_FIELDS = { id: true, teamId: true, name: true, prefix: true, admin: true, createdAt: true, revokedAt: true } as const;
+const INFO_FIELDS = { id: true, teamId: true, name: true, prefix: true, scopes: true, createdAt: true, revokedAt: true, expiresAt: true } as const;
 
-/** Teams and their API keys. Keys are stored as a lookup prefix plus the sha256 of the whole key. */
+type Tx = Prisma.TransactionClient;
+
+/**
+ * Teams and their API keys. Keys are stored as a lookup prefix plus the sha256 of the whole key. Every admin change
+ * given an `actor` writes its audit entry in the same transaction.
+ */
 export class ApiKeyRepository {
   public constructor(private readonly prisma: PrismaClient) {}
 
+  /** Runs `change` and records it in the audit log, atomically; without an actor, just runs it. */
+  private async audited<T>(
+    actor: AuditActor | undefined,
+    entry: (result: T) => { action: string; targetType: string; targetId: string; details?: Prisma.InputJsonObject },
+    change: (tx: Tx) => Promise<T>,
+  ): Promise<T> {
+    if (!actor) return change(this.prisma);
+    return this.prisma.$transaction(async (tx) => {
+      const result = await change(tx);
+      const e = entry(result);
+      await tx.auditEntry.create({
+        data: {
+          actorKeyId: actor.keyId,
+          actor: actor.label,
+          action: e.action,
+          targetType: e.targetType,
+          targetId: e.targetId,
+          ...(e.details ? { details: e.details } : {}),
+        },
+      });
+      return result;
+    });
+  }
+
+  /** Records an admin action that changed nothing in Postgres (e.g. pausing the queue). */
+  public async recordAudit(actor: AuditActor, action: string, targetType: string, targetId: string, details?: Prisma.InputJsonObject): Promise<void> {
+    await this.prisma.auditEntry.create({
+      data: { actorKeyId: actor.keyId, actor: actor.label, action, targetType, targetId, ...(details ? { details } : {}) },
+    });
+  }
+
+  /** The audit log, newest first. */
+  public async audit(query: AuditQuery = {}): Promise<{ entries: AuditEntry[]; hasMore: boolean }> {
+    const limit = query.limit ?? 50;
+    const rows = await this.prisma.auditEntry.findMany({
+      where: query.before === undefined ? {} : { id: { lt: query.before } },
+      orderBy: { id: 'desc' },
+      take: limit + 1,
+    });
+    return { entries: rows.slice(0, limit), hasMore: rows.length > limit };
+  }
+
   /** @throws AlreadyExists when the name is taken */
-  public async createTeam(name: string): Promise<Team> {
+  public async createTeam(name: string, actor?: AuditActor): Promise<Team> {
     try {
-      return await this.prisma.team.create({ data: { name } });
+      return await this.audited(
+        actor,
+        (t: Team) => ({ action: 'team.create', targetType: 'team', targetId: t.id, details: { name } }),
+        (tx) => tx.team.create({ data: { name } }),
+      );
     } catch (error) {
       if (prismaErrorCode(error) === UNIQUE_VIOLATION) throw new AlreadyExists('team', 'name', { cause: error });
       throw error;
@@ -75,10 +159,14 @@ export class ApiKeyRepository {
   }
 
   /** Sets a team's weight and limits (fields left out keep their value; null removes a limit). @throws NotFound */
-  public async updateTeamShare(teamId: string, patch: Partial<TeamShareRow>): Promise<Team> {
+  public async updateTeamShare(teamId: string, patch: Partial<TeamShareRow>, actor?: AuditActor): Promise<Team> {
     if (!isUuid(teamId)) throw new NotFound('team', teamId);
     try {
-      return await this.prisma.team.update({ where: { id: teamId }, data: patch });
+      return await this.audited(
+        actor,
+        () => ({ action: 'team.update', targetType: 'team', targetId: teamId, details: { ...patch } }),
+        (tx) => tx.team.update({ where: { id: teamId }, data: patch }),
+      );
     } catch (error) {
       if (prismaErrorCode(error) === RECORD_NOT_FOUND) throw new NotFound('team', teamId);
       throw error;
@@ -97,15 +185,20 @@ export class ApiKeyRepository {
    * Creates a key for the team and returns its plaintext, the only time it exists outside the caller.
    * @throws NotFound when the team does not exist
    */
-  public async createKey(teamId: string, name: string, admin = false): Promise<CreatedApiKey> {
+  public async createKey(teamId: string, name: string, scopes: readonly ApiKeyScope[] = DEFAULT_KEY_SCOPES, actor?: AuditActor): Promise<CreatedApiKey> {
     if (!isUuid(teamId)) throw new NotFound('team', teamId);
     for (let attempt = 0; ; attempt++) {
       const key = generateApiKey();
       try {
-        const apiKey = await this.prisma.apiKey.create({
-          data: { teamId, name, admin, prefix: key.slice(0, API_KEY_LOOKUP_LENGTH), hash: hashApiKey(key) },
-          select: INFO_FIELDS,
-        });
+        const apiKey = await this.audited(
+          actor,
+          (k: ApiKeyInfo) => ({ action: 'key.create', targetType: 'apiKey', targetId: k.id, details: { teamId, name, scopes: [...scopes] } }),
+          (tx) =>
+            tx.apiKey.create({
+              data: { teamId, name, scopes: [...new Set(scopes)], prefix: key.slice(0, API_KEY_LOOKUP_LENGTH), hash: hashApiKey(key) },
+              select: INFO_FIELDS,
+            }),
+        );
         return { key, apiKey };
       } catch (error) {
         const code = prismaErrorCode(error);
@@ -117,27 +210,59 @@ export class ApiKeyRepository {
     }
   }
 
-  /** The key's team and rights, or null for malformed, unknown, wrong and revoked keys alike. */
-  public async verify(plaintext: string): Promise<VerifiedKey | null> {
+  /**
+   * The key's team and scopes, or null for malformed, unknown, wrong, revoked and expired keys alike. `expiresAt` is
+   * returned so a cache does not keep an expiring key past its end.
+   */
+  public async verify(plaintext: string): Promise<(VerifiedKey & { expiresAt: Date | null }) | null> {
     if (!KEY_FORMAT.test(plaintext)) return null;
     const row = await this.prisma.apiKey.findUnique({
       where: { prefix: plaintext.slice(0, API_KEY_LOOKUP_LENGTH) },
-      select: { id: true, teamId: true, admin: true, hash: true, revokedAt: true },
+      select: { id: true, teamId: true, scopes: true, prefix: true, hash: true, revokedAt: true, expiresAt: true },
     });
     if (!row) return null;
     const expected = Buffer.from(row.hash, 'hex');
     const actual = Buffer.from(hashApiKey(plaintext), 'hex');
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return null;
-    if (row.revokedAt !== null) return null;
-    return { keyId: row.id, teamId: row.teamId, admin: row.admin };
+    if (row.revokedAt !== null || (row.expiresAt !== null && row.expiresAt.getTime() <= Date.now())) return null;
+    return { keyId: row.id, teamId: row.teamId, scopes: toScopes(row.scopes), prefix: row.prefix, expiresAt: row.expiresAt };
   }
 
   /** Revokes the key (idempotent). Pass `teamId` to refuse other teams' keys. @throws NotFound */
-  public async revoke(keyId: string, teamId?: string): Promise<void> {
+  public async revoke(keyId: string, teamId?: string, actor?: AuditActor): Promise<void> {
     if (!isUuid(keyId)) throw new NotFound('apiKey', keyId);
     const where = { id: keyId, ...(teamId === undefined ? {} : { teamId }) };
-    const { count } = await this.prisma.apiKey.updateMany({ where: { ...where, revokedAt: null }, data: { revokedAt: new Date() } });
+    const count = await this.audited(
+      actor,
+      () => ({ action: 'key.revoke', targetType: 'apiKey', targetId: keyId }),
+      async (tx) => (await tx.apiKey.updateMany({ where: { ...where, revokedAt: null }, data: { revokedAt: new Date() } })).count,
+    );
     if (count === 0 && (await this.prisma.apiKey.count({ where })) === 0) throw new NotFound('apiKey', keyId);
+  }
+
+  /**
+   * Rotates a key: a new key with the same name and scopes (its plaintext returned once); the old one keeps working
+   * for `graceSeconds` (0: refused at once), time for its clients to switch. @throws NotFound for an unknown, other
+   * team's, revoked or already rotated key
+   */
+  public async rotate(keyId: string, teamId: string, graceSeconds: number, actor?: AuditActor): Promise<CreatedApiKey> {
+    if (!isUuid(keyId) || !isUuid(teamId)) throw new NotFound('apiKey', keyId);
+    const key = generateApiKey();
+    const until = new Date(Date.now() + graceSeconds * 1000);
+    return this.audited(
+      actor,
+      (r: CreatedApiKey) => ({ action: 'key.rotate', targetType: 'apiKey', targetId: keyId, details: { newKeyId: r.apiKey.id, graceSeconds } }),
+      async (tx) => {
+        const old = await tx.apiKey.findFirst({ where: { id: keyId, teamId, revokedAt: null, expiresAt: null } });
+        if (!old) throw new NotFound('apiKey', keyId);
+        await tx.apiKey.update({ where: { id: keyId }, data: graceSeconds > 0 ? { expiresAt: until } : { revokedAt: new Date() } });
+        const apiKey = await tx.apiKey.create({
+          data: { teamId, name: old.name, scopes: old.scopes, prefix: key.slice(0, API_KEY_LOOKUP_LENGTH), hash: hashApiKey(key) },
+          select: INFO_FIELDS,
+        });
+        return { key, apiKey };
+      },
+    );
   }
 
   public async listKeys(teamId: string): Promise<ApiKeyInfo[]> {

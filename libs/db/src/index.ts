@@ -3,5 +3,5 @@ export * from './batch.repository';
 export * from './errors';
 export * from './job.repository';
 export { createPrisma, isUuid, Prisma, PrismaClient } from './prisma';
-export type { ApiKey, Batch, CreatePrismaOptions, Job, JobEvent, Team } from './prisma';
+export type { ApiKey, AuditEntry, Batch, CreatePrismaOptions, Job, JobEvent, Team } from './prisma';
 export * from './listen';

@@ -215,6 +215,25 @@ describe('JobRepository (PostgreSQL)', () => {
     });
   });
 
+  describe('deadline', () => {
+    it('a queued job past its deadline is expired by a take or by the reaper, never started; others are left alone', async () => {
+      const soon = () => new Date(Date.now() + 300);
+      const taken = await jobs.create(input({ deadlineAt: soon() }));
+      const swept = await jobs.create(input({ deadlineAt: soon() }));
+      const later = await jobs.create(input({ deadlineAt: new Date(Date.now() + 60_000) }));
+      expect(await jobs.expireOverdue()).toEqual([]);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(await jobs.take(taken.id, 'worker-1')).toBeNull();
+      expect(await jobs.get(taken.id, teamId)).toMatchObject({ status: 'expired', attempts: 0, startedAt: null, deadlineAt: expect.any(Date) });
+      expect(await eventTypes(taken.id)).toEqual(['queued', 'expired']);
+      expect(await jobs.expireOverdue()).toEqual([{ id: swept.id, teamId }]);
+      expect(await jobs.expireOverdue()).toEqual([]);
+      expect((await jobs.get(swept.id, teamId))!.status).toBe('expired');
+      expect(await jobs.take(later.id, 'worker-1')).toMatchObject({ status: 'running' });
+      expect(await jobs.expire(later.id)).toBe(false);
+    });
+  });
+
   describe("a worker's statements", () => {
     it('each transition is one statement; the progress of a whole batch is one, and it reports the cancel requests', async () => {
       const sent: string[] = [];

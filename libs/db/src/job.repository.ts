@@ -19,6 +19,10 @@ export interface CreateJobInput {
    * Redis for every queued row enqueued a while ago).
    */
   handingToRedis?: boolean;
+  /** The key that submitted it. */
+  apiKeyId?: string | null;
+  /** Not started by then, the job ends `expired`. */
+  deadlineAt?: Date | null;
   /** The submit's `Idempotency-Key`, reserved before (`reserveIdempotencyKey`): the job is recorded on it atomically. */
   idempotencyKey?: string;
 }
@@ -123,10 +127,11 @@ export class JobRepository {
     try {
       const rows = await this.prisma.$queryRaw<JobRow[]>`
         WITH j AS (
-          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at)
+          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at, deadline_at, api_key_id)
           VALUES (${id}::uuid, ${input.teamId}::uuid, ${input.task}::job_task, ${JSON.stringify(input.params)}::jsonb,
                   ${JSON.stringify(input.inputs)}::jsonb, ${input.model}, ${seed}::bigint,
-                  CASE WHEN ${input.handingToRedis === true} THEN now() END)
+                  CASE WHEN ${input.handingToRedis === true} THEN now() END, ${input.deadlineAt ?? null}::timestamptz,
+                  ${input.apiKeyId ?? null}::uuid)
           RETURNING *
         ), e AS (INSERT INTO job_events (job_id, type) SELECT id, ${queued} FROM j),
         k AS (
@@ -219,7 +224,7 @@ export class JobRepository {
     if (!isUuid(id) || !isUuid(teamId)) throw new NotFound('job', id);
     const rows = await this.prisma.$queryRaw<JobRow[]>`
       UPDATE jobs SET deleted_at = now()
-      WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid AND deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled')
+      WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid AND deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled', 'expired')
       RETURNING *`;
     if (rows[0]) return jobFromRow(rows[0]);
     const job = await this.get(id, teamId);
@@ -245,6 +250,24 @@ export class JobRepository {
     // released between the two statements: try again
     if (!held) return this.reserveIdempotencyKey(teamId, key, requestHash);
     return { reserved: false, requestHash: held.requestHash, jobId: held.jobId };
+  }
+
+  /**
+   * Finished jobs whose images are due for removal (finished before `finishedBefore`, not yet swept, not deleted),
+   * oldest first: the retention sweeper's page.
+   */
+  public async resultsDue(finishedBefore: Date, limit = 100): Promise<Job[]> {
+    return this.prisma.job.findMany({
+      where: { finishedAt: { lt: finishedBefore }, resultDeletedAt: null, deletedAt: null },
+      orderBy: { finishedAt: 'asc' },
+      take: limit,
+    });
+  }
+
+  /** The retention sweeper removed the job's images: the status stays, the result is gone. */
+  public async markResultDeleted(id: string): Promise<boolean> {
+    const { count } = await this.prisma.job.updateMany({ where: { id, resultDeletedAt: null }, data: { resultDeletedAt: new Date() } });
+    return count === 1;
   }
 
   /** The submit that reserved the key recorded no job (refused, or its row could not be written): the key is free. */
@@ -309,7 +332,7 @@ export class JobRepository {
       WITH u AS (
         UPDATE jobs SET status = 'running', worker_id = ${workerId}, batch_id = ${batchId ?? null}, started_at = now(),
                heartbeat_at = now(), attempts = attempts + 1, step = 0, progress = 0
-        WHERE id = ${id}::uuid AND status = 'queued'
+        WHERE id = ${id}::uuid AND status = 'queued' AND (deadline_at IS NULL OR deadline_at > now())
         RETURNING *
       ), e AS (
         INSERT INTO job_events (job_id, type, data)
@@ -317,7 +340,39 @@ export class JobRepository {
       )
       SELECT * FROM u`;
     if (rows[0]) return jobFromRow(rows[0]);
+    // queued past its deadline: it ends here, never started
+    if (await this.expire(id)) return null;
     return this.takeOver(id, workerId, aliveAfter, batchId);
+  }
+
+  /** A queued job whose deadline has passed ends `expired` (it never ran). Applies only from queued, past the deadline. */
+  public async expire(id: string): Promise<boolean> {
+    return this.guarded(
+      id,
+      'expired',
+      { reason: 'deadline passed before the job started' },
+      Prisma.sql`status = 'expired', finished_at = now()`,
+      Prisma.sql`status = 'queued' AND deadline_at <= now()`,
+    );
+  }
+
+  /**
+   * Every queued job past its deadline ends `expired`, at most `limit` of them, in one statement (the reaper's pass:
+   * a job expires on time even when no worker takes it). Returns them (id, team) for the fair queue to drop.
+   */
+  public async expireOverdue(limit = 500): Promise<{ id: string; teamId: string }[]> {
+    const type: JobEventType = 'expired';
+    const rows = await this.prisma.$queryRaw<{ id: string; team_id: string }[]>`
+      WITH due AS (
+        SELECT id FROM jobs WHERE status = 'queued' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+      ), u AS (
+        UPDATE jobs j SET status = 'expired', finished_at = now() FROM due WHERE j.id = due.id AND j.status = 'queued'
+        RETURNING j.id, j.team_id
+      ), e AS (
+        INSERT INTO job_events (job_id, type, data) SELECT id, ${type}, '{"reason":"deadline passed before the job started"}'::jsonb FROM u
+      )
+      SELECT id, team_id FROM u`;
+    return rows.map((r) => ({ id: r.id, teamId: r.team_id }));
   }
 
   /** A redelivered running job (its worker died, or its lock expired): retried, held by a live worker, or canceled. */
@@ -641,6 +696,9 @@ type JobRow = {
   heartbeat_at: Date | null;
   finished_at: Date | null;
   timings: Job['timings'];
+  deadline_at: Date | null;
+  result_deleted_at: Date | null;
+  api_key_id: string | null;
   deleted_at: Date | null;
 };
 
@@ -672,6 +730,9 @@ function jobFromRow(r: JobRow): Job {
     heartbeatAt: r.heartbeat_at,
     finishedAt: r.finished_at,
     timings: r.timings,
+    deadlineAt: r.deadline_at,
+    resultDeletedAt: r.result_deleted_at,
+    apiKeyId: r.api_key_id,
     deletedAt: r.deleted_at,
   };
 }

@@ -4,7 +4,7 @@ import { Prisma, PrismaClient } from './generated/prisma/client';
 
 // the job enums are @dimoo/contracts' (enums.ts); enums.spec.ts holds Prisma's equal to them
 export { Prisma, PrismaClient } from './generated/prisma/client';
-export type { ApiKey, Batch, Job, JobEvent, Team } from './generated/prisma/client';
+export type { ApiKey, AuditEntry, Batch, Job, JobEvent, Team } from './generated/prisma/client';
 
 export interface CreatePrismaOptions {
   /** Pool size of the pg driver. @defaultValue 10 (pg's default) */

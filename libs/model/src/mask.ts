@@ -44,6 +44,36 @@ export function cellsToGrid(cells: string): boolean[] {
   return Array.from(cells, (c) => c === '1');
 }
 
+/**
+ * A paint result that leaves the rest untouched: every token cell not regenerated takes the input image's pixels, byte
+ * for byte; the regenerated cells keep the decoded ones. Seam policy: a hard seam on the cell grid, no blending or
+ * feathering. The pixels that change are exactly the token cells the mask selected (`maskCells`: a cell whose pixels
+ * are more than half masked), so a masked pixel in a cell that was not selected keeps the input, and an unmasked pixel
+ * in a selected cell shows the model's. The model sampled the regenerated cells knowing the kept cells' codes, so their
+ * content continues across the edge; the edge itself is a step between the decoder's pixels and the input's.
+ * Pure: `decoded` and `input` are left unchanged.
+ */
+export function keepUnregenerated(decoded: RgbImage, input: RgbImage, regenerate: readonly boolean[], gridFactor: number): RgbImage {
+  const { width: W, height: H } = input;
+  if (decoded.width !== W || decoded.height !== H) throw new Error(`decoded ${decoded.width}×${decoded.height} for an input of ${W}×${H}`);
+  const cols = W / gridFactor;
+  const rows = H / gridFactor;
+  if (!Number.isInteger(cols) || !Number.isInteger(rows) || regenerate.length !== rows * cols) {
+    throw new Error(`${regenerate.length} cells for ${W}×${H} at a grid factor of ${gridFactor}`);
+  }
+  const data = Uint8Array.from(decoded.data);
+  regenerate.forEach((regenerated, cell) => {
+    if (regenerated) return;
+    const y0 = Math.floor(cell / cols) * gridFactor;
+    const x0 = (cell % cols) * gridFactor;
+    for (let y = y0; y < y0 + gridFactor; y++) {
+      const from = (y * W + x0) * 3;
+      data.set(input.data.subarray(from, from + gridFactor * 3), from);
+    }
+  });
+  return { width: W, height: H, data };
+}
+
 /** The reference's centred rectangle: mh = round(H·hRatio), mw = round(W·wRatio); inpaint masks inside, outpaint outside. */
 export function rectangleMask(height: number, width: number, hRatio: number, wRatio: number, mode: 'inpaint' | 'outpaint'): Uint8Array {
   const mh = Math.round(height * hRatio);

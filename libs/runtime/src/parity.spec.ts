@@ -68,6 +68,7 @@ async function referenceJob(m: ModelManifest, req: InlineRequest, seq: Sequence)
     }
     case 'i2i': {
       const [a, b] = [req.cfg ?? 0, req.cfgImage ?? 0];
+      if (req.editType !== 'edit' || req.prompt === undefined) throw new Error('this reference builds edit sequences only');
       const img = await block(req.images[0]!);
       const sys = m.templates.sys.edit;
       const withImage = (ids: number[]) => [...ids.slice(0, -1), ...img, ...ids.slice(-1)];

@@ -9,8 +9,20 @@ import { checkLimits, drawSeed, inputField, resultFormat, resolveJob } from '@di
 import type { SamplingParams, TokenLayout } from '@dimoo/diffusion';
 import { answerTokens, DiffusionEngine, imageToImage, InvalidSamplingRequest, regionCodes, Sequence, textToImage, understanding } from '@dimoo/diffusion';
 import type { RgbImage, TextTokenizer } from '@dimoo/model';
-import { cellsToGrid, checkTokenizer, encodeImage, encodePng, imageFacts, loadManifest, loadTokenizer, modelChecksum, promptIds } from '@dimoo/model';
+import {
+  cellsToGrid,
+  checkTokenizer,
+  encodeImage,
+  encodePng,
+  imageFacts,
+  keepUnregenerated,
+  loadManifest,
+  loadTokenizer,
+  modelChecksum,
+  promptIds,
+} from '@dimoo/model';
 import { OnnxDenoiseModel } from './onnx-model';
+import { editPrompts } from './prompts';
 import type { SessionOptions } from './session';
 import { fromPlanar, toPlanar, VqCodec } from './vq';
 
@@ -31,6 +43,12 @@ export interface LoadedModel {
   model: OnnxDenoiseModel;
   vq: VqCodec;
 }
+
+/**
+ * A paint sequence's input image and the cells it regenerates, from `prepare` to `finish` (which puts the input back
+ * outside those cells). Keyed by the sequence, so every prepare → finish pair (worker, CLI, tests) composites alike.
+ */
+const paintCanvases = new WeakMap<Sequence, { image: RgbImage; regenerate: boolean[] }>();
 
 export function tokenLayout(m: ModelManifest): TokenLayout {
   const t = m.tokens;
@@ -116,19 +134,17 @@ export async function prepare(m: LoadedModel, id: string, { job, images }: Engin
     }
     case 'paint': {
       const canvas = await encode(images[0]!);
+      const regenerate = cellsToGrid(job.regenerate);
       const prompts = { prompt: tok(sys.t2i, job.prompt), uncondPrompt: tok(sys.t2i, manifest.templates.uncondition) };
-      const spec = textToImage(
-        layout,
-        { ...prompts, rows: canvas.rows, cols: canvas.cols, canvas: { codes: canvas.codes, regenerate: cellsToGrid(job.regenerate) } },
-        job.guidance,
-      );
-      return new Sequence(id, layout, spec, maskgit);
+      const spec = textToImage(layout, { ...prompts, rows: canvas.rows, cols: canvas.cols, canvas: { codes: canvas.codes, regenerate } }, job.guidance);
+      const seq = new Sequence(id, layout, spec, maskgit);
+      paintCanvases.set(seq, { image: images[0]!, regenerate });
+      return seq;
     }
     case 'i2i': {
       const inputs = await Promise.all(images.map(encode));
       const out = inputs[inputs.length - 1]!;
-      const system = sys[job.editType];
-      const user = job.editType === 'style' ? sys.style : job.prompt;
+      const { system, user } = editPrompts(sys, job);
       const spec = imageToImage(
         layout,
         { prompt: tok(system, user), uncondPrompt: tok(system, manifest.templates.uncondition), rows: out.rows, cols: out.cols, inputs },
@@ -144,7 +160,12 @@ export async function prepare(m: LoadedModel, id: string, { job, images }: Engin
   }
 }
 
-/** Decodes a finished sequence: the image (VQ decode) or the answer text. */
+/**
+ * Decodes a finished sequence: the image (VQ decode) or the answer text. A paint job's image is the input outside the
+ * regenerated token cells, pixel for pixel, and the decoded pixels inside them (a hard seam on the cell grid:
+ * @dimoo/model `keepUnregenerated`); its `codes` stay the sampled ones. The result is byte-exact outside the cells as
+ * RGB and as PNG; WebP and JPEG re-encode the whole image, lossily. Previews (`previewPng`) show the plain VQ decode.
+ */
 export async function finish(m: LoadedModel, seq: Sequence): Promise<TaskResult> {
   if (seq.params.sampler.kind === 'llada') {
     const tokens = answerTokens(m.layout, seq.region);
@@ -154,7 +175,9 @@ export async function finish(m: LoadedModel, seq: Sequence): Promise<TaskResult>
   const rows = seq.spec.targets.length / cols;
   const codes = regionCodes(m.layout, seq.region, rows, cols);
   if (codes.some((c) => c < 0)) throw new Error(`sequence ${seq.id} finished with masked cells`);
-  const rgb = fromPlanar(await m.vq.decode({ rows, cols, codes }));
+  const decoded = fromPlanar(await m.vq.decode({ rows, cols, codes }));
+  const canvas = paintCanvases.get(seq);
+  const rgb = canvas ? keepUnregenerated(decoded, canvas.image, canvas.regenerate, m.manifest.image.gridFactor) : decoded;
   return { kind: 'image', width: rgb.width, height: rgb.height, codes, rgb };
 }
 

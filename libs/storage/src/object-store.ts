@@ -196,8 +196,14 @@ export async function openObjectStore(env: {
   S3_SECRET_KEY: string;
   S3_BUCKET: string;
   S3_REGION: string;
+  S3_PUBLIC_URL?: string | undefined;
 }): Promise<ObjectStore> {
+  const pub = env.S3_PUBLIC_URL ? new URL(env.S3_PUBLIC_URL) : null;
+  const publicEndpoint = pub
+    ? { endPoint: pub.hostname, port: Number(pub.port) || (pub.protocol === 'https:' ? 443 : 80), useSSL: pub.protocol === 'https:' }
+    : null;
   const store = new ObjectStore({
+    ...(publicEndpoint ? { publicEndpoint } : {}),
     endPoint: env.S3_ENDPOINT,
     port: env.S3_PORT,
     useSSL: env.S3_USE_SSL,

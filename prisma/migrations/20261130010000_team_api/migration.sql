@@ -14,3 +14,39 @@ CREATE TABLE "idempotency_keys" (
 CREATE INDEX "idempotency_keys_created_at_idx" ON "idempotency_keys"("created_at");
 
 ALTER TABLE "idempotency_keys" ADD CONSTRAINT "idempotency_keys_team_id_fkey" FOREIGN KEY ("team_id") REFERENCES "teams"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+-- A job's deadline: not started by then, it ends `expired` (a terminal status for never-started jobs).
+ALTER TYPE "job_status" ADD VALUE 'expired';
+ALTER TABLE "jobs" ADD COLUMN "deadline_at" TIMESTAMPTZ(3);
+CREATE INDEX "jobs_queued_deadline_idx" ON "jobs"("deadline_at") WHERE "deadline_at" IS NOT NULL AND "status" = 'queued';
+
+-- at most one terminal event per job, `expired` included
+DROP INDEX "job_events_one_terminal_per_job";
+CREATE UNIQUE INDEX "job_events_one_terminal_per_job" ON "job_events"("job_id") WHERE "type" IN ('succeeded', 'failed', 'canceled', 'expired');
+
+-- Retention: when the sweeper removed a finished job's images (the status stays).
+ALTER TABLE "jobs" ADD COLUMN "result_deleted_at" TIMESTAMPTZ(3);
+CREATE INDEX "jobs_retention_idx" ON "jobs"("finished_at") WHERE "result_deleted_at" IS NULL AND "deleted_at" IS NULL;
+
+-- Keys: scopes instead of an admin flag; a rotated key's grace period; the key that submitted each job.
+ALTER TABLE "api_keys" ADD COLUMN "scopes" TEXT[] NOT NULL DEFAULT ARRAY['submit', 'read']::TEXT[],
+ADD COLUMN "expires_at" TIMESTAMPTZ(3);
+UPDATE "api_keys" SET "scopes" = ARRAY['submit', 'read', 'admin']::TEXT[] WHERE "admin";
+ALTER TABLE "api_keys" DROP COLUMN "admin";
+ALTER TABLE "jobs" ADD COLUMN "api_key_id" UUID;
+ALTER TABLE "jobs" ADD CONSTRAINT "jobs_api_key_id_fkey" FOREIGN KEY ("api_key_id") REFERENCES "api_keys"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+
+-- The admins' audit log.
+CREATE TABLE "audit_log" (
+    "id" BIGSERIAL NOT NULL,
+    "at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "actor_key_id" UUID,
+    "actor" TEXT NOT NULL,
+    "action" TEXT NOT NULL,
+    "target_type" TEXT NOT NULL,
+    "target_id" TEXT NOT NULL,
+    "details" JSONB,
+
+    CONSTRAINT "audit_log_pkey" PRIMARY KEY ("id")
+);
+CREATE INDEX "audit_log_at_idx" ON "audit_log"("at");

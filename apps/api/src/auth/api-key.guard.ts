@@ -1,9 +1,15 @@
-/** Every /v1 route takes an API key (Authorization: Bearer … or X-API-Key); the key's team scopes what it sees. */
+/**
+ * Every /v1 route takes an API key (Authorization: Bearer … or X-API-Key); the key's team scopes what it sees, its
+ * scopes what it may do (`@RequireScope`: submit, read, admin). The bootstrap ADMIN_API_KEY (and, while a rotation
+ * rolls out, ADMIN_API_KEY_PREVIOUS) has every scope and no team.
+ */
 import type { CanActivate, ExecutionContext } from '@nestjs/common';
 import { createParamDecorator, HttpStatus, Inject, Injectable, SetMetadata } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ApiKeyScope } from '@dimoo/contracts';
+import { API_KEY_SCOPES } from '@dimoo/contracts';
 import { ApiKeyRepository } from '@dimoo/db';
 import { ProblemError } from '../common/problem';
 import { API_ENV } from '../tokens';
@@ -13,8 +19,13 @@ import { CACHE_ENTRIES, KeyCache } from './caches';
 
 export type { Caller } from './caches';
 
-const ADMIN_ONLY = 'dimoo:admin-only';
-export const AdminOnly = () => SetMetadata(ADMIN_ONLY, true);
+const SCOPE = 'dimoo:scope';
+/** The scope a route needs (on a handler, or on a controller for all its handlers). */
+export const RequireScope = (scope: ApiKeyScope) => SetMetadata(SCOPE, scope);
+export const AdminOnly = () => RequireScope('admin');
+
+/** The caller as the audit log records it. */
+export const auditActor = (caller: Caller) => ({ keyId: caller.keyId, label: caller.label });
 
 export const CurrentCaller = createParamDecorator(
   (_: unknown, ctx: ExecutionContext): Caller => ctx.switchToHttp().getRequest<Request & { caller: Caller }>().caller,
@@ -47,8 +58,9 @@ export class ApiKeyGuard implements CanActivate {
     if (hit) return hit;
     const found = await this.keys.verify(key);
     if (!found) return null;
-    const caller = { teamId: found.teamId, admin: found.admin, keyId: found.keyId };
-    this.cache.set(id, caller);
+    const caller: Caller = { teamId: found.teamId, scopes: found.scopes, keyId: found.keyId, label: found.prefix };
+    // a rotated key in its grace period is checked each time: a cache must not keep it past its end
+    if (found.expiresAt === null) this.cache.set(id, caller);
     return caller;
   }
 
@@ -62,8 +74,9 @@ export class ApiKeyGuard implements CanActivate {
       if (err instanceof ProblemError && err.slug === 'unauthorized') this.failed(source);
       throw err;
     }
-    if (this.reflector.get<boolean>(ADMIN_ONLY, ctx.getHandler()) && !req.caller.admin) {
-      throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', 'an admin key is required');
+    const scope = this.reflector.getAllAndOverride<ApiKeyScope | undefined>(SCOPE, [ctx.getHandler(), ctx.getClass()]);
+    if (scope && !req.caller.scopes.includes(scope)) {
+      throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', `this key lacks the ${scope} scope`);
     }
     return true;
   }
@@ -96,10 +109,13 @@ export class ApiKeyGuard implements CanActivate {
   private async authenticate(req: Request & { caller: Caller }): Promise<void> {
     const key = keyOf(req);
     if (!key) throw unauthorized();
-    const bootstrap = Buffer.from(this.env.ADMIN_API_KEY);
     const given = Buffer.from(key);
-    if (given.length === bootstrap.length && timingSafeEqual(given, bootstrap)) {
-      req.caller = { teamId: null, admin: true, keyId: null };
+    const bootstrap = [this.env.ADMIN_API_KEY, this.env.ADMIN_API_KEY_PREVIOUS].some((k) => {
+      const b = Buffer.from(k ?? '');
+      return k !== undefined && given.length === b.length && timingSafeEqual(given, b);
+    });
+    if (bootstrap) {
+      req.caller = { teamId: null, scopes: API_KEY_SCOPES, keyId: null, label: 'bootstrap' };
     } else {
       const caller = await this.verify(key);
       if (!caller) throw unauthorized();

@@ -7,6 +7,7 @@
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
+import type { ApiKeyScope } from '@dimoo/contracts';
 import { ApiKeyRepository } from '@dimoo/db';
 import type { TeamShare } from '@dimoo/queue';
 import { redisOptions } from '@dimoo/queue';
@@ -15,9 +16,12 @@ import { API_ENV } from '../tokens';
 
 export interface Caller {
   teamId: string | null;
-  admin: boolean;
+  /** what the key may do (API_KEY_SCOPES) */
+  scopes: readonly ApiKeyScope[];
   /** the key's id (null for the bootstrap admin key) */
   keyId: string | null;
+  /** how the audit log names the caller: the key's prefix, or `bootstrap` */
+  label: string;
 }
 
 /** Most entries an in-process map of the request path remembers (oldest forgotten first). */

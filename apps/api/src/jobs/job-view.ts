@@ -16,12 +16,15 @@ export function toView(job: Job): JobView {
     seed: job.seed === null ? null : Number(job.seed),
     model: { name: job.model, checksum: job.modelChecksum },
     attempts: job.attempts,
+    apiKeyId: job.apiKeyId,
     createdAt: job.createdAt.toISOString(),
     startedAt: iso(job.startedAt),
     finishedAt: iso(job.finishedAt),
+    deadline: iso(job.deadlineAt),
     timings: (job.timings as Record<string, number> | null) ?? null,
+    resultDeletedAt: iso(job.resultDeletedAt),
     result:
-      job.status !== 'succeeded'
+      job.status !== 'succeeded' || (job.resultDeletedAt && job.resultText === null)
         ? null
         : job.resultText !== null
           ? { kind: 'text', text: job.resultText, url: resultUrl }
@@ -69,6 +72,8 @@ export function toStreamEvent(e: JobEvent): { event: JobStreamEventType; data: R
       return { event: 'failed', data: { ...base, error: errorView({ code: data['code'], message: data['message'], details: data['details'] }) } };
     case 'canceled':
       return { event: 'canceled', data: base };
+    case 'expired':
+      return { event: 'expired', data: base };
     default:
       return null;
   }

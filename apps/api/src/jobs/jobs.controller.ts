@@ -6,19 +6,22 @@ import type { JobList, JobView } from '@dimoo/contracts';
 import { isTerminalStreamEvent, JobListQuerySchema, JobListSchema, JobRequestSchema, JobViewSchema, TERMINAL_STATUSES } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
-import { ApiKeyGuard, CurrentCaller } from '../auth/api-key.guard';
+import { ApiKeyGuard, CurrentCaller, RequireScope } from '../auth/api-key.guard';
 import { idempotencyKey, preferWait } from '../common/prefer';
 import { invalidRequest } from '../common/problem';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
 import { JobEventsHub } from './job-events.service';
 import { toStreamEvent, toView } from './job-view';
-import { JobsService } from './jobs.service';
+import { JobsService, zodIssues } from './jobs.service';
+
+const ResultQuerySchema = z.strictObject({ stream: z.stringbool().optional() });
 
 @ApiTags('jobs')
 @ApiHeader({ name: 'Authorization', description: 'Bearer <API key>' })
 @Controller('v1/jobs')
 @UseGuards(ApiKeyGuard)
+@RequireScope('read')
 export class JobsController {
   private readonly logger = new Logger(JobsController.name);
   constructor(
@@ -29,6 +32,7 @@ export class JobsController {
 
   @Post()
   @HttpCode(202)
+  @RequireScope('submit')
   @ApiOperation({
     summary: 'Submit a job; 202 with its id and a Location to poll',
     description:
@@ -84,15 +88,29 @@ export class JobsController {
 
   @Delete(':id')
   @HttpCode(204)
+  @RequireScope('submit')
   @ApiOperation({ summary: 'Delete a finished job: its images are removed, reads answer 404; a queued or running job is 409 (cancel it first)' })
   async remove(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<void> {
     await this.jobs.remove(caller, id);
   }
 
   @Get(':id/result')
-  @ApiOperation({ summary: 'The image in the job outputFormat (image tasks) or the answer text (understanding)' })
-  async result(@CurrentCaller() caller: Caller, @Param('id') id: string, @Res() res: Response): Promise<void> {
-    const r = await this.jobs.result(caller, id);
+  @ApiOperation({
+    summary: 'The result: 303 to a presigned URL of the image (in the job outputFormat), or the answer text (understanding)',
+    description:
+      'Image results are not carried by the API: the 303 points at the object store, valid RESULT_URL_TTL_SECONDS (follow it ' +
+      'without the Authorization header). `?stream=true` sends the image through the API instead. Removed by retention: 410.',
+  })
+  @ApiQuery({ name: 'stream', required: false, schema: { type: 'boolean' } })
+  @ApiResponse({ status: 303, description: 'Location: a presigned URL of the image' })
+  async result(@CurrentCaller() caller: Caller, @Param('id') id: string, @Query() query: Record<string, unknown>, @Res() res: Response): Promise<void> {
+    const parsed = ResultQuerySchema.safeParse(query);
+    if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
+    const r = await this.jobs.result(caller, id, parsed.data.stream ?? false);
+    if ('redirect' in r) {
+      res.status(303).setHeader('Cache-Control', 'private, no-store').location(r.redirect).end();
+      return;
+    }
     res.status(200).type(r.contentType).send(r.body);
   }
 
@@ -176,6 +194,7 @@ export class JobsController {
 
   @Post(':id/cancel')
   @HttpCode(202)
+  @RequireScope('submit')
   @ApiOperation({ summary: 'Cancel: a queued job never starts; a running one leaves its batch at the next step' })
   async cancel(@CurrentCaller() caller: Caller, @Param('id') id: string): Promise<JobView> {
     return toView(await this.jobs.cancel(caller, id));

@@ -9,7 +9,7 @@
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
-import type { FieldIssue, JobImages, JobList, JobView, ModelManifest } from '@dimoo/contracts';
+import type { FieldIssue, JobImages, JobList, JobRequest, JobView, ModelManifest } from '@dimoo/contracts';
 import {
   DEFAULT_PRIORITY,
   drawSeed,
@@ -31,7 +31,8 @@ import { TeamShares } from '../auth/caches';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { DispatchService, rateLimitHeaders } from './dispatch.service';
 import { JobEventsHub } from './job-events.service';
-import { MODEL_MANIFEST } from '../tokens';
+import type { ApiEnv } from '../config';
+import { API_ENV, MODEL_MANIFEST } from '../tokens';
 import { resultContentType, toView } from './job-view';
 
 /** zod's issues as problem+json field errors; an unknown field is named itself. */
@@ -60,6 +61,7 @@ export class JobsService {
     private readonly dispatch: DispatchService,
     private readonly shares: TeamShares,
     private readonly hub: JobEventsHub,
+    @Inject(API_ENV) private readonly env: ApiEnv,
     @Inject(MODEL_MANIFEST) private readonly manifest: ModelManifest,
   ) {}
 
@@ -88,7 +90,7 @@ export class JobsService {
       if (replay) return { view: toView(replay), headers: { 'Idempotent-Replayed': 'true' }, replayed: true };
     }
     try {
-      return await this.accept(teamId, params, bytes, req, idempotencyKey);
+      return await this.accept(teamId, caller.keyId, params, bytes, req, idempotencyKey);
     } catch (err) {
       // nothing recorded: the key is free for a retry of this request
       if (idempotencyKey !== undefined) await this.jobs.releaseIdempotencyKey(teamId, idempotencyKey).catch(() => undefined);
@@ -127,9 +129,10 @@ export class JobsService {
 
   private async accept(
     teamId: string,
+    apiKeyId: string | null,
     params: Extract<ReturnType<typeof resolveJob>, { ok: true }>['job'],
     bytes: JobImages<Buffer>,
-    req: Parameters<typeof inputField>[0],
+    req: JobRequest,
     idempotencyKey: string | undefined,
   ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
     const share = await this.shares.get(teamId);
@@ -163,6 +166,8 @@ export class JobsService {
         seed: params.seed,
         handingToRedis: true,
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(req.deadline === undefined ? {} : { deadlineAt: new Date(req.deadline) }),
+        apiKeyId,
       });
     } catch (err) {
       await this.removeInputs(jobId, uploaded);
@@ -249,13 +254,26 @@ export class JobsService {
     return job;
   }
 
-  async result(caller: Caller, id: string): Promise<{ contentType: string; body: Buffer | string }> {
+  /**
+   * The result: an answer's text; an image by a presigned URL on the store (the API does not carry the bytes) or,
+   * with `stream`, through the API. Removed by retention: 410.
+   */
+  async result(caller: Caller, id: string, stream: boolean): Promise<{ redirect: string } | { contentType: string; body: Buffer | string }> {
     const job = await this.get(caller, id);
     if (job.status !== 'succeeded') {
       throw new ProblemError(HttpStatus.CONFLICT, 'not-ready', 'Result not ready', `job ${id} is ${job.status}`);
     }
     if (job.resultText !== null) return { contentType: 'text/plain; charset=utf-8', body: job.resultText };
+    if (job.resultDeletedAt) {
+      throw new ProblemError(
+        HttpStatus.GONE,
+        'result-expired',
+        'Result expired',
+        `the images of job ${id} were removed on ${job.resultDeletedAt.toISOString()} (retention)`,
+      );
+    }
     if (!job.resultKey) throw notFound(`result of job ${id}`);
+    if (!stream) return { redirect: await this.store.presignedGet(job.resultKey, this.env.RESULT_URL_TTL_SECONDS) };
     return { contentType: resultContentType(job), body: await this.store.get(job.resultKey) };
   }
 

@@ -2,8 +2,9 @@
  * The reaper: reconciles running jobs in Postgres with BullMQ, paging through them by cursor. A job BullMQ failed
  * without the worker's handler (stalled more often than it allows, or a handler that could not record the failure)
  * ends failed with BullMQ's reason; a job Redis no longer has whose worker went silent (no progress for
- * REAPER_STALE_MS) goes back to the queue (the outbox hands it to Redis). Each change is one guarded transition, so
- * several API replicas reaping at once change a job once.
+ * REAPER_STALE_MS) goes back to the queue (the outbox hands it to Redis); queued jobs past their `deadline` end
+ * expired and leave the fair queue. Each change is one guarded transition, so several API replicas reaping at once
+ * change a job once.
  */
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
@@ -15,12 +16,14 @@ import type { JobCursor } from '@dimoo/db';
 import { JobRepository } from '@dimoo/db';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
+import { DispatchService } from './dispatch.service';
 
 const PAGES_PER_PASS = 10;
 
 export interface ReaperPass {
   failed: number;
   requeued: number;
+  expired: number;
 }
 
 @Injectable()
@@ -32,6 +35,7 @@ export class ReaperService implements OnApplicationBootstrap, OnApplicationShutd
 
   constructor(
     private readonly jobs: JobRepository,
+    private readonly dispatch: DispatchService,
     @InjectQueue(QUEUE_NAMES.generation) private readonly queue: Queue<QueuePayload>,
     @Inject(API_ENV) private readonly env: ApiEnv,
   ) {}
@@ -45,10 +49,14 @@ export class ReaperService implements OnApplicationBootstrap, OnApplicationShutd
   }
 
   async reap(): Promise<ReaperPass> {
-    const pass = { failed: 0, requeued: 0 };
+    const pass = { failed: 0, requeued: 0, expired: 0 };
     if (this.running) return pass;
     this.running = true;
     try {
+      const expired = await this.jobs.expireOverdue();
+      pass.expired = expired.length;
+      // a job BullMQ already holds is dropped by its worker's take (the row says expired)
+      for (const job of expired) await this.dispatch.fair.remove(job.teamId, job.id).catch(() => undefined);
       const size = this.env.OUTBOX_PAGE_SIZE;
       for (let pages = 0; pages < PAGES_PER_PASS; pages++) {
         const page = await this.jobs.runningPage(size, this.cursor);
@@ -72,6 +80,7 @@ export class ReaperService implements OnApplicationBootstrap, OnApplicationShutd
       this.running = false;
     }
     if (pass.failed + pass.requeued > 0) this.logger.warn(`reaper: ${pass.failed} job(s) failed, ${pass.requeued} requeued`);
+    if (pass.expired > 0) this.logger.log(`reaper: ${pass.expired} job(s) expired (deadline passed before they started)`);
     return pass;
   }
 }

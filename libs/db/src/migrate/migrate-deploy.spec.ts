@@ -29,9 +29,18 @@ describe('prisma migrate deploy (PostgreSQL)', () => {
       expect(migrations.rows.length).toBeGreaterThan(0);
       expect(migrations.rows.every((m) => m.finished_at !== null)).toBe(true);
       const tables = await client.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1");
-      expect(tables.rows.map((t) => t.tablename)).toEqual(['_prisma_migrations', 'api_keys', 'batches', 'job_events', 'jobs', 'teams']);
+      expect(tables.rows.map((t) => t.tablename)).toEqual([
+        '_prisma_migrations',
+        'api_keys',
+        'audit_log',
+        'batches',
+        'idempotency_keys',
+        'job_events',
+        'jobs',
+        'teams',
+      ]);
       const index = await client.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE indexname = 'job_events_one_terminal_per_job'");
-      expect(index.rows[0]?.indexdef).toMatch(/CREATE UNIQUE INDEX .* WHERE/);
+      expect(index.rows[0]?.indexdef).toMatch(/CREATE UNIQUE INDEX .* WHERE .*'expired'/);
     } finally {
       await client.end();
     }
