@@ -3,7 +3,7 @@ import { Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
 import type { ModelManifest } from '@dimoo/contracts';
-import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
+import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient, WebhookRepository } from '@dimoo/db';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import { AdminController, AuditController } from './auth/admin.controller';
 import { ApiKeyGuard } from './auth/api-key.guard';
@@ -20,6 +20,9 @@ import { OrphanSweeperService } from './jobs/orphan-sweeper.service';
 import { OutboxService } from './jobs/outbox.service';
 import { ReaperService } from './jobs/reaper.service';
 import { RetentionService } from './jobs/retention.service';
+import { InputImages } from './jobs/inputs';
+import { UploadsController } from './jobs/uploads.controller';
+import { WebhooksController } from './jobs/webhooks.controller';
 import { API_ENV, MODEL_MANIFEST } from './tokens';
 
 @Module({})
@@ -31,7 +34,7 @@ export class AppModule {
         BullModule.forRoot({ connection: redisConnection(env.REDIS_URL, { offlineQueue: false }), prefix: env.QUEUE_PREFIX }),
         BullModule.registerQueue({ name: QUEUE_NAMES.generation }),
       ],
-      controllers: [JobsController, AdminController, AuditController, HealthController],
+      controllers: [JobsController, UploadsController, WebhooksController, AdminController, AuditController, HealthController],
       providers: [
         { provide: API_ENV, useValue: env },
         { provide: MODEL_MANIFEST, useValue: manifest },
@@ -41,6 +44,7 @@ export class AppModule {
         },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
+        { provide: WebhookRepository, useFactory: (p: PrismaClient) => new WebhookRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         KeyCache,
         TeamShares,
@@ -48,6 +52,7 @@ export class AppModule {
         ApiKeyGuard,
         DispatchService,
         JobsService,
+        InputImages,
         JobEventsHub,
         OutboxService,
         ReaperService,

@@ -3,11 +3,12 @@ import type { LogLevel } from '@nestjs/common';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { loadManifest } from '@dimoo/model';
 import { AppModule } from './app.module';
 import { bodyErrors, clientErrors, jsonBody } from './common/body';
 import type { ApiEnv } from './config';
+import { buildOpenApiDocument } from './openapi';
 import { ApiEnvSchema } from './config';
 import { loadEnv } from '@dimoo/config';
 
@@ -18,16 +19,8 @@ export async function createApi(env: ApiEnv, logger: LogLevel[] = ['error', 'war
   app.use(bodyErrors);
   clientErrors(app.getHttpServer());
   app.enableShutdownHooks();
-  const doc = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('DiMOO Serve')
-      .setDescription('Discrete-diffusion omni model as an async job service')
-      .setVersion('1')
-      .addBearerAuth()
-      .build(),
-  );
-  SwaggerModule.setup('docs', app, doc);
+  // the same document `npm run openapi` writes to docs/openapi.json
+  SwaggerModule.setup('docs', app, buildOpenApiDocument(app));
   return app;
 }
 

@@ -1,4 +1,4 @@
-/** The README's main command, end to end: a prompt in, a PNG of the manifest's default size out. */
+/** The README's main command in-process (`dimoo local generate`), end to end: a prompt in, a PNG of the manifest's default size out. */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,12 +9,16 @@ import { decodeImage } from '@dimoo/model';
 const run = promisify(execFile);
 const ROOT = resolve(__dirname, '../../..');
 
-describe('dimoo generate', () => {
+describe('dimoo local generate', () => {
   it('writes a PNG for a prompt and says where', async () => {
     const out = join(await mkdtemp(join(tmpdir(), 'dimoo-cli-')), 'img.png');
-    const { stdout } = await run('npx', ['tsx', 'apps/cli/src/main.ts', 'generate', '--prompt', 'a blue square at the center', '--out', out, '--seed', '7'], {
-      cwd: ROOT,
-    });
+    const { stdout } = await run(
+      'npx',
+      ['tsx', 'apps/cli/src/main.ts', 'local', 'generate', '--prompt', 'a blue square at the center', '--out', out, '--seed', '7'],
+      {
+        cwd: ROOT,
+      },
+    );
     expect(stdout).toContain(`wrote ${out}`);
     const img = await decodeImage(await readFile(out));
     expect([img.width, img.height]).toEqual([128, 128]);
@@ -25,8 +29,15 @@ describe('dimoo generate', () => {
   });
 
   it('fails with a usage message on an unknown command', async () => {
-    await expect(run('npx', ['tsx', 'apps/cli/src/main.ts', 'paint'], { cwd: ROOT })).rejects.toMatchObject({
-      stderr: expect.stringContaining('usage: dimoo'),
+    await expect(run('npx', ['tsx', 'apps/cli/src/main.ts', 'local', 'paint'], { cwd: ROOT })).rejects.toMatchObject({
+      stderr: expect.stringContaining('usage: dimoo local'),
+    });
+  });
+
+  it('asks for an API key before any HTTP command', async () => {
+    const env = { ...process.env, DIMOO_API_KEY: '' };
+    await expect(run('npx', ['tsx', 'apps/cli/src/main.ts', 'generate', 'a red circle'], { cwd: ROOT, env })).rejects.toMatchObject({
+      stderr: expect.stringContaining('no API key: pass --key or set DIMOO_API_KEY'),
     });
   });
 });

@@ -42,6 +42,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   private dispatcher: Dispatcher | null = null;
   /** jobs this worker holds (handed to the engine or on their way), by id → team */
   private readonly running = new Map<string, string>();
+  /** the engine runs of each held job (one per image) */
+  private readonly engineIds = new Map<string, string[]>();
   /** the newest step of each held job not yet written (written for all of them at once, see `tick`) */
   private readonly progress = new Map<string, { step: number; steps: number }>();
   private ticker: NodeJS.Timeout | null = null;
@@ -123,7 +125,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   }
 
   private cancel(ids: readonly string[]): void {
-    for (const id of ids) if (this.running.has(id)) this.engine.cancel(id);
+    for (const id of ids) if (this.running.has(id)) for (const run of this.engineIds.get(id) ?? [id]) this.engine.cancel(run);
   }
 
   /**
@@ -140,7 +142,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       if ((await Promise.race([closing, graceOver])) === 'grace-over') {
         this.logger.warn(`grace period over: handing ${this.running.size} running job(s) back to the queue`);
         this.handingBack = true;
-        for (const id of this.running.keys()) this.engine.cancel(id);
+        this.cancel([...this.running.keys()]);
         await closing;
       }
       clearTimeout(timer);
@@ -160,6 +162,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     } finally {
       this.running.delete(jobId);
       this.progress.delete(jobId);
+      this.engineIds.delete(jobId);
       // no longer counts against its team's running limit; its slot goes to the next job in fair order
       await this.fair?.finished(teamId, jobId).catch(() => undefined);
       this.dispatcher?.nudge();
@@ -204,34 +207,66 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     let previewing = false;
     let firstStep = true;
     let planned: number | undefined;
+    // n images: image i is its own sequence with seed + i, run side by side in the batch; the job's step is the
+    // slowest image's, its previews image 0's
+    const runs = engineRuns(jobId, submission);
+    const stepOf = runs.map(() => 0);
+    this.engineIds.set(
+      jobId,
+      runs.map((r) => r.id),
+    );
     try {
-      const { output, timings } = await this.engine.run(jobId, submission, {
-        // written with the batch's other jobs at the next tick (a job finished by then needs none: its row says done);
-        // a job's first step is written at once: the client sees it start sampling without waiting an interval
-        onProgress: (step, steps) => {
-          planned = steps;
-          this.progress.set(jobId, { step, steps });
-          if (firstStep) setImmediate(() => void this.tick());
-          firstStep = false;
-        },
-        // one preview upload at a time per job: a slow store skips previews rather than queueing them
-        onPreview: (step, _steps, png) => {
-          if (previewing) return;
-          previewing = true;
-          void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
-        },
+      const results = await Promise.all(
+        runs.map((run, i) =>
+          this.engine.run(run.id, run.submission, {
+            // written with the batch's other jobs at the next tick (a job finished by then needs none: its row says
+            // done); a job's first step is written at once: the client sees it start sampling without waiting an interval
+            onProgress: (step, steps) => {
+              planned = steps;
+              stepOf[i] = step;
+              this.progress.set(jobId, { step: Math.min(...stepOf), steps });
+              if (firstStep) setImmediate(() => void this.tick());
+              firstStep = false;
+            },
+            // one preview upload at a time per job: a slow store skips previews rather than queueing them
+            onPreview: (step, _steps, png) => {
+              if (previewing || i > 0) return;
+              previewing = true;
+              void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
+            },
+          }),
+        ),
+      ).catch((err: unknown) => {
+        // one image failed or was canceled: the others stop too
+        for (const id of runs.map((r) => r.id)) this.engine.cancel(id);
+        throw err;
       });
+      const { output, timings } = results[0]!;
       // one line per sampling and per stored result: what the reliability runs count (no job is sampled twice without need)
       this.logger.log(`sampled ${jobId} (${timings.steps} steps, ${timings.samplingMs.toFixed(0)} ms)`);
       // the image is made: short outages of storage or Postgres are waited out here, not paid for with a new sampling
       const t0 = performance.now();
-      const ran = { stepsRun: timings.steps, ...(planned === undefined ? {} : { stepsPlanned: planned }) };
+      const ran = { stepsRun: Math.max(...results.map((r) => r.timings.steps)), ...(planned === undefined ? {} : { stepsPlanned: planned }) };
       if (output.kind === 'image') {
-        const key = resultKey(record.teamId, jobId, output.extension);
-        await this.storage(() => this.store.put(key, Buffer.from(output.bytes), output.contentType));
+        const keys = await Promise.all(
+          results.map(async ({ output: o }, i) => {
+            if (o.kind !== 'image') throw new Error('an image job answered text');
+            const key = resultKey(record.teamId, jobId, o.extension, i);
+            await this.storage(() => this.store.put(key, Buffer.from(o.bytes), o.contentType));
+            return key;
+          }),
+        );
         this.logger.log(`stored the result of ${jobId}`);
         const uploadMs = performance.now() - t0;
-        await this.db(() => this.jobs.succeed(jobId, { resultKey: key, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs }, ...ran }));
+        await this.db(() =>
+          this.jobs.succeed(jobId, {
+            resultKey: keys[0]!,
+            resultKeys: keys,
+            modelChecksum: this.engine.model.checksum,
+            timings: { ...timings, uploadMs },
+            ...ran,
+          }),
+        );
       } else {
         await this.db(() =>
           this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 }, ...ran }),
@@ -299,4 +334,14 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     const { images } = StoredImagesSchema.parse(record.inputs);
     return Promise.all(images.map(async (key) => decodeImage(await this.storage(() => this.store.get(key)))));
   }
+}
+
+/** The engine runs of a job: one per image (`n`), image i with seed + i; image 0 keeps the job's id. */
+function engineRuns(jobId: string, submission: EngineSubmission): { id: string; submission: EngineSubmission }[] {
+  const job = submission.job;
+  const n = job.task === 'mmu' ? 1 : job.n;
+  return Array.from({ length: n }, (_, i) => ({
+    id: i === 0 ? jobId : `${jobId}#${i}`,
+    submission: i === 0 ? submission : { ...submission, job: { ...job, seed: job.seed + i } },
+  }));
 }

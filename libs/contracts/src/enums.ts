@@ -56,6 +56,25 @@ export type DenseTarget = (typeof DENSE_TARGETS)[number];
 export const VIEWS = ['back', 'left', 'right', 'top', 'bottom'] as const;
 export type View = (typeof VIEWS)[number];
 
+/**
+ * The job events a webhook can ask for (`webhookEvents`), named as the event stream names them; by default the
+ * terminal ones.
+ */
+export const WEBHOOK_EVENTS = ['started', 'progress', 'completed', 'failed', 'canceled', 'expired'] as const satisfies readonly JobStreamEventType[];
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+export const DEFAULT_WEBHOOK_EVENTS: readonly WebhookEvent[] = ['completed', 'failed', 'canceled', 'expired'];
+
+/** The recorded event (`job_events.type`) a webhook event is: `completed` is `succeeded` in the log. */
+export function eventTypeOfWebhook(event: WebhookEvent): JobEventType {
+  return event === 'completed' ? 'succeeded' : event;
+}
+
+/** The webhook event a recorded event is, or null for bookkeeping events a webhook cannot ask for. */
+export function webhookEventOf(type: JobEventType): WebhookEvent | null {
+  const event = type === 'succeeded' ? 'completed' : type;
+  return (WEBHOOK_EVENTS as readonly string[]).includes(event) ? (event as WebhookEvent) : null;
+}
+
 /** What an API key may do: submit (and cancel, delete) jobs, read jobs, administer teams and keys. */
 export const API_KEY_SCOPES = ['submit', 'read', 'admin'] as const;
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import type { EditType } from './enums';
-import { DENSE_TARGETS, EDIT_TYPES, JOB_PRIORITIES, JOB_STATUSES, JOB_TASKS, VIEWS } from './enums';
+import { DENSE_TARGETS, EDIT_TYPES, JOB_PRIORITIES, JOB_STATUSES, JOB_TASKS, VIEWS, WEBHOOK_EVENTS } from './enums';
 
 const MAX_IMAGE_BASE64 = 8 * 1024 * 1024;
 
@@ -29,13 +29,32 @@ export const DeadlineSchema = z
   })
   .describe('not started by this time (ISO 8601 with an offset, at most 7 days ahead), the job ends expired');
 
-/** An input image: base64 PNG/JPEG/WebP, optionally as a data URL. */
-export const ImageInputSchema = z
+/** The largest input image, in bytes, however it arrives (base64, multipart part, upload, an earlier result). */
+export const MAX_IMAGE_BYTES = 6 * 1024 * 1024;
+
+/** An input image given inline: base64 PNG/JPEG/WebP, optionally as a data URL. */
+export const Base64ImageSchema = z
   .string()
   .max(MAX_IMAGE_BASE64, 'image too large (8 MiB of base64 at most)')
   .transform((s) => s.replace(/^data:image\/[a-z+]+;base64,/, ''))
   .refine((s) => /^[A-Za-z0-9+/]+={0,2}$/.test(s), 'must be base64 image data')
   .describe('base64-encoded PNG, JPEG or WebP (a data: URL is accepted)');
+
+/**
+ * An input image: inline base64; `{ jobId }`, the image result of an earlier job of the same team; `{ upload }`, an
+ * upload made through `POST /v1/uploads`; or `{ file }`, a part of a multipart request (set by the API from the part's
+ * name: image, mask, images.0, images.1).
+ */
+export const ImageInputSchema = z.union(
+  [
+    Base64ImageSchema,
+    z.strictObject({ jobId: z.uuid() }).describe("an earlier job's image result"),
+    z.strictObject({ upload: z.uuid() }).describe('an upload (POST /v1/uploads)'),
+    z.strictObject({ file: z.string().min(1).max(20) }).describe('a multipart part of this request'),
+  ],
+  { error: 'must be base64 image data, { "jobId": … }, { "upload": … } or a multipart part' },
+);
+export type ImageInput = z.infer<typeof ImageInputSchema>;
 
 /** ML-Cache settings (the policy they drive: libs/diffusion cache-policy.ts). */
 export const CacheSettingsSchema = z.strictObject({
@@ -55,6 +74,16 @@ const sampling = {
   previewEvery: z.number().int().min(0).max(1000).optional().describe('a preview image every this many steps (0: none; the worker default when omitted)'),
   priority: z.enum(JOB_PRIORITIES).optional().describe("order among the team's own waiting jobs: high, normal (default) or low"),
   deadline: DeadlineSchema.optional(),
+  webhook: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .max(2048)
+    .optional()
+    .describe('POSTed (signed, Standard Webhooks) on the job events in webhookEvents'),
+  webhookEvents: z
+    .array(z.enum(WEBHOOK_EVENTS))
+    .min(1)
+    .optional()
+    .describe('which events to deliver: started, progress, completed, failed, canceled, expired (default: the terminal ones)'),
 };
 
 const prompt = z.string().trim().min(1, 'must not be empty').max(2000);
@@ -69,7 +98,19 @@ export type OutputFormat = keyof typeof OUTPUT_FORMATS;
 export const OutputFormatSchema = z.enum(Object.keys(OUTPUT_FORMATS) as [OutputFormat, ...OutputFormat[]]);
 
 /** Fields of the tasks whose result is an image. */
-const imageResult = { outputFormat: OutputFormatSchema.optional().describe('the result image format: png (default, lossless), webp or jpeg') };
+/** The most images one job makes (`n`). */
+export const MAX_IMAGES_PER_JOB = 4;
+
+const imageResult = {
+  outputFormat: OutputFormatSchema.optional().describe('the result image format: png (default, lossless), webp or jpeg'),
+  n: z
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_IMAGES_PER_JOB)
+    .optional()
+    .describe('images to make (1–4, default 1): image i is sampled with seed + i, all in the same batch'),
+};
 
 /**
  * The field each image-to-image kind takes besides its images: a `prompt` (style's is required and replaced by the
@@ -163,8 +204,8 @@ export interface JobImages<T> {
 /** A job row's `inputs`: the object keys of its uploaded images, by the role they play. */
 export const StoredImagesSchema = z.strictObject({ images: z.array(z.string().min(1)), mask: z.string().min(1).optional() });
 
-/** The base64 images of a request, by the role they play. */
-export function requestImages(req: JobRequest): JobImages<string> {
+/** The images of a request as given (base64, reference, upload or part), by the role they play. */
+export function requestImages(req: JobRequest): JobImages<ImageInput> {
   switch (req.task) {
     case 't2i':
       return { images: [] };
@@ -201,11 +242,25 @@ export const JobViewSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   deadline: z.string().nullable().describe('not started by then, the job ends expired'),
+  queue: z
+    .object({
+      teamAhead: z.number().int().describe("the team's own jobs ahead of this one"),
+      ahead: z.number().int().describe('an estimate of the jobs that start before it, all teams (round robin)'),
+      etaSeconds: z.number().nullable().describe('an estimate of the wait, from the fleet’s starts in the last 5 minutes'),
+    })
+    .nullable()
+    .optional()
+    .describe('while queued, on GET /v1/jobs/:id: where it stands'),
   resultDeletedAt: z.string().nullable().describe("when retention removed the job's images (RESULT_TTL_DAYS)"),
   timings: z.record(z.string(), z.number()).nullable(),
   result: z
     .union([
-      z.object({ kind: z.literal('image'), url: z.string(), contentType: z.string() }),
+      z.object({
+        kind: z.literal('image'),
+        url: z.string(),
+        contentType: z.string(),
+        images: z.array(z.string()).describe('the URL of every image the job made (n); the first is url'),
+      }),
       z.object({ kind: z.literal('text'), text: z.string(), url: z.string() }),
     ])
     .nullable(),

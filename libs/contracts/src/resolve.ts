@@ -8,11 +8,11 @@
 import { z } from 'zod';
 import { DEFAULT_PRIORITY, DENSE_TARGETS, EDIT_TYPES, JOB_PRIORITIES, VIEWS } from './enums';
 import type { FieldIssue, ImageField, LocalRequest, OutputFormat } from './jobs';
-import { CacheSettingsSchema, editFieldIssues, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
+import { CacheSettingsSchema, editFieldIssues, MAX_IMAGES_PER_JOB, OUTPUT_FORMATS, OutputFormatSchema } from './jobs';
 import type { ModelManifest } from './manifest';
 
 /** Bumped on every change of `ResolvedJobSchema`; older stored versions are migrated by `STORED_JOB_MIGRATIONS` or refused. */
-export const RESOLVED_JOB_VERSION = 3;
+export const RESOLVED_JOB_VERSION = 4;
 
 const SizeSchema = z.strictObject({ height: z.number().int().positive(), width: z.number().int().positive() });
 export type ImageSize = z.infer<typeof SizeSchema>;
@@ -63,7 +63,8 @@ const common = {
   cost: CostSchema,
 };
 
-const image = { outputFormat: OutputFormatSchema };
+/** `n` images, image i sampled with seed + i */
+const image = { outputFormat: OutputFormatSchema, n: z.number().int().min(1).max(MAX_IMAGES_PER_JOB) };
 
 export const ResolvedJobSchema = z.discriminatedUnion('task', [
   z.strictObject({ task: z.literal('t2i'), prompt: text, size: SizeSchema, ...image, ...common }),
@@ -137,7 +138,15 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
     case 't2i': {
       const d = m.defaults.t2i;
       const size = { height: req.height ?? m.image.defaultHeight, width: req.width ?? m.image.defaultWidth };
-      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), outputFormat: req.outputFormat ?? 'png', task: 't2i', prompt: req.prompt, size, inputs: [] };
+      draft = {
+        ...sampling(d, textGuidance(req.cfg ?? d.cfg)),
+        outputFormat: req.outputFormat ?? 'png',
+        n: req.n ?? 1,
+        task: 't2i',
+        prompt: req.prompt,
+        size,
+        inputs: [],
+      };
       break;
     }
     case 'paint': {
@@ -147,7 +156,7 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
       if (!mask) issues.push({ field: 'mask', reason: 'is missing or not a decodable PNG, JPEG or WebP image' });
       else if (mask.size.height !== size.height || mask.size.width !== size.width) issues.push({ field: 'mask', reason: 'must have the same size as image' });
       const job = { task: 'paint' as const, prompt: req.prompt, size, inputs: [size], regenerate: mask?.cells ?? '' };
-      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), outputFormat: req.outputFormat ?? 'png', ...job };
+      draft = { ...sampling(d, textGuidance(req.cfg ?? d.cfg)), outputFormat: req.outputFormat ?? 'png', n: req.n ?? 1, ...job };
       break;
     }
     case 'i2i': {
@@ -160,7 +169,7 @@ export function resolveJob(req: LocalRequest, m: ModelManifest, ctx: ResolveCont
       issues.push(...editFieldIssues(req));
       const mode = { editType: req.editType, ...only('prompt', req.prompt), ...only('target', req.target), ...only('view', req.view) };
       const job = { task: 'i2i' as const, ...mode, size: inputs.at(-1)!, inputs };
-      draft = { ...sampling(d, guidance), outputFormat: req.outputFormat ?? 'png', ...job };
+      draft = { ...sampling(d, guidance), outputFormat: req.outputFormat ?? 'png', n: req.n ?? 1, ...job };
       break;
     }
     case 'mmu': {
@@ -256,7 +265,8 @@ function estimateCost(job: ResolvedDraft, m: ModelManifest): JobCost {
   const g = m.image.gridFactor;
   const inputs = job.inputs.reduce((n, s) => n + imagePositions(s, g), 0);
   const region = job.task === 'mmu' ? inputs + job.genLength : job.task === 'i2i' ? inputs + imagePositions(job.size, g) : imagePositions(job.size, g);
-  const positionsPerStep = guidanceBranches(job.guidance) * region;
+  // n images are n sequences in the batch
+  const positionsPerStep = guidanceBranches(job.guidance) * region * (job.task === 'mmu' ? 1 : job.n);
   return { positionsPerStep, steps: job.steps, units: positionsPerStep * job.steps };
 }
 
@@ -275,6 +285,8 @@ export const STORED_JOB_MIGRATIONS: StoredJobMigrations = {
   1: (stored) => ({ ...stored, ...(stored['task'] === 'mmu' ? {} : { outputFormat: 'png' }), schemaVersion: 2 }),
   // 3 added the editTypes dense (`target`) and multiView (`view`), whose i2i jobs have no prompt: a 2 is a valid 3
   2: (stored) => ({ ...stored, schemaVersion: 3 }),
+  // 4 added `n` (images per job) to image jobs: those stored before make one
+  3: (stored) => ({ ...stored, ...(stored['task'] === 'mmu' ? {} : { n: 1 }), schemaVersion: 4 }),
 };
 
 export type StoredJobParse = { ok: true; job: ResolvedJob } | { ok: false; reason: string };

@@ -21,6 +21,8 @@ export interface CreateJobInput {
   handingToRedis?: boolean;
   /** The key that submitted it. */
   apiKeyId?: string | null;
+  /** Where its webhooks go, and for which recorded event types. */
+  webhook?: { url: string; events: readonly JobEventType[] } | null;
   /** Not started by then, the job ends `expired`. */
   deadlineAt?: Date | null;
   /** The submit's `Idempotency-Key`, reserved before (`reserveIdempotencyKey`): the job is recorded on it atomically. */
@@ -49,6 +51,8 @@ export interface JobListQuery {
 interface SucceedCommon {
   modelChecksum?: string | null;
   timings?: Prisma.InputJsonValue | null;
+  /** every image of the job (`n`), in order; `resultKey` is the first */
+  resultKeys?: readonly string[];
   /** what ran: the job's `step` becomes the steps run, `steps` the steps planned (a job can finish early) */
   stepsRun?: number;
   stepsPlanned?: number;
@@ -127,11 +131,11 @@ export class JobRepository {
     try {
       const rows = await this.prisma.$queryRaw<JobRow[]>`
         WITH j AS (
-          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at, deadline_at, api_key_id)
+          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at, deadline_at, api_key_id, webhook_url, webhook_events)
           VALUES (${id}::uuid, ${input.teamId}::uuid, ${input.task}::job_task, ${JSON.stringify(input.params)}::jsonb,
                   ${JSON.stringify(input.inputs)}::jsonb, ${input.model}, ${seed}::bigint,
                   CASE WHEN ${input.handingToRedis === true} THEN now() END, ${input.deadlineAt ?? null}::timestamptz,
-                  ${input.apiKeyId ?? null}::uuid)
+                  ${input.apiKeyId ?? null}::uuid, ${input.webhook?.url ?? null}, ${[...(input.webhook?.events ?? [])]}::text[])
           RETURNING *
         ), e AS (INSERT INTO job_events (job_id, type) SELECT id, ${queued} FROM j),
         k AS (
@@ -478,6 +482,7 @@ export class JobRepository {
       'succeeded',
       { resultKey, resultText },
       Prisma.sql`status = 'succeeded', result_key = ${resultKey}, result_text = ${resultText}, model_checksum = ${checksum},
+                 result_keys = ${[...(result.resultKeys ?? (resultKey ? [resultKey] : []))]}::text[],
                  timings = ${timings}::jsonb, progress = 1, finished_at = now(),
                  step = COALESCE(${result.stepsRun ?? null}::int, step), steps = COALESCE(${result.stepsPlanned ?? null}::int, steps)`,
       Prisma.sql`status = 'running'`,
@@ -558,6 +563,11 @@ export class JobRepository {
     // the API's most frequent read: raw SQL skips the ORM's query planning (a fraction of the CPU per call)
     const rows = await this.prisma.$queryRaw<JobRow[]>`SELECT * FROM jobs WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid AND deleted_at IS NULL`;
     return rows[0] ? jobFromRow(rows[0]) : null;
+  }
+
+  /** Jobs started since `since`, all teams (the fleet's pace, for queue estimates). */
+  public async startedSince(since: Date): Promise<number> {
+    return this.prisma.job.count({ where: { startedAt: { gte: since } } });
   }
 
   /** The job whoever owns it: for workers and admin tools, never for team-facing reads. */
@@ -699,6 +709,9 @@ type JobRow = {
   deadline_at: Date | null;
   result_deleted_at: Date | null;
   api_key_id: string | null;
+  webhook_url: string | null;
+  result_keys: string[] | null;
+  webhook_events: string[] | null;
   deleted_at: Date | null;
 };
 
@@ -733,6 +746,9 @@ function jobFromRow(r: JobRow): Job {
     deadlineAt: r.deadline_at,
     resultDeletedAt: r.result_deleted_at,
     apiKeyId: r.api_key_id,
+    webhookUrl: r.webhook_url,
+    resultKeys: r.result_keys ?? [],
+    webhookEvents: r.webhook_events ?? [],
     deletedAt: r.deleted_at,
   };
 }

@@ -195,6 +195,19 @@ export class FairQueue {
     return new Set(jobIds.filter((_, i) => found[i] !== null));
   }
 
+  /**
+   * Where a waiting job stands: how many of its team's jobs are ahead of it (null once it left for BullMQ, or when it
+   * is not here) and how many teams have jobs waiting (the round robin takes one turn per team). One round trip.
+   */
+  async placeOf(teamId: string, jobId: string): Promise<{ teamAhead: number | null; teamsWaiting: number }> {
+    const [[, rank], [, teams]] = (await this.redis
+      .multi()
+      .zrank(this.key(`team:${teamId}`), jobId)
+      .zcard(this.key('ring'))
+      .exec()) as [[unknown, number | null], [unknown, number]];
+    return { teamAhead: rank, teamsWaiting: teams };
+  }
+
   /** Jobs waiting here, in all. */
   async size(): Promise<number> {
     return this.redis.hlen(this.key('jobs'));

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** The BullMQ queues (names under each deployment's QUEUE_PREFIX). */
-export const QUEUE_NAMES = { generation: 'dimoo-generation' } as const;
+export const QUEUE_NAMES = { generation: 'dimoo-generation', webhooks: 'dimoo-webhooks' } as const;
 
 /** What travels through Redis: only ids — Postgres holds the job. */
 export const QueuePayloadSchema = z.object({ jobId: z.uuid(), teamId: z.uuid() });

@@ -21,9 +21,10 @@ export function jobObjectsPrefix(teamId: string, jobId: string): string {
   return `${jobPrefix(teamId, jobId)}/`;
 }
 
-/** `teams/<teamId>/jobs/<jobId>/result.<ext>` */
-export function resultKey(teamId: string, jobId: string, ext: string): string {
-  return `${jobPrefix(teamId, jobId)}/result.${check('extension', ext.replace(/^\./, ''), EXT)}`;
+/** `teams/<teamId>/jobs/<jobId>/result.<ext>`; the job's further images (`n`) `result-<index>.<ext>` */
+export function resultKey(teamId: string, jobId: string, ext: string, index = 0): string {
+  if (!Number.isInteger(index) || index < 0) throw new TypeError(`invalid result index ${index}`);
+  return `${jobPrefix(teamId, jobId)}/result${index === 0 ? '' : `-${index}`}.${check('extension', ext.replace(/^\./, ''), EXT)}`;
 }
 
 /** `teams/<teamId>/jobs/<jobId>/inputs/<name>` (name as uploaded, e.g. `image.png`, `mask.png`) */
@@ -35,6 +36,19 @@ export function inputKey(teamId: string, jobId: string, name: string): string {
 export function previewKey(teamId: string, jobId: string, step: number, ext = 'png'): string {
   if (!Number.isInteger(step) || step < 0) throw new TypeError(`invalid preview step ${step}`);
   return `${jobPrefix(teamId, jobId)}/previews/${String(step).padStart(4, '0')}.${check('extension', ext.replace(/^\./, ''), EXT)}`;
+}
+
+/** `teams/<teamId>/uploads/<uploadId>`: an image a team uploaded with a presigned URL (`POST /v1/uploads`). */
+export function uploadKey(teamId: string, uploadId: string): string {
+  return `teams/${check('team id', teamId, ID)}/uploads/${check('upload id', uploadId, ID)}`;
+}
+
+/** How long an upload is kept for jobs to use. */
+export const UPLOAD_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** Whether a key is an upload's (the sweeper removes them once expired). */
+export function isUploadKey(key: string): boolean {
+  return /^teams\/[^/]+\/uploads\/[^/]+$/.test(key);
 }
 
 /** The team and job a job object's key belongs to (inputs, previews, result); null for any other key. */

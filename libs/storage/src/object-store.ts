@@ -156,6 +156,18 @@ export class ObjectStore {
   }
 
   /**
+   * A URL anyone can PUT one object to under `key` until it expires (signed offline). The size is not bounded by the
+   * signature: whoever reads the object checks it (`stat`).
+   * @param expirySeconds 1 s to 7 days
+   */
+  public async presignedPut(key: string, expirySeconds: number): Promise<string> {
+    if (!Number.isInteger(expirySeconds) || expirySeconds < 1 || expirySeconds > 604_800) {
+      throw new RangeError(`presigned URL expiry must be 1..604800 seconds, got ${expirySeconds}`);
+    }
+    return this.call('presignedPut', key, () => this.presigner.presignedPutObject(this.bucket, key, expirySeconds));
+  }
+
+  /**
    * Objects under `prefix` (recursively) in key order, with size and age; for sweepers and tests, not hot paths.
    * `startAfter` and `limit` page through a large prefix: the next page starts after the last key of this one.
    */

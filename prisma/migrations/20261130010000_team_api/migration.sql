@@ -50,3 +50,50 @@ CREATE TABLE "audit_log" (
     CONSTRAINT "audit_log_pkey" PRIMARY KEY ("id")
 );
 CREATE INDEX "audit_log_at_idx" ON "audit_log"("at");
+
+-- Webhooks: per job a URL and the events it wants; per team signing secrets; one delivery row per event.
+ALTER TABLE "jobs" ADD COLUMN "webhook_url" TEXT, ADD COLUMN "webhook_events" TEXT[] DEFAULT ARRAY[]::TEXT[];
+CREATE INDEX "job_events_created_at_idx" ON "job_events"("created_at");
+
+CREATE TABLE "webhook_secrets" (
+    "id" UUID NOT NULL,
+    "team_id" UUID NOT NULL,
+    "secret" TEXT NOT NULL,
+    "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "expires_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "webhook_secrets_pkey" PRIMARY KEY ("id")
+);
+CREATE INDEX "webhook_secrets_team_id_idx" ON "webhook_secrets"("team_id");
+ALTER TABLE "webhook_secrets" ADD CONSTRAINT "webhook_secrets_team_id_fkey" FOREIGN KEY ("team_id") REFERENCES "teams"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+CREATE TABLE "webhook_deliveries" (
+    "id" UUID NOT NULL DEFAULT gen_random_uuid(),
+    "job_id" UUID NOT NULL,
+    "event_id" BIGINT NOT NULL,
+    "event_type" TEXT NOT NULL,
+    "url" TEXT NOT NULL,
+    "status" TEXT NOT NULL DEFAULT 'pending',
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "log" JSONB NOT NULL DEFAULT '[]',
+    "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updated_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "delivered_at" TIMESTAMPTZ(3),
+
+    CONSTRAINT "webhook_deliveries_pkey" PRIMARY KEY ("id")
+);
+CREATE UNIQUE INDEX "webhook_deliveries_event_id_key" ON "webhook_deliveries"("event_id");
+CREATE INDEX "webhook_deliveries_job_id_idx" ON "webhook_deliveries"("job_id");
+CREATE INDEX "webhook_deliveries_status_updated_at_idx" ON "webhook_deliveries"("status", "updated_at");
+ALTER TABLE "webhook_deliveries" ADD CONSTRAINT "webhook_deliveries_job_id_fkey" FOREIGN KEY ("job_id") REFERENCES "jobs"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "webhook_deliveries" ADD CONSTRAINT "webhook_deliveries_event_id_fkey" FOREIGN KEY ("event_id") REFERENCES "job_events"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+
+CREATE TABLE "notifier_state" (
+    "name" TEXT NOT NULL,
+    "scanned_until" TIMESTAMPTZ(3) NOT NULL,
+
+    CONSTRAINT "notifier_state_pkey" PRIMARY KEY ("name")
+);
+
+-- n images per job: every result's key, in order (result_key stays the first).
+ALTER TABLE "jobs" ADD COLUMN "result_keys" TEXT[] DEFAULT ARRAY[]::TEXT[];

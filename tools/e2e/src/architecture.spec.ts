@@ -59,4 +59,16 @@ describe('lint enforces the architecture', () => {
     expect(sharedRuntime).toEqual([expect.stringMatching(/"scope:shared" can only depend on/)]);
     expect([apiShared, workerRuntime, specHarness]).toEqual([[], [], []]);
   });
+
+  it('keeps the SDK standalone (generated from the OpenAPI document, no library of ours) and lets the CLI and tools use it', async () => {
+    const [sdkContracts, sdkSharp, cliSdk, toolsSdk] = await lint([
+      ['libs/sdk/src/lint-fixture.ts', importing('JOB_TASKS', '@dimoo/contracts')],
+      ['libs/sdk/src/lint-fixture.ts', "import sharp from 'sharp';\nexport const x = sharp;\n"],
+      ['apps/cli/src/lint-fixture.ts', importing('DimooClient', '@dimoo/sdk')],
+      ['tools/e2e/src/lint-fixture.ts', importing('DimooClient', '@dimoo/sdk')],
+    ]);
+    expect(sdkContracts).toEqual([expect.stringMatching(/"type:sdk" can only depend on libs tagged with "type:sdk"/)]);
+    expect(sdkSharp).toEqual([expect.stringMatching(/"type:sdk" is not allowed to import "sharp"/)]);
+    expect([cliSdk, toolsSdk]).toEqual([[], []]);
+  });
 });

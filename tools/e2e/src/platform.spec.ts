@@ -33,7 +33,8 @@ async function waitFor(id: string, key: string, until: (j: JobView) => boolean, 
   for (;;) {
     const j = (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView;
     if (until(j)) return j;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`job ${id} stuck at ${JSON.stringify(j)}\n${worker.output.join('')}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`job ${id} stuck at ${JSON.stringify(j)}\nworker:\n${worker.output.join('').slice(-8000)}\napi:\n${p.api.output.join('').slice(-8000)}`);
     await sleep(100);
   }
 }
@@ -90,7 +91,7 @@ describe('result formats', () => {
     const res = await call('POST', '/v1/jobs', keyA, { task: 't2i', prompt: 'a red circle at the top left', seed: 42, outputFormat });
     expect(res.status).toBe(202);
     const final = await waitFor(((await res.json()) as JobView).id, keyA, done);
-    expect(final.result).toEqual({ kind: 'image', url: `/v1/jobs/${final.id}/result`, contentType });
+    expect(final.result).toEqual({ kind: 'image', url: `/v1/jobs/${final.id}/result`, contentType, images: [`/v1/jobs/${final.id}/result`] });
     const result = await call('GET', final.result!.url, keyA);
     expect(result.headers.get('content-type')).toBe(contentType);
     const img = await decodeImage(Buffer.from(await result.arrayBuffer()));
@@ -244,5 +245,6 @@ describe('durability', () => {
     worker = new WorkerProcess(p.workerEnv);
     await worker.ready();
     for (const id of ids) expect((await waitFor(id, keyA, done)).status).toBe('succeeded');
-  });
+    // a stuck job's error (waitFor) carries both processes' logs: it must come before the test's own timeout
+  }, 180_000);
 });

@@ -6,8 +6,8 @@
 import type { JobList, JobView } from '@dimoo/contracts';
 import { createPrisma, type PrismaClient } from '@dimoo/db';
 import type { Platform } from '@dimoo/platform';
-import { ADMIN_KEY, platformStore, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
-import { encodePng } from '@dimoo/model';
+import { ADMIN_KEY, platformStore, platformTeam, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
+import { decodeImage, encodePng } from '@dimoo/model';
 import { jobObjectsPrefix } from '@dimoo/storage';
 
 let p: Platform;
@@ -23,11 +23,7 @@ async function call(method: string, path: string, k: string, body?: unknown, hea
   });
 }
 
-async function team(name: string): Promise<{ id: string; key: string }> {
-  const t = (await (await call('POST', '/v1/teams', ADMIN_KEY, { name })).json()) as { id: string };
-  const k = (await (await call('POST', `/v1/teams/${t.id}/keys`, ADMIN_KEY, { name: 'k' })).json()) as { key: string };
-  return { id: t.id, key: k.key };
-}
+const team = (name: string) => platformTeam(p, name);
 
 const t2i = (seed: number, extra: Record<string, unknown> = {}) => ({ task: 't2i', prompt: 'a red circle', seed, steps: 4, ...extra });
 
@@ -94,6 +90,11 @@ describe('GET /v1/jobs', () => {
     expect(byStatus.data.map((j) => j.id)).toEqual([canceled]);
     const queued = (await (await call('GET', '/v1/jobs?status=queued,running&task=t2i', t.key)).json()) as JobList;
     expect(queued.data).toHaveLength(4);
+    // no worker: the newest waits behind the team's other queued jobs that are still in the fair queue
+    const newest = (await (await call('GET', `/v1/jobs/${ids[4]}`, t.key)).json()) as JobView;
+    expect(newest.queue).toMatchObject({ teamAhead: expect.any(Number), ahead: expect.any(Number) });
+    expect(newest.queue!.ahead).toBeGreaterThanOrEqual(newest.queue!.teamAhead);
+    expect(((await (await call('GET', `/v1/jobs/${canceled}`, t.key)).json()) as JobView).queue).toBeUndefined();
     expect(((await (await call('GET', '/v1/jobs?task=mmu', t.key)).json()) as JobList).data).toEqual([]);
     const from = encodeURIComponent(new Date(Date.now() + 60_000).toISOString());
     expect(((await (await call('GET', `/v1/jobs?createdFrom=${from}`, t.key)).json()) as JobList).data).toEqual([]);
@@ -255,6 +256,13 @@ describe('deadline', () => {
     expect(view).toMatchObject({ status: 'expired', startedAt: null, attempts: 0 });
     const events = await (await call('GET', `/v1/jobs/${job.id}/events`, t.key)).text();
     expect(events).toMatch(/event: expired/);
+    // reconnecting after the last event of a finished job: the stream ends at once (it used to stay open)
+    const lastId = [...events.matchAll(/^id: (\d+)$/gm)].at(-1)![1]!;
+    const again = await fetch(`${p.url}/v1/jobs/${job.id}/events`, {
+      headers: { authorization: `Bearer ${t.key}`, 'last-event-id': lastId },
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(await again.text()).not.toMatch(/^event:/m);
     for (const deadline of [new Date(Date.now() - 1000).toISOString(), 'tomorrow', new Date(Date.now() + 8 * 86_400_000).toISOString()]) {
       const bad = await call('POST', '/v1/jobs', t.key, t2i(2, { deadline }));
       expect(bad.status).toBe(400);
@@ -289,7 +297,7 @@ describe('keys, scopes and the audit log', () => {
     expect((await call('POST', '/v1/teams', PREVIOUS_ADMIN_KEY, { name: 'made-by-previous-admin-key' })).status).toBe(201);
 
     const listed = (await (await call('GET', `/v1/teams/${t.id}/keys`, ADMIN_KEY)).json()) as { data: Record<string, unknown>[] };
-    expect(listed.data.map((k) => k['name'])).toEqual(['k', 'dashboard', 'producer', 'ops']);
+    expect(listed.data.map((k) => k['name'])).toEqual(['test', 'dashboard', 'producer', 'ops']);
     expect(JSON.stringify(listed)).not.toContain(readOnly.key);
     expect(listed.data.every((k) => !('hash' in k) && !('key' in k))).toBe(true);
 
@@ -314,6 +322,148 @@ describe('keys, scopes and the audit log', () => {
     expect((await call('GET', '/v1/audit', ops.key)).status).toBe(200);
     expect((await call('GET', '/v1/audit', t.key)).status).toBe(403);
     expect((await call('GET', '/v1/audit?before=x', ADMIN_KEY)).status).toBe(400);
+  });
+});
+
+describe('inputs', () => {
+  it('takes images as multipart parts, as uploads through a presigned URL, and as an earlier job of the team', async () => {
+    const t = await team('inputs');
+    const other = await team('inputs-other');
+    const png = await encodePng({ width: 128, height: 128, data: new Uint8Array(128 * 128 * 3).fill(200) });
+    const store = platformStore(p);
+    const inputOf = async (jobId: string) => (await store.list(`${jobObjectsPrefix(t.id, jobId)}inputs/`)).map((o) => o.key);
+
+    // multipart: the JSON request in `request`, the image in a part named after its field
+    const form = new FormData();
+    form.set('request', JSON.stringify({ task: 'i2i', editType: 'edit', prompt: 'make it blue', steps: 4, seed: 1 }));
+    form.set('images.0', new Blob([png], { type: 'image/png' }), 'in.png');
+    const multipart = await fetch(`${p.url}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${t.key}` }, body: form });
+    expect(multipart.status).toBe(202);
+    const fromPart = (await multipart.json()) as JobView;
+    const [partKey] = await inputOf(fromPart.id);
+    expect((await store.get(partKey!)).equals(png)).toBe(true);
+    const badForm = new FormData();
+    badForm.set('request', JSON.stringify({ task: 'mmu', question: 'what is it ?' }));
+    badForm.set('picture', new Blob([png]), 'in.png');
+    const badPart = await fetch(`${p.url}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${t.key}` }, body: badForm });
+    expect(badPart.status).toBe(400);
+    expect(((await badPart.json()) as { errors: { field: string }[] }).errors[0]!.field).toBe('picture');
+
+    // an upload: a presigned PUT straight to the store, then { upload }
+    const upload = (await (await call('POST', '/v1/uploads', t.key, {})).json()) as { id: string; url: string; method: string };
+    expect((await fetch(upload.url, { method: 'PUT', body: png })).status).toBe(200);
+    const fromUpload = await submit(t.key, { task: 'mmu', question: 'what shape is it ?', image: { upload: upload.id } });
+    expect((await store.get((await inputOf(fromUpload.id))[0]!)).equals(png)).toBe(true);
+    const noUpload = await call('POST', '/v1/jobs', other.key, { task: 'mmu', question: 'what is it ?', image: { upload: upload.id } });
+    expect(noUpload.status).toBe(400);
+    expect(((await noUpload.json()) as { errors: { field: string; reason: string }[] }).errors[0]).toMatchObject({
+      field: 'image',
+      reason: expect.stringMatching(/no upload/),
+    });
+
+    // an earlier result, by reference: "retouch job X with this mask"
+    await startWorker();
+    let first: JobView;
+    try {
+      first = (await (await call('POST', '/v1/jobs', t.key, t2i(3, { steps: 8 }), { prefer: 'wait=30' })).json()) as JobView;
+      expect(first.status).toBe('succeeded');
+      const mask = await encodePng({ width: 128, height: 128, data: new Uint8Array(128 * 128 * 3).map((_, i) => (Math.floor(i / 3) % 128 < 64 ? 255 : 0)) });
+      const retouch = (await (
+        await call(
+          'POST',
+          '/v1/jobs',
+          t.key,
+          { task: 'paint', prompt: 'a blue square', image: { jobId: first.id }, mask: mask.toString('base64'), steps: 4, seed: 2 },
+          { prefer: 'wait=30' },
+        )
+      ).json()) as JobView;
+      expect(retouch.status).toBe('succeeded');
+      const [imageKey] = (await inputOf(retouch.id)).filter((k) => k.endsWith('image.bin'));
+      const result = Buffer.from(await (await call('GET', `/v1/jobs/${first.id}/result?stream=true`, t.key)).arrayBuffer());
+      expect((await store.get(imageKey!)).equals(result)).toBe(true);
+    } finally {
+      await stopWorker();
+    }
+    const queued = await submit(t.key, t2i(4));
+    for (const [key, jobId, reason] of [
+      [t.key, queued.id, /has no image result/],
+      [other.key, first.id, /not found/],
+    ] as const) {
+      const res = await call('POST', '/v1/jobs', key, { task: 'mmu', question: 'what is it ?', image: { jobId } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { errors: { field: string; reason: string }[] }).errors[0]).toMatchObject({
+        field: 'image',
+        reason: expect.stringMatching(reason),
+      });
+    }
+  });
+});
+
+describe('retouching', () => {
+  it('leaves every pixel outside the regenerated cells as the input had it, on a noise image the VQ cannot rebuild', async () => {
+    const t = await team('retouch');
+    const size = 128;
+    // seeded noise: every pixel its own colour
+    let state = 12345;
+    const noise = new Uint8Array(size * size * 3).map(() => ((state = (state * 1103515245 + 12345) >>> 0) >>> 24) & 255);
+    // the left half masked, on the 16-pixel cell grid: the regenerated cells are exactly the left half
+    const mask = new Uint8Array(size * size * 3).map((_, i) => (Math.floor(i / 3) % size < size / 2 ? 255 : 0));
+    await startWorker();
+    try {
+      const body = {
+        task: 'paint',
+        prompt: 'a blue square',
+        image: (await encodePng({ width: size, height: size, data: noise })).toString('base64'),
+        mask: (await encodePng({ width: size, height: size, data: mask })).toString('base64'),
+        steps: 8,
+        seed: 3,
+      };
+      const job = (await (await call('POST', '/v1/jobs', t.key, body, { prefer: 'wait=60' })).json()) as JobView;
+      expect(job.status).toBe('succeeded');
+      const out = await decodeImage(Buffer.from(await (await call('GET', `/v1/jobs/${job.id}/result?stream=true`, t.key)).arrayBuffer()));
+      let outside = 0;
+      let inside = 0;
+      for (let p = 0; p < size * size; p++) {
+        const same = [0, 1, 2].every((c) => out.data[p * 3 + c] === noise[p * 3 + c]);
+        if (p % size >= size / 2) outside += same ? 0 : 1;
+        else inside += same ? 0 : 1;
+      }
+      expect(outside).toBe(0);
+      expect(inside).toBeGreaterThan((size * size) / 4);
+    } finally {
+      await stopWorker();
+    }
+  });
+});
+
+describe('n images', () => {
+  it('makes n images in one job, image i with seed + i: each equal to a one-image job with that seed', async () => {
+    const t = await team('many');
+    await startWorker();
+    try {
+      const many = (await (await call('POST', '/v1/jobs', t.key, t2i(40, { steps: 8, n: 3, temperature: 1 }), { prefer: 'wait=60' })).json()) as JobView;
+      expect(many.status).toBe('succeeded');
+      expect(many.result).toMatchObject({
+        kind: 'image',
+        images: [`/v1/jobs/${many.id}/result`, `/v1/jobs/${many.id}/result?index=1`, `/v1/jobs/${many.id}/result?index=2`],
+      });
+      const image = async (job: string, index: number) =>
+        Buffer.from(await (await call('GET', `/v1/jobs/${job}/result?stream=true&index=${index}`, t.key)).arrayBuffer());
+      const images = await Promise.all([0, 1, 2].map((i) => image(many.id, i)));
+      // the tiny model's flat-colour world has few images: seeds differ, some images may coincide
+      expect(new Set(images.map((b) => b.toString('base64'))).size).toBeGreaterThan(1);
+      let single: JobView | undefined;
+      for (const i of [0, 1, 2]) {
+        single = (await (await call('POST', '/v1/jobs', t.key, t2i(40 + i, { steps: 8, temperature: 1 }), { prefer: 'wait=60' })).json()) as JobView;
+        expect((await image(single.id, 0)).equals(images[i]!)).toBe(true);
+      }
+      if (!single) throw new Error('no single job');
+      expect((await call('GET', `/v1/jobs/${many.id}/result?index=3`, t.key)).status).toBe(404);
+      expect((await call('GET', `/v1/jobs/${many.id}/result?index=4`, t.key)).status).toBe(400);
+      expect((await call('GET', `/v1/jobs/${single.id}/result?index=1`, t.key)).status).toBe(404);
+    } finally {
+      await stopWorker();
+    }
   });
 });
 

@@ -102,3 +102,19 @@ export function platformStore(p: Platform): ObjectStore {
   const { accessKey, secretKey } = p.s3.config(bucket);
   return new ObjectStore({ endPoint: p.s3.endPoint, port: p.s3.port, useSSL: false, accessKey, secretKey, bucket });
 }
+
+/** A new team and a key for it, made through the admin API (the way a test's users get one). */
+export async function platformTeam(p: Pick<Platform, 'url'>, name: string, scopes?: readonly string[]): Promise<{ id: string; key: string }> {
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${p.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, string>;
+  };
+  const team = await post('/v1/teams', { name });
+  const key = await post(`/v1/teams/${team['id']}/keys`, { name: 'test', ...(scopes ? { scopes } : {}) });
+  return { id: team['id']!, key: key['key']! };
+}

@@ -127,6 +127,13 @@ export class ApiProcess extends ServiceProcess {
   }
 }
 
+/** The webhook notifier (apps/notifier); ready once it delivers. */
+export class NotifierProcess extends ServiceProcess {
+  constructor(env: NodeJS.ProcessEnv) {
+    super('apps/notifier/src/main.ts', env, 'delivering webhooks');
+  }
+}
+
 /** A worker process (apps/worker); ready once it has loaded its model and listens to the queue. */
 export class WorkerProcess extends ServiceProcess {
   constructor(env: NodeJS.ProcessEnv) {

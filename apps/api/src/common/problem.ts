@@ -60,6 +60,15 @@ export function problemOf(exception: unknown): ProblemError | null {
   return null;
 }
 
+/** A problem as its answer's body (problem+json); the OpenAPI document's examples are made with it too. */
+export const problemBody = (problem: ProblemError): Record<string, unknown> => ({
+  type: `about:blank#${problem.slug}`,
+  title: problem.title,
+  status: problem.status,
+  detail: problem.message,
+  ...(problem.errors ? { errors: problem.errors } : {}),
+});
+
 export const invalidRequest = (errors: FieldIssue[]) =>
   new ProblemError(HttpStatus.BAD_REQUEST, 'invalid-request', 'Invalid request', errors.map((e) => `${e.field}: ${e.reason}`).join('; '), errors);
 export const notFound = (what: string) => new ProblemError(HttpStatus.NOT_FOUND, 'not-found', 'Not found', `${what} not found`);
@@ -73,19 +82,21 @@ export class ProblemFilter implements ExceptionFilter {
     let body: Record<string, unknown>;
     const problem = problemOf(exception);
     if (problem) {
-      body = {
-        type: `about:blank#${problem.slug}`,
-        title: problem.title,
-        status: problem.status,
-        detail: problem.message,
-        ...(problem.errors ? { errors: problem.errors } : {}),
-      };
+      body = problemBody(problem);
       if (problem.retryAfter !== undefined) res.setHeader('Retry-After', String(problem.retryAfter));
       for (const [name, value] of Object.entries(problem.headers ?? {})) res.setHeader(name, value);
       if (problem.status >= 500) this.logger.warn(`${problem.slug}: ${exception instanceof Error ? exception.message.split('\n').at(-1) : String(exception)}`);
     } else if (exception instanceof HttpException) {
       const status = exception.getStatus();
-      body = { type: 'about:blank', title: HttpStatus[status] ?? 'Error', status, detail: bodyParserDetail(exception) };
+      const detail = bodyParserDetail(exception);
+      // the framework's own refusals (a broken multipart body, a part too large): the body is what they are about
+      body = {
+        type: `about:blank#${status === 413 ? 'body-too-large' : 'invalid-request'}`,
+        title: status === 413 ? 'Request body too large' : (HttpStatus[status] ?? 'Error'),
+        status,
+        detail,
+        ...(status === 400 || status === 413 ? { errors: [{ field: '(body)', reason: detail }] } : {}),
+      };
     } else {
       this.logger.error(exception instanceof Error ? exception.stack : String(exception));
       body = { type: 'about:blank#internal', title: 'Internal error', status: 500, detail: 'the server failed to handle the request' };

@@ -8,10 +8,12 @@
  * be written.
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { FieldIssue, JobImages, JobList, JobRequest, JobView, ModelManifest } from '@dimoo/contracts';
 import {
   DEFAULT_PRIORITY,
+  DEFAULT_WEBHOOK_EVENTS,
+  eventTypeOfWebhook,
   drawSeed,
   inputField,
   JobListQuerySchema,
@@ -22,7 +24,7 @@ import {
   TERMINAL_STATUSES,
 } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
-import { isUuid, JobRepository } from '@dimoo/db';
+import { isUuid, JobRepository, resultContentType, toView } from '@dimoo/db';
 import { inspectJobImages } from '@dimoo/model';
 import type { Admission, FairJob, TeamShare } from '@dimoo/queue';
 import { inputKey, jobObjectsPrefix, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
@@ -31,9 +33,9 @@ import { TeamShares } from '../auth/caches';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { DispatchService, rateLimitHeaders } from './dispatch.service';
 import { JobEventsHub } from './job-events.service';
+import { fingerprint, fromMultipart, InputImages, type UploadedPart } from './inputs';
 import type { ApiEnv } from '../config';
 import { API_ENV, MODEL_MANIFEST } from '../tokens';
-import { resultContentType, toView } from './job-view';
 
 /** zod's issues as problem+json field errors; an unknown field is named itself. */
 export function zodIssues(error: { issues: { path: PropertyKey[]; message: string; code?: string; keys?: string[] }[] }): FieldIssue[] {
@@ -61,6 +63,7 @@ export class JobsService {
     private readonly dispatch: DispatchService,
     private readonly shares: TeamShares,
     private readonly hub: JobEventsHub,
+    private readonly inputs: InputImages,
     @Inject(API_ENV) private readonly env: ApiEnv,
     @Inject(MODEL_MANIFEST) private readonly manifest: ModelManifest,
   ) {}
@@ -69,14 +72,23 @@ export class JobsService {
    * With an `Idempotency-Key`, the same key and body answer the job the first submit recorded (`replayed`, 200, no
    * quota used); the key with another body is 422; while the first submit is still in progress, 409.
    */
-  async submit(caller: Caller, body: unknown, idempotencyKey?: string): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
+  async submit(
+    caller: Caller,
+    body: unknown,
+    idempotencyKey?: string,
+    parts?: readonly UploadedPart[],
+  ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
     const teamId = this.teamOf(caller);
-    const parsed = JobRequestSchema.safeParse(body);
+    const { request, files } = parts ? fromMultipart(body, parts) : { request: body, files: new Map<string, Buffer>() };
+    const parsed = JobRequestSchema.safeParse(request);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const req = parsed.data;
-    const b64 = requestImages(req);
-    const bytes: JobImages<Buffer> = { images: b64.images.map((s) => Buffer.from(s, 'base64')) };
-    if (b64.mask !== undefined) bytes.mask = Buffer.from(b64.mask, 'base64');
+    if (req.webhookEvents && req.webhook === undefined) throw invalidRequest([{ field: 'webhookEvents', reason: 'needs a webhook URL' }]);
+    const given = requestImages(req);
+    const bytes: JobImages<Buffer> = {
+      images: await Promise.all(given.images.map((input, i) => this.inputs.bytesOf(teamId, inputField(req, i), input, files))),
+    };
+    if (given.mask !== undefined) bytes.mask = await this.inputs.bytesOf(teamId, 'mask', given.mask, files);
     // headers and container structure only: a hostile image is refused before any decoder allocates for it
     const { facts, reasons } = await inspectJobImages(bytes, this.manifest);
     const resolved = resolveJob(req, this.manifest, { ...facts, seed: drawSeed() });
@@ -86,7 +98,7 @@ export class JobsService {
     }
     const { job: params } = resolved;
     if (idempotencyKey !== undefined) {
-      const replay = await this.claimIdempotencyKey(teamId, idempotencyKey, body);
+      const replay = await this.claimIdempotencyKey(teamId, idempotencyKey, fingerprint(request, files));
       if (replay) return { view: toView(replay), headers: { 'Idempotent-Replayed': 'true' }, replayed: true };
     }
     try {
@@ -99,8 +111,7 @@ export class JobsService {
   }
 
   /** The job an earlier submit with this key recorded, or null once the key is this submit's. */
-  private async claimIdempotencyKey(teamId: string, key: string, body: unknown): Promise<Job | null> {
-    const hash = createHash('sha256').update(JSON.stringify(body)).digest('base64url');
+  private async claimIdempotencyKey(teamId: string, key: string, hash: string): Promise<Job | null> {
     const held = await this.jobs.reserveIdempotencyKey(teamId, key, hash);
     if (held.reserved) return null;
     if (held.requestHash !== hash) {
@@ -168,6 +179,7 @@ export class JobsService {
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         ...(req.deadline === undefined ? {} : { deadlineAt: new Date(req.deadline) }),
         apiKeyId,
+        ...(req.webhook === undefined ? {} : { webhook: { url: req.webhook, events: (req.webhookEvents ?? DEFAULT_WEBHOOK_EVENTS).map(eventTypeOfWebhook) } }),
       });
     } catch (err) {
       await this.removeInputs(jobId, uploaded);
@@ -248,6 +260,35 @@ export class JobsService {
     }
   }
 
+  /**
+   * The job's view; while it is queued, where it stands: its team's jobs ahead (exact), an estimate of all the jobs
+   * ahead (its team's times the teams waiting, the round robin's turns, plus the jobs already handed to BullMQ) and of
+   * the wait (that over the fleet's starts per second in the last 5 minutes).
+   */
+  async view(caller: Caller, id: string): Promise<JobView> {
+    const job = await this.get(caller, id);
+    const view = toView(job);
+    if (job.status !== 'queued') return view;
+    try {
+      const place = await this.dispatch.fair.placeOf(job.teamId, job.id);
+      const teamAhead = place.teamAhead ?? 0;
+      const ahead = place.teamAhead === null ? 0 : teamAhead * Math.max(1, place.teamsWaiting) + this.env.DISPATCH_AHEAD;
+      const rate = await this.startsPerSecond();
+      return { ...view, queue: { teamAhead, ahead, etaSeconds: rate > 0 ? Math.round((ahead + 1) / rate) : null } };
+    } catch {
+      return view; // Redis down: no estimate
+    }
+  }
+
+  private pace: { at: number; perSecond: number } | null = null;
+  /** The fleet's starts per second over the last 5 minutes, read at most every 10 s. */
+  private async startsPerSecond(): Promise<number> {
+    if (this.pace && Date.now() - this.pace.at < 10_000) return this.pace.perSecond;
+    const perSecond = (await this.jobs.startedSince(new Date(Date.now() - 300_000))) / 300;
+    this.pace = { at: Date.now(), perSecond };
+    return perSecond;
+  }
+
   async get(caller: Caller, id: string): Promise<Job> {
     const job = isUuid(id) ? await this.jobs.get(id, this.teamOf(caller)) : null;
     if (!job) throw notFound(`job ${id}`);
@@ -258,7 +299,7 @@ export class JobsService {
    * The result: an answer's text; an image by a presigned URL on the store (the API does not carry the bytes) or,
    * with `stream`, through the API. Removed by retention: 410.
    */
-  async result(caller: Caller, id: string, stream: boolean): Promise<{ redirect: string } | { contentType: string; body: Buffer | string }> {
+  async result(caller: Caller, id: string, stream: boolean, index = 0): Promise<{ redirect: string } | { contentType: string; body: Buffer | string }> {
     const job = await this.get(caller, id);
     if (job.status !== 'succeeded') {
       throw new ProblemError(HttpStatus.CONFLICT, 'not-ready', 'Result not ready', `job ${id} is ${job.status}`);
@@ -272,9 +313,10 @@ export class JobsService {
         `the images of job ${id} were removed on ${job.resultDeletedAt.toISOString()} (retention)`,
       );
     }
-    if (!job.resultKey) throw notFound(`result of job ${id}`);
-    if (!stream) return { redirect: await this.store.presignedGet(job.resultKey, this.env.RESULT_URL_TTL_SECONDS) };
-    return { contentType: resultContentType(job), body: await this.store.get(job.resultKey) };
+    const key = index === 0 ? (job.resultKeys[0] ?? job.resultKey) : job.resultKeys[index];
+    if (!key) throw notFound(index === 0 ? `result of job ${id}` : `image ${index} of job ${id} (it made ${job.resultKeys.length})`);
+    if (!stream) return { redirect: await this.store.presignedGet(key, this.env.RESULT_URL_TTL_SECONDS) };
+    return { contentType: resultContentType(job), body: await this.store.get(key) };
   }
 
   /** The job's events after `afterId`, in order (a page of at most `limit`). */

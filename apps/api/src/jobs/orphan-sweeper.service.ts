@@ -8,7 +8,7 @@
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { JobRepository } from '@dimoo/db';
-import { jobOfKey, ObjectStore, TEAMS_PREFIX } from '@dimoo/storage';
+import { isUploadKey, jobOfKey, ObjectStore, TEAMS_PREFIX, UPLOAD_TTL_MS } from '@dimoo/storage';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
 
@@ -51,6 +51,14 @@ export class OrphanSweeperService implements OnApplicationBootstrap, OnApplicati
       const oldEnough = Date.now() - this.env.ORPHAN_MIN_AGE_MS;
       const byJob = new Map<string, string[]>();
       for (const o of page) {
+        // an upload no job used within its time
+        if (isUploadKey(o.key)) {
+          if (o.lastModified.getTime() < Date.now() - UPLOAD_TTL_MS) {
+            await this.store.remove(o.key);
+            pass.removed++;
+          }
+          continue;
+        }
         const job = jobOfKey(o.key);
         if (!job || o.lastModified.getTime() > oldEnough) continue;
         byJob.set(job.jobId, [...(byJob.get(job.jobId) ?? []), o.key]);

@@ -37,7 +37,10 @@ describe('prisma migrate deploy (PostgreSQL)', () => {
         'idempotency_keys',
         'job_events',
         'jobs',
+        'notifier_state',
         'teams',
+        'webhook_deliveries',
+        'webhook_secrets',
       ]);
       const index = await client.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE indexname = 'job_events_one_terminal_per_job'");
       expect(index.rows[0]?.indexdef).toMatch(/CREATE UNIQUE INDEX .* WHERE .*'expired'/);

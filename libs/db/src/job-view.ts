@@ -1,6 +1,10 @@
+/**
+ * A job row and its events as clients see them: the API's job view and event stream, and the webhooks' payloads (one
+ * definition for both).
+ */
 import type { JobStreamEventType, JobView } from '@dimoo/contracts';
 import { OUTPUT_FORMATS, parseStoredJob, resultFormat } from '@dimoo/contracts';
-import type { Job, JobEvent } from '@dimoo/db';
+import type { Job, JobEvent } from './prisma';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -28,7 +32,13 @@ export function toView(job: Job): JobView {
         ? null
         : job.resultText !== null
           ? { kind: 'text', text: job.resultText, url: resultUrl }
-          : { kind: 'image', url: resultUrl, contentType: resultContentType(job) },
+          : {
+              kind: 'image',
+              url: resultUrl,
+              contentType: resultContentType(job),
+              // every image of a job that made several (n); the first is `url`
+              images: (job.resultKeys.length > 0 ? job.resultKeys : [job.resultKey]).map((_, i) => (i === 0 ? resultUrl : `${resultUrl}?index=${i}`)),
+            },
     error: errorView(job.error),
   };
 }

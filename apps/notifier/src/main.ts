@@ -1,0 +1,26 @@
+/** The webhook notifier's entry point: `node -r @swc-node/register apps/notifier/src/main.ts` (env: NotifierEnvSchema). */
+import { Logger } from '@nestjs/common';
+import { loadEnv } from '@dimoo/config';
+import { createPrisma } from '@dimoo/db';
+import { NotifierEnvSchema } from './config';
+import { Notifier } from './notifier';
+
+async function main(): Promise<void> {
+  const env = loadEnv(NotifierEnvSchema);
+  const prisma = createPrisma(env.DATABASE_URL, { connectionTimeoutMs: env.DATABASE_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_TIMEOUT_MS });
+  const notifier = new Notifier(env, prisma);
+  await notifier.start();
+  new Logger('notifier').log(`delivering webhooks (${env.WEBHOOK_ALLOW.length} allowed private range(s))`);
+  const stop = () =>
+    void notifier
+      .close()
+      .then(() => prisma.$disconnect())
+      .then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
