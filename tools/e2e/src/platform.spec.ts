@@ -33,8 +33,9 @@ async function waitFor(id: string, key: string, until: (j: JobView) => boolean, 
   for (;;) {
     const j = (await (await call('GET', `/v1/jobs/${id}`, key)).json()) as JobView;
     if (until(j)) return j;
-    if (Date.now() - t0 > timeoutMs)
+    if (Date.now() - t0 > timeoutMs) {
       throw new Error(`job ${id} stuck at ${JSON.stringify(j)}\nworker:\n${worker.output.join('').slice(-8000)}\napi:\n${p.api.output.join('').slice(-8000)}`);
+    }
     await sleep(100);
   }
 }
