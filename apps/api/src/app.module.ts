@@ -12,6 +12,8 @@ import { ProblemFilter } from './common/problem';
 import type { ApiEnv } from './config';
 import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
 import { HealthController } from './health/health.controller';
+import { MetricsController } from './metrics/metrics.controller';
+import { ApiMetrics } from './metrics/metrics.service';
 import { DispatchService } from './jobs/dispatch.service';
 import { JobEventsHub } from './jobs/job-events.service';
 import { JobsController } from './jobs/jobs.controller';
@@ -34,7 +36,7 @@ export class AppModule {
         BullModule.forRoot({ connection: redisConnection(env.REDIS_URL, { offlineQueue: false }), prefix: env.QUEUE_PREFIX }),
         BullModule.registerQueue({ name: QUEUE_NAMES.generation }),
       ],
-      controllers: [JobsController, UploadsController, WebhooksController, AdminController, AuditController, HealthController],
+      controllers: [JobsController, UploadsController, WebhooksController, AdminController, AuditController, HealthController, MetricsController],
       providers: [
         { provide: API_ENV, useValue: env },
         { provide: MODEL_MANIFEST, useValue: manifest },
@@ -58,6 +60,7 @@ export class AppModule {
         ReaperService,
         RetentionService,
         OrphanSweeperService,
+        ApiMetrics,
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],
     };

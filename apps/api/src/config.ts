@@ -1,10 +1,18 @@
 /** The API's environment, validated once at boot: a bad value stops the process with the variable named. */
+import { join } from 'node:path';
 import { ServiceEnvSchema } from '@dimoo/config';
 import { z } from 'zod';
 
 export const ApiEnvSchema = ServiceEnvSchema.extend({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default('127.0.0.1'),
+  /**
+   * the served model's manifest.json: requests are resolved against its defaults and limits, the API reads no other
+   * model file (k8s mounts it from a ConfigMap, so the API runs with no model volume and with no worker up)
+   */
+  MODEL_MANIFEST: z.string().min(1).optional(),
+  /** without MODEL_MANIFEST (local runs, compose): the model directory whose manifest.json is read */
+  MODEL_DIR: z.string().min(1).optional(),
   /** bootstrap admin key: creates teams and their keys */
   ADMIN_API_KEY: z.string().min(24, 'use at least 24 characters'),
   /**
@@ -56,5 +64,11 @@ export const ApiEnvSchema = ServiceEnvSchema.extend({
   EVENTS_POLL_MS: z.coerce.number().int().min(20).default(2000),
   /** comment line sent on idle event streams so proxies keep them open */
   EVENTS_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15000),
+}).refine((env) => env.MODEL_MANIFEST ?? env.MODEL_DIR, {
+  path: ['MODEL_MANIFEST'],
+  message: "set MODEL_MANIFEST (the served model's manifest.json) or MODEL_DIR (its directory)",
 });
 export type ApiEnv = z.infer<typeof ApiEnvSchema>;
+
+/** The manifest file the API reads at boot: MODEL_MANIFEST, else `${MODEL_DIR}/manifest.json`. */
+export const manifestFile = (env: ApiEnv): string => env.MODEL_MANIFEST ?? join(env.MODEL_DIR!, 'manifest.json');

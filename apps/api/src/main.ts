@@ -4,16 +4,19 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { SwaggerModule } from '@nestjs/swagger';
-import { loadManifest } from '@dimoo/model';
+import type { ModelManifest } from '@dimoo/contracts';
+import { loadManifestFile } from '@dimoo/model';
 import { AppModule } from './app.module';
 import { bodyErrors, clientErrors, jsonBody } from './common/body';
 import type { ApiEnv } from './config';
 import { buildOpenApiDocument } from './openapi';
-import { ApiEnvSchema } from './config';
+import { ApiEnvSchema, manifestFile } from './config';
+import { MODEL_MANIFEST } from './tokens';
 import { loadEnv } from '@dimoo/config';
 
 export async function createApi(env: ApiEnv, logger: LogLevel[] = ['error', 'warn', 'log']): Promise<NestExpressApplication> {
-  const manifest = await loadManifest(env.MODEL_DIR, { verify: false });
+  // the manifest alone (no model file): the API serves no model, it resolves requests against the served one's limits
+  const manifest = await loadManifestFile(manifestFile(env));
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(env, manifest), { bodyParser: false, abortOnError: false, logger });
   app.use(jsonBody(env.MAX_BODY_BYTES));
   app.use(bodyErrors);
@@ -28,7 +31,8 @@ async function main(): Promise<void> {
   const env = loadEnv(ApiEnvSchema);
   const app = await createApi(env);
   await app.listen(env.PORT, env.HOST);
-  new Logger('api').log(`listening on http://${env.HOST}:${env.PORT} (docs at /docs)`);
+  const model = app.get<ModelManifest>(MODEL_MANIFEST);
+  new Logger('api').log(`listening on http://${env.HOST}:${env.PORT} (docs at /docs); model ${model.name} ${model.version} (${manifestFile(env)})`);
 }
 
 if (require.main === module) {

@@ -23,5 +23,7 @@ export const NotifierEnvSchema = ServiceEnvSchema.pick({ DATABASE_URL: true, DAT
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
   /** how often the event log is read for new deliveries even without a notification */
   NOTIFIER_SCAN_MS: z.coerce.number().int().min(50).default(2000),
+  /** port of `/metrics` (Prometheus) and `/healthz` (0: no HTTP server) */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
 });
 export type NotifierEnv = z.infer<typeof NotifierEnvSchema>;

@@ -3,17 +3,21 @@ import { Logger } from '@nestjs/common';
 import { loadEnv } from '@dimoo/config';
 import { createPrisma } from '@dimoo/db';
 import { NotifierEnvSchema } from './config';
+import { NotifierMetrics, serveMetrics } from './metrics';
 import { Notifier } from './notifier';
 
 async function main(): Promise<void> {
   const env = loadEnv(NotifierEnvSchema);
   const prisma = createPrisma(env.DATABASE_URL, { connectionTimeoutMs: env.DATABASE_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_TIMEOUT_MS });
-  const notifier = new Notifier(env, prisma);
+  const metrics = new NotifierMetrics();
+  const notifier = new Notifier(env, prisma, metrics);
+  const server = await serveMetrics(env.METRICS_PORT, metrics);
   await notifier.start();
   new Logger('notifier').log(`delivering webhooks (${env.WEBHOOK_ALLOW.length} allowed private range(s))`);
   const stop = () =>
     void notifier
       .close()
+      .then(() => new Promise((r) => (server ? server.close(r) : r(undefined))))
       .then(() => prisma.$disconnect())
       .then(() => process.exit(0));
   process.on('SIGTERM', stop);

@@ -18,6 +18,7 @@ import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
 import { allowList, resolveTarget, WebhookTargetRefused } from './address';
 import type { NotifierEnv } from './config';
 import { post } from './deliver';
+import { NotifierMetrics } from './metrics';
 
 interface DeliveryPayload {
   deliveryId: string;
@@ -40,6 +41,7 @@ export class Notifier {
   constructor(
     private readonly env: NotifierEnv,
     prisma: PrismaClient,
+    private readonly metrics: NotifierMetrics = new NotifierMetrics(),
   ) {
     this.webhooks = new WebhookRepository(prisma);
     this.allowed = allowList(env.WEBHOOK_ALLOW);
@@ -120,6 +122,7 @@ export class Notifier {
     } catch (err) {
       if (!(err instanceof WebhookTargetRefused)) throw err;
       await this.webhooks.attempt(d.id, { at: new Date().toISOString(), status: null, error: err.message, ms: 0 }, 'failed');
+      this.metrics.delivery('failed', null);
       throw new UnrecoverableError(err.message);
     }
     const secrets = await this.webhooks.secretsOf(d.teamId);
@@ -129,7 +132,9 @@ export class Notifier {
     const headers = { 'webhook-id': d.id, 'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)), 'webhook-signature': signature };
     const attempt = await post(target, body, headers, this.env.WEBHOOK_TIMEOUT_MS);
     const entry = { at: timestamp.toISOString(), status: attempt.status, error: attempt.error, ms: attempt.ms, address: target.address };
-    await this.webhooks.attempt(d.id, entry, attempt.ok ? 'delivered' : last ? 'failed' : 'retry');
+    const outcome = attempt.ok ? 'delivered' : last ? 'failed' : 'retry';
+    await this.webhooks.attempt(d.id, entry, outcome);
+    this.metrics.delivery(outcome, attempt.ms);
     if (!attempt.ok) throw new Error(`webhook ${d.id} to ${target.url.host}: ${attempt.error ?? attempt.status}`);
   }
 }

@@ -23,6 +23,8 @@ import { EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
 import { ObjectStore, previewKey, resultKey, StorageUnavailable } from '@dimoo/storage';
 import { BatchRecorder } from './batch-recorder';
 import type { WorkerEnv } from './config';
+import type { FinishedStatus } from './metrics';
+import { WorkerMetrics } from './metrics';
 import { ENGINE, WORKER_ENV } from './tokens';
 
 /** How long a job waits in the queue when the store it needs first is down (no attempt used). */
@@ -58,6 +60,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     private readonly jobs: JobRepository,
     private readonly batches: BatchRepository,
     private readonly store: ObjectStore,
+    private readonly metrics: WorkerMetrics,
     @Inject(ENGINE) private readonly engine: EngineHost,
     @Inject(WORKER_ENV) private readonly env: WorkerEnv,
   ) {
@@ -66,6 +69,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
 
   onApplicationBootstrap(): void {
     this.engine.addStepListener((stats) => void this.recorder.onStep(stats)?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`)));
+    this.engine.addStepListener((stats) => this.metrics.onStep(stats));
+    this.metrics.beat();
     this.worker = new Worker<QueuePayload>(QUEUE_NAMES.generation, (job, token) => this.process(job, token), {
       connection: redisConnection(this.env.REDIS_URL, { offlineQueue: true }),
       prefix: this.env.QUEUE_PREFIX,
@@ -116,6 +121,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
         this.cancel((await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID)).cancelRequested);
         await this.fair?.touch([...this.running].map(([jobId, teamId]) => ({ jobId, teamId })));
       }
+      this.metrics.beat();
     } catch (err) {
       this.logger.warn(`progress and heartbeat: ${firstLine(err)}`);
     } finally {
@@ -157,10 +163,12 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   async process(job: Job<QueuePayload>, token?: string): Promise<void> {
     const { jobId, teamId } = QueuePayloadSchema.parse(job.data);
     this.running.set(jobId, teamId);
+    this.metrics.held(this.running.size);
     try {
       await this.runJob(job, jobId, token);
     } finally {
       this.running.delete(jobId);
+      this.metrics.held(this.running.size);
       this.progress.delete(jobId);
       this.engineIds.delete(jobId);
       // no longer counts against its team's running limit; its slot goes to the next job in fair order
@@ -186,11 +194,17 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     if (taken === 'held') return this.later(job, token, `job ${jobId} is still held by a live worker`);
     if (!taken) return;
     const record = taken;
+    this.metrics.taken(record);
+    const startedAt = performance.now();
+    // this worker recorded the job's end (the transition applied): counted, with its run time
+    const ended = (status: FinishedStatus) => (applied: boolean) => {
+      if (applied) this.metrics.ended(record.task, status, performance.now() - startedAt);
+    };
 
     // the job as the API resolved and stored it; a row that does not parse (or an unknown schema version) fails here
     const stored = parseStoredJob(record.params);
     if (!stored.ok) {
-      await this.db(() => this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason }));
+      await this.db(() => this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason })).then(ended('failed'));
       throw new UnrecoverableError(stored.reason);
     }
     let submission: EngineSubmission;
@@ -199,8 +213,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     } catch (err) {
       // a storage outage longer than the retries: the queue tries again later (its backoff); a missing or
       // undecodable input can never succeed
-      if (err instanceof StorageUnavailable) return this.retryOrFail(job, jobId, err);
-      await this.db(() => this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) }));
+      if (err instanceof StorageUnavailable) return this.retryOrFail(job, jobId, err, ended('failed'));
+      await this.db(() => this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) })).then(ended('failed'));
       throw new UnrecoverableError(String(err));
     }
 
@@ -266,11 +280,11 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
             timings: { ...timings, uploadMs },
             ...ran,
           }),
-        );
+        ).then(ended('succeeded'));
       } else {
         await this.db(() =>
           this.jobs.succeed(jobId, { resultText: output.text, modelChecksum: this.engine.model.checksum, timings: { ...timings, uploadMs: 0 }, ...ran }),
-        );
+        ).then(ended('succeeded'));
       }
     } catch (err) {
       if (err instanceof JobCanceledError) {
@@ -280,21 +294,25 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
           await job.moveToDelayed(Date.now(), token);
           throw new DelayedError(`job ${jobId} handed back at shutdown`);
         }
-        await this.db(() => this.jobs.canceled(jobId));
+        await this.db(() => this.jobs.canceled(jobId)).then(ended('canceled'));
         return;
       }
       if (err instanceof EngineJobError && !err.retryable) {
-        await this.db(() => this.jobs.fail(jobId, { code: err.name, message: err.message, ...(err.field ? { details: { field: err.field } } : {}) }));
+        await this.db(() => this.jobs.fail(jobId, { code: err.name, message: err.message, ...(err.field ? { details: { field: err.field } } : {}) })).then(
+          ended('failed'),
+        );
         throw new UnrecoverableError(err.message);
       }
-      return this.retryOrFail(job, jobId, err);
+      return this.retryOrFail(job, jobId, err, ended('failed'));
     }
   }
 
   /** A transient failure: the queue retries the job (with its backoff) unless this was the last attempt. */
-  private async retryOrFail(job: Job<QueuePayload>, jobId: string, err: unknown): Promise<never> {
+  private async retryOrFail(job: Job<QueuePayload>, jobId: string, err: unknown, failed: (applied: boolean) => void): Promise<never> {
     const attempts = job.opts.attempts ?? 1;
-    if (job.attemptsMade + 1 >= attempts) await this.db(() => this.jobs.fail(jobId, { code: err instanceof Error ? err.name : 'Error', message: String(err) }));
+    if (job.attemptsMade + 1 >= attempts) {
+      failed(await this.db(() => this.jobs.fail(jobId, { code: err instanceof Error ? err.name : 'Error', message: String(err) })));
+    }
     throw err;
   }
 

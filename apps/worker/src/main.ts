@@ -7,12 +7,14 @@ import { loadEnv } from '@dimoo/config';
 import type { WorkerEnv } from './config';
 import { WorkerEnvSchema } from './config';
 import { HealthServer } from './health';
+import { WorkerMetrics } from './metrics';
 import { WorkerModule } from './worker.module';
 
 export async function createWorker(env: WorkerEnv): Promise<INestApplicationContext | null> {
   const log = new Logger('worker');
   let app: INestApplicationContext | null = null;
-  const health = await HealthServer.start(env.HEALTH_PORT, env.WORKER_ID);
+  const metrics = new WorkerMetrics(env.WORKER_ID);
+  const health = await HealthServer.start(env.HEALTH_PORT, env.WORKER_ID, metrics.registry);
   // refuses to start on a missing or corrupt model, or a missing provider without ALLOW_CPU_FALLBACK
   const engine = await EngineHost.start(
     {
@@ -53,7 +55,7 @@ export async function createWorker(env: WorkerEnv): Promise<INestApplicationCont
   log.log(
     `model ${engine.model.name} ${engine.model.version} (${engine.model.checksum.slice(0, 12)}) on ${engine.provider}; ${env.BATCH_SLOTS} batch slots, ${env.BATCH_MODE} batching (budget ${env.BATCH_COST_BUDGET}, window ${env.BATCH_WAIT_MS} ms)`,
   );
-  app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env, engine), { abortOnError: false, logger: ['error', 'warn', 'log'] });
+  app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env, engine, metrics), { abortOnError: false, logger: ['error', 'warn', 'log'] });
   app.enableShutdownHooks();
   health.set({ state: 'ready', model: `${engine.model.name} ${engine.model.version}` });
   return app;

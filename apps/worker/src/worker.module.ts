@@ -5,16 +5,18 @@ import type { EngineHost } from '@dimoo/runtime';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import type { WorkerEnv } from './config';
 import { GenerationProcessor } from './generation.processor';
+import { WorkerMetrics } from './metrics';
 import { ENGINE, WORKER_ENV } from './tokens';
 
 @Module({})
 export class WorkerModule {
-  static forRoot(env: WorkerEnv, engine: EngineHost): DynamicModule {
+  static forRoot(env: WorkerEnv, engine: EngineHost, metrics: WorkerMetrics): DynamicModule {
     return {
       module: WorkerModule,
       providers: [
         { provide: WORKER_ENV, useValue: env },
         { provide: ENGINE, useValue: engine },
+        { provide: WorkerMetrics, useValue: metrics },
         {
           provide: PrismaClient,
           useFactory: () => createPrisma(env.DATABASE_URL, { connectionTimeoutMs: env.DATABASE_TIMEOUT_MS, queryTimeoutMs: env.DATABASE_TIMEOUT_MS }),

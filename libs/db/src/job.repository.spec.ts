@@ -168,6 +168,35 @@ describe('JobRepository (PostgreSQL)', () => {
     });
   });
 
+  describe('statusCounts', () => {
+    it("counts a team's jobs per status and gives the oldest queued job's age and the stalest running heartbeat", async () => {
+      const team = (await new ApiKeyRepository(prisma).createTeam('counted')).id;
+      const make = () => jobs.create(input({ teamId: team }));
+      const [q1, q2, r1, r2, s1] = [await make(), await make(), await make(), await make(), await make()];
+      await make();
+      await prisma.job.update({ where: { id: q1.id }, data: { createdAt: new Date(Date.now() - 120_000) } });
+      await prisma.job.update({ where: { id: q2.id }, data: { createdAt: new Date(Date.now() - 30_000) } });
+      for (const j of [r1, r2, s1]) expect(await jobs.start(j.id, 'worker-1')).toBe(true);
+      await prisma.job.update({ where: { id: r1.id }, data: { heartbeatAt: new Date(Date.now() - 45_000) } });
+      expect(await jobs.succeed(s1.id, { resultKey: 'k' })).toBe(true);
+
+      const mine = (await jobs.statusCounts()).filter((r) => r.teamId === team).sort((a, b) => a.status.localeCompare(b.status));
+      expect(mine.map(({ status, teamName, jobs: n }) => ({ status, teamName, n }))).toEqual([
+        { status: 'queued', teamName: 'counted', n: 3 },
+        { status: 'running', teamName: 'counted', n: 2 },
+        { status: 'succeeded', teamName: 'counted', n: 1 },
+      ]);
+      const [queued, running, succeeded] = mine;
+      expect(queued!.oldestQueuedSeconds).toBeGreaterThanOrEqual(119);
+      expect(queued!.oldestQueuedSeconds).toBeLessThan(140);
+      expect(queued!.oldestHeartbeatSeconds).toBeNull();
+      expect(running!.oldestHeartbeatSeconds).toBeGreaterThanOrEqual(44);
+      expect(running!.oldestHeartbeatSeconds).toBeLessThan(60);
+      expect(running!.oldestQueuedSeconds).toBeNull();
+      expect(succeeded).toMatchObject({ oldestQueuedSeconds: null, oldestHeartbeatSeconds: null });
+    });
+  });
+
   describe('start', () => {
     it('moves a queued job to running and counts the attempt', async () => {
       const job = await jobs.create(input());

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { JobEventType, JobTask } from '@dimoo/contracts';
+import type { JobEventType, JobStatus, JobTask } from '@dimoo/contracts';
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
 import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
 
@@ -84,6 +84,18 @@ const held = (rows: readonly { id: string; cancel_requested: boolean }[]): HeldJ
   alive: rows.map((r) => r.id),
   cancelRequested: rows.filter((r) => r.cancel_requested).map((r) => r.id),
 });
+
+/** One status and team of `statusCounts`: its jobs, and the ages (seconds) that apply to the status, else null. */
+export interface JobStatusCount {
+  status: JobStatus;
+  teamId: string;
+  teamName: string;
+  jobs: number;
+  /** queued: how long the oldest has been waiting since its submit */
+  oldestQueuedSeconds: number | null;
+  /** running: how long ago the stalest one's worker last wrote a heartbeat */
+  oldestHeartbeatSeconds: number | null;
+}
 
 /** What `requestCancel` did: canceled a queued job at once, or flagged a running one for its worker. */
 export type CancelOutcome = 'canceled' | 'cancelRequested';
@@ -568,6 +580,31 @@ export class JobRepository {
   /** Jobs started since `since`, all teams (the fleet's pace, for queue estimates). */
   public async startedSince(since: Date): Promise<number> {
     return this.prisma.job.count({ where: { startedAt: { gte: since } } });
+  }
+
+  /**
+   * What the API's metrics report about the record (`dimoo_jobs`, `dimoo_queue_oldest_waiting_seconds`,
+   * `dimoo_jobs_running_oldest_heartbeat_seconds`): jobs per status and team, and per group the age of its oldest queued
+   * job and of its oldest running job's heartbeat, in seconds by the database's clock. One grouped statement (a scan of
+   * jobs: the API caches it for a few seconds); deleted jobs still count (their rows stay).
+   */
+  public async statusCounts(): Promise<JobStatusCount[]> {
+    const rows = await this.prisma.$queryRaw<
+      { status: string; team_id: string; team_name: string; jobs: number; oldest_queued_s: number | null; oldest_heartbeat_s: number | null }[]
+    >`
+      SELECT j.status::text AS status, j.team_id::text AS team_id, t.name AS team_name, count(*)::int AS jobs,
+             EXTRACT(EPOCH FROM now() - min(j.created_at) FILTER (WHERE j.status = 'queued'))::float8 AS oldest_queued_s,
+             EXTRACT(EPOCH FROM now() - min(j.heartbeat_at) FILTER (WHERE j.status = 'running'))::float8 AS oldest_heartbeat_s
+      FROM jobs j JOIN teams t ON t.id = j.team_id
+      GROUP BY j.status, j.team_id, t.name`;
+    return rows.map((r) => ({
+      status: r.status as JobStatus,
+      teamId: r.team_id,
+      teamName: r.team_name,
+      jobs: r.jobs,
+      oldestQueuedSeconds: r.oldest_queued_s,
+      oldestHeartbeatSeconds: r.oldest_heartbeat_s,
+    }));
   }
 
   /** The job whoever owns it: for workers and admin tools, never for team-facing reads. */

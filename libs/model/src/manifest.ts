@@ -8,19 +8,9 @@ import { ModelLoadError } from './errors';
 
 /** Reads and validates `manifest.json`; with `verify`, checks every listed file's size and sha256. */
 export async function loadManifest(dir: string, options: { verify?: boolean } = {}): Promise<ModelManifest> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  } catch (cause) {
-    throw new ModelLoadError(`cannot read ${join(dir, 'manifest.json')}`, { cause });
-  }
-  const parsed = ManifestSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new ModelLoadError(`invalid manifest in ${dir}: ${issues}`);
-  }
+  const manifest = await loadManifestFile(join(dir, 'manifest.json'));
   if (options.verify !== false) {
-    for (const [file, expected] of Object.entries(parsed.data.files)) {
+    for (const [file, expected] of Object.entries(manifest.files)) {
       const path = join(dir, file);
       let size: number;
       try {
@@ -34,6 +24,25 @@ export async function loadManifest(dir: string, options: { verify?: boolean } = 
         throw new ModelLoadError(`checksum mismatch for ${file}: expected ${expected.sha256} (${expected.bytes} B), got ${sha} (${size} B)`);
       }
     }
+  }
+  return manifest;
+}
+
+/**
+ * Reads and validates a manifest file alone, checking no model file: what a process that serves no model needs (the
+ * API resolves requests against the served model's limits and defaults from it).
+ */
+export async function loadManifestFile(file: string): Promise<ModelManifest> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (cause) {
+    throw new ModelLoadError(`cannot read ${file}`, { cause });
+  }
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ModelLoadError(`invalid manifest ${file}: ${issues}`);
   }
   return parsed.data;
 }
