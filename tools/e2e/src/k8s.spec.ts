@@ -122,9 +122,10 @@ describe.each(kustomizations())('kustomization %s', (dir) => {
     expect(invalid).toEqual([]);
   });
 
-  it('every pod runs as a non-root user, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp', () => {
+  it('every pod runs without a service account token, as a non-root user, read-only root filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp', () => {
     const problems: string[] = [];
     for (const { id, pod } of pods) {
+      if (pod['automountServiceAccountToken'] !== false) problems.push(`${id}: automountServiceAccountToken`);
       const podSc = (pod['securityContext'] ?? {}) as { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string } };
       for (const c of containersOf(pod)) {
         const sc = (c['securityContext'] ?? {}) as typeof podSc & {
