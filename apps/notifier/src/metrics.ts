@@ -7,22 +7,19 @@
  * - prom-client's process metrics, prefixed `dimoo_notifier_`.
  */
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { processRegistry } from '@dimoo/config';
+import { Counter, Histogram } from 'prom-client';
 
 export const DELIVERY_OUTCOMES = ['delivered', 'retry', 'failed'] as const;
 export type DeliveryOutcome = (typeof DELIVERY_OUTCOMES)[number];
 
 export class NotifierMetrics {
-  readonly registry = new Registry();
+  readonly registry = processRegistry('dimoo_notifier_');
   private readonly deliveries: Counter<'outcome'>;
   private readonly seconds: Histogram;
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'dimoo_notifier_' });
-    // prom-client's sums of these per-type gauges end in _total, which Prometheus keeps for counters (promtool check
-    // metrics refuses them): the per-type gauges stay
-    for (const m of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`dimoo_notifier_nodejs_active_${m}_total`);
     this.deliveries = new Counter({
       name: 'dimoo_webhook_deliveries_total',
       help: 'Webhook delivery tries by outcome: delivered, retry (another try follows), failed (the last one, or a refused target)',

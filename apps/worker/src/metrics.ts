@@ -12,7 +12,8 @@
  * - prom-client's process metrics, prefixed `dimoo_worker_`.
  * Recording costs a few additions per step on the event loop; the exposition is built only when scraped.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processRegistry } from '@dimoo/config';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { JOB_TASKS } from '@dimoo/contracts';
 import type { StepStats } from '@dimoo/runtime';
 
@@ -21,7 +22,7 @@ export const FINISHED_STATUSES = ['succeeded', 'failed', 'canceled'] as const;
 export type FinishedStatus = (typeof FINISHED_STATUSES)[number];
 
 export class WorkerMetrics {
-  readonly registry = new Registry();
+  readonly registry = processRegistry('dimoo_worker_');
   private readonly wait: Histogram;
   private readonly run: Histogram<'task' | 'status'>;
   private readonly finished: Counter<'task' | 'status'>;
@@ -37,10 +38,6 @@ export class WorkerMetrics {
 
   constructor(private readonly workerId: string) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'dimoo_worker_' });
-    // prom-client's sums of these per-type gauges end in _total, which Prometheus keeps for counters (promtool check
-    // metrics refuses them): the per-type gauges stay
-    for (const m of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`dimoo_worker_nodejs_active_${m}_total`);
     this.wait = new Histogram({
       name: 'dimoo_job_wait_seconds',
       help: 'Time from a job’s submit to its first start on a worker (observed at the take)',

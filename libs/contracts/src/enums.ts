@@ -21,6 +21,11 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES = ['succeeded', 'failed', 'canceled', 'expired'] as const satisfies readonly JobStatus[];
 export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 
+/** Whether a status (or a recorded event type of the same name) is one a job never leaves. */
+export function isTerminalStatus(status: string): status is TerminalStatus {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
 /** The types a job's recorded history can hold (column `job_events.type`). */
 export const JOB_EVENT_TYPES = ['queued', 'enqueued', 'started', 'progress', 'preview', 'succeeded', 'failed', 'canceled', 'expired', 'retried'] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];

@@ -185,6 +185,13 @@ export class ObjectStore {
     });
   }
 
+  /** Removes every object under `prefix` (a job's inputs, previews and results); none there is not an error. */
+  public async removeAll(prefix: string): Promise<number> {
+    const objects = await this.list(prefix);
+    await Promise.all(objects.map((o) => this.remove(o.key)));
+    return objects.length;
+  }
+
   /** Removes the object; removing a missing object is not an error. */
   public async remove(key: string): Promise<void> {
     await this.call('remove', key, () => this.client.removeObject(this.bucket, key));

@@ -24,6 +24,12 @@ const SCOPE = 'dimoo:scope';
 export const RequireScope = (scope: ApiKeyScope) => SetMetadata(SCOPE, scope);
 export const AdminOnly = () => RequireScope('admin');
 
+/** The caller's team; a key without one (the bootstrap admin key) is refused with 403 on team routes. */
+export function teamOf(caller: Caller): string {
+  if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
+  return caller.teamId;
+}
+
 /** The caller as the audit log records it. */
 export const auditActor = (caller: Caller) => ({ keyId: caller.keyId, label: caller.label });
 

@@ -32,7 +32,7 @@ import {
   JobViewSchema,
   MAX_IMAGE_BYTES,
   MAX_IMAGES_PER_JOB,
-  TERMINAL_STATUSES,
+  isTerminalStatus,
 } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
@@ -175,7 +175,7 @@ export class JobsController {
     if (wait === null) return view;
     res.setHeader('Preference-Applied', `wait=${wait}`);
     const settled = toView(await this.jobs.settle(caller, view.id, wait * 1000));
-    if ((TERMINAL_STATUSES as readonly string[]).includes(settled.status)) res.status(200);
+    if (isTerminalStatus(settled.status)) res.status(200);
     return settled;
   }
 
@@ -387,7 +387,7 @@ export class JobsController {
       replaying = false;
       send(buffered.splice(0));
       // a finished job whose terminal event the client already had (it reconnected after it): nothing more will come
-      if (!ended && (TERMINAL_STATUSES as readonly string[]).includes((await this.jobs.get(caller, id)).status)) {
+      if (!ended && isTerminalStatus((await this.jobs.get(caller, id)).status)) {
         send(await this.jobs.events(caller, id, lastSent));
         end();
       }

@@ -21,7 +21,7 @@ import {
   parseStoredJob,
   requestImages,
   resolveJob,
-  TERMINAL_STATUSES,
+  isTerminalStatus,
 } from '@dimoo/contracts';
 import type { Job, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository, resultContentType, toView } from '@dimoo/db';
@@ -29,6 +29,7 @@ import { inspectJobImages } from '@dimoo/model';
 import type { Admission, FairJob, TeamShare } from '@dimoo/queue';
 import { inputKey, jobObjectsPrefix, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
 import type { Caller } from '../auth/api-key.guard';
+import { teamOf } from '../auth/api-key.guard';
 import { TeamShares } from '../auth/caches';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { DispatchService, rateLimitHeaders } from './dispatch.service';
@@ -78,7 +79,7 @@ export class JobsService {
     idempotencyKey?: string,
     parts?: readonly UploadedPart[],
   ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
-    const teamId = this.teamOf(caller);
+    const teamId = teamOf(caller);
     const { request, files } = parts ? fromMultipart(body, parts) : { request: body, files: new Map<string, Buffer>() };
     const parsed = JobRequestSchema.safeParse(request);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
@@ -290,7 +291,7 @@ export class JobsService {
   }
 
   async get(caller: Caller, id: string): Promise<Job> {
-    const job = isUuid(id) ? await this.jobs.get(id, this.teamOf(caller)) : null;
+    const job = isUuid(id) ? await this.jobs.get(id, teamOf(caller)) : null;
     if (!job) throw notFound(`job ${id}`);
     return job;
   }
@@ -321,7 +322,7 @@ export class JobsService {
 
   /** The job's events after `afterId`, in order (a page of at most `limit`). */
   async events(caller: Caller, id: string, afterId: bigint, limit = 500): Promise<JobEvent[]> {
-    return this.jobs.events(id, this.teamOf(caller), { afterId, limit });
+    return this.jobs.events(id, teamOf(caller), { afterId, limit });
   }
 
   /** A preview PNG the worker stored at step `step`. */
@@ -338,7 +339,7 @@ export class JobsService {
 
   /** A page of the team's jobs, newest first, filtered (`JobListQuerySchema`). */
   async list(caller: Caller, query: unknown): Promise<JobList> {
-    const teamId = this.teamOf(caller);
+    const teamId = teamOf(caller);
     const parsed = JobListQuerySchema.safeParse(query);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const q = parsed.data;
@@ -361,10 +362,9 @@ export class JobsService {
    * objects (inputs, previews, result) are removed; what cannot be removed now the orphan sweeper removes later.
    */
   async remove(caller: Caller, id: string): Promise<void> {
-    const job = await this.jobs.markDeleted(id, this.teamOf(caller));
+    const job = await this.jobs.markDeleted(id, teamOf(caller));
     try {
-      const objects = await this.store.list(jobObjectsPrefix(job.teamId, job.id));
-      await Promise.all(objects.map((o) => this.store.remove(o.key)));
+      await this.store.removeAll(jobObjectsPrefix(job.teamId, job.id));
     } catch (err) {
       this.logger.warn(`objects of deleted job ${id} stay for the sweeper: ${String(err)}`);
     }
@@ -382,9 +382,8 @@ export class JobsService {
     try {
       await new Promise<void>((resolve) => {
         timer = setTimeout(resolve, ms);
-        const finished = (types: readonly string[]) => types.some((t) => (TERMINAL_STATUSES as readonly string[]).includes(t));
         void this.hub
-          .subscribe(id, (events) => finished(events.map((e) => e.type)) && resolve(), resolve)
+          .subscribe(id, (events) => events.some((e) => isTerminalStatus(e.type)) && resolve(), resolve)
           .then(async (off) => {
             unsubscribe = off;
             // finished between the first read and the subscription: no event will come
@@ -405,11 +404,6 @@ export class JobsService {
     if ((await this.jobs.requestCancel(job.id, job.teamId)) === 'canceled') await this.dispatch.fair.remove(job.teamId, job.id).catch(() => undefined);
     return this.get(caller, id);
   }
-
-  private teamOf(caller: Caller): string {
-    if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
-    return caller.teamId;
-  }
 }
 
-const isFinished = (job: Job) => (TERMINAL_STATUSES as readonly string[]).includes(job.status);
+const isFinished = (job: Job) => isTerminalStatus(job.status);

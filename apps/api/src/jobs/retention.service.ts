@@ -41,8 +41,7 @@ export class RetentionService implements OnApplicationBootstrap, OnApplicationSh
     try {
       const due = await this.jobs.resultsDue(new Date(Date.now() - this.env.RESULT_TTL_DAYS * DAY_MS), JOBS_PER_PASS);
       for (const job of due) {
-        const objects = await this.store.list(jobObjectsPrefix(job.teamId, job.id));
-        for (const o of objects) await this.store.remove(o.key);
+        await this.store.removeAll(jobObjectsPrefix(job.teamId, job.id));
         if (await this.jobs.markResultDeleted(job.id)) removed++;
       }
     } catch (err) {

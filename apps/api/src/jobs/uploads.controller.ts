@@ -3,16 +3,16 @@
  * in any job of the team as `{ "upload": id }`. Uploads are kept UPLOAD_TTL_MS (the orphan sweeper removes them).
  */
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, HttpCode, HttpStatus, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { MAX_IMAGE_BYTES, UploadSchema } from '@dimoo/contracts';
 import { ObjectStore, UPLOAD_TTL_MS, uploadKey } from '@dimoo/storage';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
-import { ApiKeyGuard, CurrentCaller, RequireScope } from '../auth/api-key.guard';
+import { ApiKeyGuard, CurrentCaller, RequireScope, teamOf } from '../auth/api-key.guard';
 import { EXAMPLE_IDS } from '../common/examples';
 import { ApiJson, ApiJsonBody, ApiProblems, Authenticated, BODY_PROBLEMS, PROBLEMS } from '../common/openapi';
-import { invalidRequest, ProblemError } from '../common/problem';
+import { invalidRequest } from '../common/problem';
 import { zodIssues } from './jobs.service';
 
 /** How long an upload URL can be used. */
@@ -49,11 +49,11 @@ export class UploadsController {
     { scope: 'submit' },
   )
   async create(@CurrentCaller() caller: Caller, @Body() body: unknown) {
-    if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
+    const teamId = teamOf(caller);
     const parsed = UploadBody.safeParse(body ?? {});
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const id = randomUUID();
-    const url = await this.store.presignedPut(uploadKey(caller.teamId, id), UPLOAD_URL_TTL_S);
+    const url = await this.store.presignedPut(uploadKey(teamId, id), UPLOAD_URL_TTL_S);
     return {
       id,
       url,

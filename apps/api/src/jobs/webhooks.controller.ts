@@ -2,16 +2,17 @@
  * Webhooks, the team's side: a job's delivery log, and the team's signing secrets (read, rotate). Deliveries are made
  * by the notifier process (apps/notifier), never by the API.
  */
-import { Body, Controller, Get, HttpCode, HttpStatus, Param, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { RotatedWebhookSecretSchema, WebhookDeliveriesSchema, WebhookSecretsSchema } from '@dimoo/contracts';
+import type { JobEventType } from '@dimoo/contracts';
+import { RotatedWebhookSecretSchema, webhookEventOf, WebhookDeliveriesSchema, WebhookSecretsSchema } from '@dimoo/contracts';
 import { WebhookRepository } from '@dimoo/db';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
-import { ApiKeyGuard, CurrentCaller, RequireScope } from '../auth/api-key.guard';
+import { ApiKeyGuard, CurrentCaller, RequireScope, teamOf } from '../auth/api-key.guard';
 import { DELIVERIES, EXAMPLE_IDS, ROTATED_SECRET, WEBHOOK_SECRETS } from '../common/examples';
 import { ApiJson, ApiJsonBody, ApiPathParam, ApiProblems, Authenticated, BODY_PROBLEMS, PROBLEMS } from '../common/openapi';
-import { invalidRequest, ProblemError } from '../common/problem';
+import { invalidRequest } from '../common/problem';
 import { JobsService, zodIssues } from './jobs.service';
 
 /** The longest a rotated signing secret keeps signing. */
@@ -19,11 +20,6 @@ const MAX_SECRET_GRACE_S = 7 * 24 * 3600;
 const RotateSecretBody = z.strictObject({
   graceSeconds: z.number().int().min(0).max(MAX_SECRET_GRACE_S).default(86400).describe('how long the old secret keeps signing (default 24 h)'),
 });
-
-const teamOf = (caller: Caller): string => {
-  if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
-  return caller.teamId;
-};
 
 @ApiTags('webhooks')
 @Authenticated()
@@ -49,7 +45,7 @@ export class WebhooksController {
       data: rows.map((d) => ({
         id: d.id,
         eventId: d.eventId.toString(),
-        event: d.eventType === 'succeeded' ? 'completed' : d.eventType,
+        event: webhookEventOf(d.eventType as JobEventType) ?? d.eventType,
         status: d.status,
         attempts: d.attempts,
         deliveredAt: d.deliveredAt?.toISOString() ?? null,

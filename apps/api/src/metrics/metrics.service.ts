@@ -19,7 +19,8 @@ import { Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { processRegistry } from '@dimoo/config';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { JobStatusCount } from '@dimoo/db';
 import { JobRepository } from '@dimoo/db';
 import { QUEUE_NAMES } from '@dimoo/queue';
@@ -52,7 +53,7 @@ const within = <T>(p: Promise<T>): Promise<T> => {
 
 @Injectable()
 export class ApiMetrics implements OnApplicationBootstrap {
-  readonly registry = new Registry();
+  readonly registry = processRegistry('dimoo_api_');
   private reading: { at: number; value: Promise<ClusterReading> } | null = null;
   private readonly sourceErrors: Counter<'source'>;
   private readonly requests: Counter<'method' | 'route' | 'status'>;
@@ -65,10 +66,6 @@ export class ApiMetrics implements OnApplicationBootstrap {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'dimoo_api_' });
-    // prom-client's sums of these per-type gauges end in _total, which Prometheus keeps for counters (promtool check
-    // metrics refuses them): the per-type gauges stay
-    for (const m of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`dimoo_api_nodejs_active_${m}_total`);
     this.sourceErrors = new Counter({
       name: 'dimoo_metrics_source_errors_total',
       help: 'Scrapes whose reading of a store (postgres, redis) failed or timed out; its series were left out',
