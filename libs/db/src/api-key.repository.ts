@@ -119,13 +119,6 @@ export class ApiKeyRepository {
     });
   }
 
-  /** Records an admin action that changed nothing in Postgres (e.g. pausing the queue). */
-  public async recordAudit(actor: AuditActor, action: string, targetType: string, targetId: string, details?: Prisma.InputJsonObject): Promise<void> {
-    await this.prisma.auditEntry.create({
-      data: { actorKeyId: actor.keyId, actor: actor.label, action, targetType, targetId, ...(details ? { details } : {}) },
-    });
-  }
-
   /** The audit log, newest first. */
   public async audit(query: AuditQuery = {}): Promise<{ entries: AuditEntry[]; hasMore: boolean }> {
     const limit = query.limit ?? 50;
