@@ -57,6 +57,12 @@ export default tseslint.config(
             { sourceTag: 'scope:engine', onlyDependOnLibsWithTags: ['scope:engine', 'scope:shared'] },
             { sourceTag: 'scope:shared', onlyDependOnLibsWithTags: ['scope:shared'], bannedExternalImports: ['onnxruntime-node'] },
             { sourceTag: 'scope:testing', onlyDependOnLibsWithTags: ['scope:shared', 'scope:testing'], bannedExternalImports: ['onnxruntime-node'] },
+            // the admin dashboard runs in a browser: the SDK and the contracts only (both browser-safe), over HTTP
+            {
+              sourceTag: 'scope:dashboard',
+              onlyDependOnLibsWithTags: ['type:sdk', 'type:contracts'],
+              bannedExternalImports: [...nest, 'onnxruntime-node', ...io],
+            },
             // tools (benchmarks, end-to-end tests) reach the apps only as processes, over HTTP
             { sourceTag: 'scope:tools', onlyDependOnLibsWithTags: ['scope:shared', 'scope:engine', 'scope:testing', 'scope:tools'] },
             // types: the layers
@@ -98,12 +104,34 @@ export default tseslint.config(
   },
   {
     // production code of the apps never imports test harnesses
-    files: ['apps/**/*.ts'],
+    files: ['apps/**/*.ts', 'apps/**/*.tsx'],
     ignores: ['**/*.spec.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         { patterns: [{ group: ['@dimoo/platform', '@dimoo/*/testing'], message: 'test harnesses are for specs, tools and the demo' }] },
+      ],
+    },
+  },
+  {
+    // the dashboard runs in a browser: no Node built-in module or global (its tsconfig has Node's types for the SDK's sake)
+    files: ['apps/dashboard/**/*.ts', 'apps/dashboard/**/*.tsx'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@dimoo/platform', '@dimoo/*/testing'], message: 'test harnesses are for specs, tools and the demo' },
+            {
+              regex: '^node:|^(fs|path|os|net|http|https|child_process|worker_threads|crypto|buffer)$',
+              message: 'the dashboard runs in a browser: no Node module',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        ...['Buffer', 'process', 'require', '__dirname', '__filename', 'global'].map((name) => ({ name, message: 'the dashboard runs in a browser' })),
       ],
     },
   },

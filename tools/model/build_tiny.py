@@ -34,7 +34,8 @@ from tokenizer import PROMPT_TEMPLATE, SYS, UNCONDITION, Tokenizer  # noqa: E402
 
 NAME = "dimoo-tiny"
 VERSION = "1.0.0"
-GRAPHS = ["denoise", "denoise_partial", "sample_head", "forward_logits", "vq_encode", "vq_decode", "denoise_segment"]
+GRAPHS = ["denoise", "denoise_partial", "sample_head", "forward_logits", "vq_encode", "vq_decode", "denoise_segment",
+          "denoise_resident", "cache_gather", "cache_concat"]
 CACHE_DEFAULTS = {"cacheRatio": 0.9, "warmupRatio": 0.3, "refreshInterval": 5}
 
 

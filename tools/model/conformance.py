@@ -60,8 +60,26 @@ SIGNATURES = {
          ("step_active", I64, 2, (0,)), ("uniforms", F32, 3, (0, 2)), ("remask_noise", F64, 3, (0, 2))],
         [("tokens", I64, 2, (0, 1)), ("sample_prob", F32, 2, (0, 1)), ("row_max", F32, 2, (0, 1))],
     ),
+    # §4.7, optional, all three or none: the device-resident ML-Cache (a partial step returning the updated cache, and
+    # the regrouping of cache rows on the device)
+    "denoise_resident": (
+        [("input_ids", I64, 2, (0, 1)), ("query_index", I64, 2, (0, 1)), ("position_ids", I64, 2, (0, 1)),
+         ("attention_mask", I64, 2, (0, 1)), ("vocab_range", I64, 1, ()), ("target_source", I64, 2, (0, 1)),
+         ("past_target_logits", F32, 3, (0, 1, 2)), ("*past", F32, 4, (0, 2))],
+        [("row_max", F32, 2, (0, 1)), ("present_target_logits", F32, 3, (0, 1, 2)), ("*present", F32, 4, (0, 2))],
+    ),
+    "cache_gather": (
+        [("rows", I64, 1, (0,)), ("past_target_logits", F32, 3, (0, 1, 2)), ("*past", F32, 4, (0, 2))],
+        [("present_target_logits", F32, 3, (0, 1, 2)), ("*present", F32, 4, (0, 2))],
+    ),
+    "cache_concat": (
+        [("past_target_logits", F32, 3, (0, 1, 2)), ("*past", F32, 4, (0, 2)), ("more_target_logits", F32, 3, (0, 1, 2)),
+         ("*more", F32, 4, (0, 2))],
+        [("present_target_logits", F32, 3, (0, 1, 2)), ("*present", F32, 4, (0, 2))],
+    ),
 }
-OPTIONAL_GRAPHS = {"denoise_segment"}
+RESIDENT_GRAPHS = ("denoise_resident", "cache_gather", "cache_concat")
+OPTIONAL_GRAPHS = {"denoise_segment", *RESIDENT_GRAPHS}
 
 SCHEMA = {
     "interfaceVersion": int, "name": str, "version": str, "description": str,
@@ -90,7 +108,8 @@ SCHEMA = {
     "files": dict,
 }
 # keys a manifest may omit: the GPU path's graph and its unroll length (both or neither)
-OPTIONAL_KEYS = {"manifest.graphs.denoise_segment", "manifest.segmentSteps", "manifest.tokenizer.config",
+OPTIONAL_KEYS = {"manifest.graphs.denoise_segment", "manifest.segmentSteps",
+                 *(f"manifest.graphs.{g}" for g in RESIDENT_GRAPHS), "manifest.tokenizer.config",
                  "manifest.tokenizer.specialTokens"}
 
 SPECIALS = ["mask", "newline", "boi", "eoi", "uncondition", "boa", "eoa", "answerPad"]
@@ -142,6 +161,7 @@ def check_files(c, d, man):
     needed = [f for f in man["graphs"].values()] + [man["tokenizer"]["file"]]
     c.check(("denoise_segment" in man["graphs"]) == ("segmentSteps" in man),
             "graphs.denoise_segment and segmentSteps come together")
+    c.check(len({g in man["graphs"] for g in RESIDENT_GRAPHS}) == 1, f"graphs {', '.join(RESIDENT_GRAPHS)} come together")
     if "segmentSteps" in man:
         c.check(man["segmentSteps"] >= 1, "segmentSteps >= 1")
         c.check(man["segmentSteps"] >= man["defaults"]["cache"]["refreshInterval"],

@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper, TensorProto
 from torch import nn
 
 import vq as vqmod
-from conformance import kv_names  # the interface's names, defined once beside its checker
+from conformance import RESIDENT_GRAPHS, kv_names  # the interface's names, defined once beside its checker
 from model import like, sample_rule, scatter_nd
 
 OPSET = 17
@@ -26,6 +26,13 @@ DENOISE_IN = ["input_ids", "position_ids", "attention_mask", "target_positions",
 DENOISE_OUT = ["sample_index", "sample_prob", "row_max", "target_logits"]  # + kv_names("present", nLayers)
 PARTIAL_IN = ["input_ids", "query_index", "position_ids", "attention_mask", "vocab_range"]  # + kv_names("past", ...)
 PARTIAL_OUT = ["logits", "row_max", "new_kv"]
+# the device-resident ML-Cache (§4.7): a partial step that returns the updated cache, and the cache's regrouping
+RESIDENT_IN = ["input_ids", "query_index", "position_ids", "attention_mask", "vocab_range", "target_source",
+               "past_target_logits"]  # + kv_names("past", nLayers)
+RESIDENT_OUT = ["row_max", "present_target_logits"]  # + kv_names("present", nLayers)
+GATHER_IN = ["rows", "past_target_logits"]  # + kv_names("past", nLayers)
+CONCAT_IN = ["past_target_logits"]  # + kv_names("past", nLayers) + ["more_target_logits"] + kv_names("more", ...)
+CACHE_OUT = ["present_target_logits"]  # + kv_names("present", nLayers)
 HEAD_IN = ["logits", "guidance_weights", "temperature", "uniforms"]
 HEAD_OUT = ["sample_index", "sample_prob"]
 FWD_IN = ["input_ids", "position_ids", "attention_mask"]
@@ -39,6 +46,15 @@ def _flat(kvs):
     return [t for kv in kvs for t in kv]
 
 
+def gather_rows(x, index):
+    """x [R, L, K], index [R, N] -> x at each row's positions [R, N, K], as one Gather over the flattened rows with an
+    [R·N] index. torch.gather with the index expanded to [R, N, K] exports an int64 [R, N, K] Expand, which onnxruntime
+    places on the CPU and a GPU provider then copies to the device on every call."""
+    R, L, K = x.shape
+    flat = index + torch.arange(R, device=index.device).unsqueeze(1) * L
+    return torch.index_select(x.reshape(-1, K), 0, flat.reshape(-1)).reshape(R, -1, K)
+
+
 class DenoiseGraph(nn.Module):
     def __init__(self, lm):
         super().__init__()
@@ -48,8 +64,7 @@ class DenoiseGraph(nn.Module):
                 temperature, uniforms):
         logits, present = self.lm.full_step(input_ids, position_ids, attention_mask, vocab_range)
         row_max = logits.max(dim=-1)[0]
-        idx = target_positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1])
-        target_logits = torch.gather(logits, 1, idx)
+        target_logits = gather_rows(logits, target_positions)
         sample_index, sample_prob = sample_rule(target_logits, guidance_weights, temperature, uniforms)
         return (sample_index, sample_prob, row_max, target_logits, *_flat(present))
 
@@ -63,6 +78,45 @@ class PartialGraph(nn.Module):
         pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         logits, fresh = self.lm.partial_step(input_ids, query_index, position_ids, attention_mask, vocab_range, pairs)
         return logits, logits.max(dim=-1)[0], torch.stack([torch.stack([k, v], 0) for k, v in fresh], 0)
+
+
+class ResidentPartialGraph(nn.Module):
+    """`denoise_resident` (docs/model-interface.md §4.7): the partial step of `denoise_partial` for a cache that stays
+    on the accelerator. It returns the updated cache instead of the fresh rows: per layer the K/V with the step's rows
+    written in (the ScatterND outputs attention reads anyway), and the target logits [R, N, K] with the recomputed
+    targets replaced (`target_source[r, n]` = the flat index r·S + s of the query that recomputed target n, −1 where
+    none did). Only `row_max` [R, S] is meant to leave the device."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids, query_index, position_ids, attention_mask, vocab_range, target_source,
+                past_target_logits, *past):
+        pairs = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
+        logits, merged = self.lm.partial_step_merged(input_ids, query_index, position_ids, attention_mask,
+                                                     vocab_range, pairs)
+        K = logits.shape[-1]
+        fresh = torch.index_select(logits.reshape(-1, K), 0, target_source.clamp(min=0).reshape(-1))
+        fresh = fresh.reshape(target_source.shape[0], target_source.shape[1], K)
+        target_logits = torch.where((target_source >= 0).unsqueeze(-1), like(fresh, past_target_logits),
+                                    past_target_logits)
+        return (logits.max(dim=-1)[0], target_logits, *_flat(merged))
+
+
+class CacheGatherGraph(nn.Module):
+    """`cache_gather` (§4.7): the rows `rows` of a resident cache, in that order (the engine regroups sequences)."""
+
+    def forward(self, rows, *cache):
+        return tuple(torch.index_select(t, 0, rows) for t in cache)
+
+
+class CacheConcatGraph(nn.Module):
+    """`cache_concat` (§4.7): two resident caches' rows, one after the other (regrouping across caches)."""
+
+    def forward(self, *caches):
+        n = len(caches) // 2
+        return tuple(torch.cat([a, b], 0) for a, b in zip(caches[:n], caches[n:]))
 
 
 class SampleHeadGraph(nn.Module):
@@ -271,6 +325,39 @@ def transformer_specs(lm, ex):
     }
 
 
+def resident_specs(lm, ex):
+    """name -> (module, example args, input names, output names, dynamic axes) of the device-resident ML-Cache's
+    graphs (§4.7), shared by this exporter and the real checkpoint's."""
+    n = lm.cfg.n_layers
+    present, past, more = kv_names("present", n), kv_names("past", n), kv_names("more", n)
+    R, N, S = ex["input_ids"].shape[0], ex["target_positions"].shape[1], 5
+    K = int(ex["vocab_range"][1] - ex["vocab_range"][0])
+    g = torch.Generator().manual_seed(5)
+    source = torch.randint(-R * S, R * S, (R, N), generator=g).clamp(min=-1)  # about half the targets recomputed
+    tl = torch.randn(R, N, K, generator=g)
+    RS, RHL, RNK = {0: "R", 1: "S"}, {0: "R", 2: "L"}, {0: "R", 1: "N", 2: "K"}
+    out_rows = {0: "Rout", 2: "L"}
+    return {
+        "denoise_resident": (ResidentPartialGraph(lm), [ex["input_ids"][:, :S], ex["query_index"],
+                                                        ex["position_ids"][:, :S], ex["attention_mask"],
+                                                        ex["vocab_range"], source, tl, *ex["past"]],
+                             RESIDENT_IN + past, RESIDENT_OUT + present, {
+            "input_ids": RS, "query_index": RS, "position_ids": RS, "attention_mask": {0: "R", 1: "L"},
+            "target_source": {0: "R", 1: "N"}, "past_target_logits": RNK, "row_max": RS,
+            "present_target_logits": RNK, **{k: RHL for k in past + present}}),
+        "cache_gather": (CacheGatherGraph(), [torch.tensor([2, 0, 0]), tl, *ex["past"]], GATHER_IN + past,
+                         CACHE_OUT + present, {
+            "rows": {0: "Rout"}, "past_target_logits": RNK, "present_target_logits": {0: "Rout", 1: "N", 2: "K"},
+            **{k: RHL for k in past}, **{k: out_rows for k in present}}),
+        "cache_concat": (CacheConcatGraph(), [tl, *ex["past"], tl[:1], *[x[:1] for x in ex["past"]]],
+                         CONCAT_IN + past + ["more_target_logits"] + more, CACHE_OUT + present, {
+            "past_target_logits": RNK, "more_target_logits": {0: "Rmore", 1: "N", 2: "K"},
+            "present_target_logits": {0: "Rout", 1: "N", 2: "K"}, **{k: RHL for k in past},
+            **{k: {0: "Rmore", 2: "L"} for k in more}, **{k: out_rows for k in present}}),
+    }
+
+
+
 def _export(module, args, path, in_names, out_names, dyn):
     torch.onnx.export(module, tuple(args), path, opset_version=OPSET, input_names=in_names, output_names=out_names,
                       dynamic_axes=dyn, do_constant_folding=True)
@@ -358,6 +445,22 @@ def export_segment(lm, tok, out_dir, steps):
     return p
 
 
+def export_resident(lm, tok, out_dir):
+    """Writes the device-resident ML-Cache's graphs (§4.7): denoise_resident, cache_gather, cache_concat."""
+    lm.eval()
+    ex = example_inputs(tok, lm.cfg)
+    paths = {}
+    with torch.no_grad():
+        for name, (module, args, ins, outs, dyn) in resident_specs(lm, ex).items():
+            p = os.path.join(out_dir, f"{name}.onnx")
+            _export(module, args, p, ins, outs, dyn)
+            paths[name] = p
+    _fp16_initializers(paths["denoise_resident"])
+    for p in paths.values():
+        onnx.checker.check_model(onnx.load(p))
+    return paths
+
+
 def export_all(lm, tok, book, out_dir, segment_steps=None):
     lm.eval()
     cfg = lm.cfg
@@ -395,6 +498,7 @@ def export_all(lm, tok, book, out_dir, segment_steps=None):
         onnx.checker.check_model(onnx.load(p))
     if segment_steps:
         paths["denoise_segment"] = export_segment(lm, tok, out_dir, segment_steps)
+    paths.update(export_resident(lm, tok, out_dir))
     return paths
 
 
@@ -433,6 +537,32 @@ def segment_matches_host(lm, tok, steps, kind="t2i", seed=3):
     return bool(np.array_equal(got, ref)), int((got != start).sum())
 
 
+def resident_matches_partial(lm, ids_s, qs, pos_s, ex, kv, tl):
+    """`denoise_resident` returns exactly what the CPU path gets by scattering `denoise_partial`'s outputs into its
+    cache (libs/runtime/src/host-cache.ts scatter): the K/V at the query rows, the target logits of the targets the
+    step recomputed; every other entry unchanged."""
+    R, S = qs.shape
+    tp = ex["target_positions"]
+    N = tp.shape[1]
+    # target n of row r was recomputed by query s when qs[r, s] == tp[r, n]
+    hit = qs.unsqueeze(1) == tp.unsqueeze(2)  # [R, N, S]
+    source = torch.where(hit.any(-1), torch.arange(R).unsqueeze(1) * S + hit.long().argmax(-1), torch.tensor(-1))
+    args = (ids_s, qs, pos_s, ex["attention_mask"], ex["vocab_range"])
+    logits, row_max, new_kv = PartialGraph(lm)(*args, *kv)
+    out = ResidentPartialGraph(lm)(*args, source, tl, *kv)
+    want_tl = tl.clone()
+    want_kv = [x.clone() for x in kv]
+    for r in range(R):
+        for s in range(S):
+            for j in range(len(kv)):
+                want_kv[j][r, :, qs[r, s]] = new_kv[j // 2, j % 2, r, :, s]
+        for n in range(N):
+            if source[r, n] >= 0:
+                want_tl[r, n] = logits[r, int(source[r, n]) - r * S]
+    return bool(int((source >= 0).sum()) > 0 and torch.equal(out[0], row_max) and torch.equal(out[1], want_tl)
+                and all(torch.equal(a, b) for a, b in zip(out[2:], want_kv)))
+
+
 def torch_checks(lm, tok, log=print, segment_steps=None):
     lm.eval()
     cfg = lm.cfg
@@ -469,16 +599,28 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         pl2 = PartialGraph(lm)(ids_s, qs, pos_s, ex["attention_mask"], ex["vocab_range"], *kv)[0]
         ref = torch.gather(full_logits, 1, qs.unsqueeze(-1).expand(-1, -1, full_logits.shape[-1]))
         res["partialSubsetMaxDiff"] = float((pl2 - ref).abs().max())
-    ok = (res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4
+        # 5. denoise_resident == denoise_partial with its fresh rows written into the cache on the host
+        res["residentMatchesPartial"] = resident_matches_partial(lm, ids_s, qs, pos_s, ex, kv, tl)
+    ok = (res["residentMatchesPartial"] and res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4
           and res["partialAllKvMaxDiff"] < 1e-5 and res["partialSubsetMaxDiff"] < 1e-4)
     if segment_steps:
-        # 5. denoise_segment == the CPU ML-Cache path (denoise, denoise_partial, sample_head + host remask)
+        # 6. denoise_segment == the CPU ML-Cache path (denoise, denoise_partial, sample_head + host remask)
         same, committed = segment_matches_host(lm, tok, segment_steps)
         res["segmentMatchesHostPath"] = same and committed > 0
         ok = ok and res["segmentMatchesHostPath"]
     res["ok"] = bool(ok)
     log(f"torch checks: {res}")
     return res
+
+
+def with_resident(man):
+    """The manifest with the device-resident ML-Cache's graphs (§4.7) in graphs and files."""
+    out = dict(man)
+    out["graphs"] = dict(man["graphs"], **{g: f"{g}.onnx" for g in RESIDENT_GRAPHS})
+    out["files"] = dict(man["files"])
+    for g in RESIDENT_GRAPHS:
+        out["files"].setdefault(f"{g}.onnx", {})
+    return out
 
 
 def with_segment(man, steps):
@@ -499,7 +641,7 @@ def with_segment(man, steps):
 def main(argv=None):
     """Re-export the graphs of a built model directory from its weights.npz (no retraining):
 
-        /usr/bin/python3 tools/model/export.py --from models/tiny [--out DIR]
+        /usr/bin/python3 tools/model/export.py --from models/tiny [--out DIR] [--only-resident]
 
     and refresh the manifest's file hashes.
     """
@@ -513,6 +655,8 @@ def main(argv=None):
     ap.add_argument("--segment-steps", type=int, default=None,
                     help="unroll denoise_segment to this many steps (default: the manifest's segmentSteps, else "
                          "defaults.cache.refreshInterval)")
+    ap.add_argument("--only-resident", action="store_true",
+                    help="export only the device-resident ML-Cache's graphs (§4.7), leaving the others as they are")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     out = args.out or args.src
@@ -523,15 +667,18 @@ def main(argv=None):
     from tokenizer import Tokenizer
     tok = Tokenizer.load(os.path.join(args.src, "tokenizer.json"))
     lm, book = build_tiny.load_weights(os.path.join(args.src, "weights.npz"))
-    export_all(lm, tok, book, out, segment_steps=steps)
-    if not torch_checks(lm, tok, segment_steps=steps)["ok"]:
+    if args.only_resident:
+        export_resident(lm, tok, out)
+    else:
+        export_all(lm, tok, book, out, segment_steps=steps)
+    if not torch_checks(lm, tok, segment_steps=None if args.only_resident else steps)["ok"]:
         return 1
     if os.path.abspath(out) != os.path.abspath(args.src):
         import shutil
         for f in ("tokenizer.json", "world.json", "weights.npz", "train-report.json", "README.md"):
             if os.path.exists(os.path.join(args.src, f)):
                 shutil.copy(os.path.join(args.src, f), os.path.join(out, f))
-    man = with_segment(man, steps)
+    man = with_resident(with_segment(man, steps))
     for name in man["files"]:
         p = os.path.join(out, name)
         man["files"][name] = {"sha256": build_tiny.sha256(p), "bytes": os.path.getsize(p)}

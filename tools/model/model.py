@@ -194,7 +194,8 @@ class DimooLM(nn.Module):
         h = torch.arange(H, device=query_index.device).view(1, H, 1, 1).expand(R, H, S, 1)
         return torch.cat([r, h, query_index.view(R, 1, S, 1).expand(R, H, S, 1)], -1)
 
-    def run_layers(self, input_ids, positions, attention_mask, query_index=None, past=None, collect_kv=False):
+    def run_layers(self, input_ids, positions, attention_mask, query_index=None, past=None, collect_kv=False,
+                   merged_kv=False):
         """Shared transformer body.
 
         Full step:    query_index=None, past=None; the queries are all L positions, keys = their own K/V.
@@ -204,7 +205,9 @@ class DimooLM(nn.Module):
                       after RoPE and heads split, so a partial step neither re-rotates nor re-lays-out the cached keys
                       (the reference keeps K before RoPE and rotates all L keys again each step; the values are the
                       same, elementwise).
-        Returns (hidden after ln_f [R, Q, d], per layer the step's own (K after RoPE, V) [R, H, Q, hd] when collect_kv).
+        Returns (hidden after ln_f [R, Q, d], per layer the step's own (K after RoPE, V) [R, H, Q, hd] when collect_kv;
+        with merged_kv (a partial step) instead the whole updated cache [R, H, L, hd]: the ScatterND outputs attention
+        reads anyway, so returning them costs no extra work).
         """
         t = self.transformer
         x = t["wte"](input_ids)
@@ -219,11 +222,13 @@ class DimooLM(nn.Module):
             qh = self.rope(self.heads(b.q_proj(h)), cos, sin).transpose(1, 2)
             kh = self.rope(self.heads(b.k_proj(h)), cos, sin).transpose(1, 2)
             vh = self.split_heads(b.v_proj(h))
-            if collect_kv:
+            if collect_kv and not merged_kv:
                 kvs.append((kh, vh))
             if past is not None:
                 kh = scatter_nd(past[i][0], index, kh)
                 vh = scatter_nd(past[i][1], index, vh)
+                if merged_kv:
+                    kvs.append((kh, vh))
             att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + like(bias, qh)
             att = torch.softmax(att, dim=-1)
             o = self.merge_heads(torch.matmul(att, vh))
@@ -257,6 +262,13 @@ class DimooLM(nn.Module):
                                  collect_kv=True)
         return torch.matmul(h, self.head_slice_weight(vocab_range).t()), kvs
 
+    def partial_step_merged(self, input_ids, query_index, position_ids, attention_mask, vocab_range, past):
+        """As partial_step, returning per layer the updated cache (K after RoPE, V) [R, H, L, hd] instead of the fresh
+        rows: the device-resident ML-Cache keeps it on the accelerator from one partial step to the next."""
+        h, kvs = self.run_layers(input_ids, position_ids, attention_mask, query_index=query_index, past=past,
+                                 merged_kv=True)
+        return torch.matmul(h, self.head_slice_weight(vocab_range).t()), kvs
+
     def hidden_at(self, input_ids, position_ids, attention_mask, gather_index):
         """Training helper: final hidden at flat positions gather_index (into R*L)."""
         h, _ = self.run_layers(input_ids, position_ids, attention_mask)
@@ -286,7 +298,9 @@ def sample_rule(target_logits, guidance_weights, temperature, uniforms):
     e = torch.exp(zd / tau_safe)
     c = torch.cumsum(e, dim=-1)
     thresh = uniforms.unsqueeze(-1).double() * c[..., -1:]
-    k = (c < thresh).to(torch.int64).sum(-1)
+    # counted in float64 (exact): an int64 count is a kernel a GPU provider takes, and onnxruntime's WebGPU provider
+    # would copy the [B, N, K] comparison to the device and the int64 result back for the sum
+    k = (c < thresh).double().sum(-1).to(torch.int64)
     kmax = (torch.ones_like(greedy) * K) - 1
     k = torch.minimum(k, kmax)
     idx = torch.where(is_zero.squeeze(-1), greedy, k)

@@ -3,14 +3,30 @@ import { Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { BullModule } from '@nestjs/bullmq';
 import type { ModelManifest } from '@dimoo/contracts';
-import { ApiKeyRepository, createPrisma, JobRepository, PrismaClient, WebhookRepository } from '@dimoo/db';
+import {
+  AdminJobRepository,
+  ApiKeyRepository,
+  createPrisma,
+  InsightsRepository,
+  JobRepository,
+  PrismaClient,
+  WebhookRepository,
+  WorkerRepository,
+} from '@dimoo/db';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import { AdminController, AuditController } from './auth/admin.controller';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { CacheBus, KeyCache, TeamShares } from './auth/caches';
 import { ProblemFilter } from './common/problem';
 import type { ApiEnv } from './config';
-import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import { QUEUE_NAMES, queueTelemetry, redisConnection } from '@dimoo/queue';
+import { tracingEnabled } from '@dimoo/config';
+import { ObservabilityModule } from './common/logging';
+import { InsightsController } from './admin/insights.controller';
+import { AdminJobsController } from './admin/admin-jobs.controller';
+import { BoardSessions } from './admin/board';
+import { QueuesController } from './admin/queues.controller';
+import { WorkerRegistry } from './admin/worker-registry';
 import { HealthController } from './health/health.controller';
 import { MetricsController } from './metrics/metrics.controller';
 import { ApiMetrics } from './metrics/metrics.service';
@@ -33,10 +49,26 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
-        BullModule.forRoot({ connection: redisConnection(env.REDIS_URL, { offlineQueue: false }), prefix: env.QUEUE_PREFIX }),
+        ObservabilityModule.forRoot(env),
+        BullModule.forRoot({
+          connection: redisConnection(env.REDIS_URL, { offlineQueue: false }),
+          prefix: env.QUEUE_PREFIX,
+          telemetry: queueTelemetry(tracingEnabled()),
+        }),
         BullModule.registerQueue({ name: QUEUE_NAMES.generation }),
       ],
-      controllers: [JobsController, UploadsController, WebhooksController, AdminController, AuditController, HealthController, MetricsController],
+      controllers: [
+        JobsController,
+        UploadsController,
+        WebhooksController,
+        AdminController,
+        AuditController,
+        InsightsController,
+        AdminJobsController,
+        QueuesController,
+        HealthController,
+        MetricsController,
+      ],
       providers: [
         { provide: API_ENV, useValue: env },
         { provide: MODEL_MANIFEST, useValue: manifest },
@@ -47,6 +79,11 @@ export class AppModule {
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: ApiKeyRepository, useFactory: (p: PrismaClient) => new ApiKeyRepository(p), inject: [PrismaClient] },
         { provide: WebhookRepository, useFactory: (p: PrismaClient) => new WebhookRepository(p), inject: [PrismaClient] },
+        { provide: AdminJobRepository, useFactory: (p: PrismaClient) => new AdminJobRepository(p), inject: [PrismaClient] },
+        BoardSessions,
+        { provide: WorkerRepository, useFactory: (p: PrismaClient) => new WorkerRepository(p), inject: [PrismaClient] },
+        { provide: InsightsRepository, useFactory: (p: PrismaClient) => new InsightsRepository(p), inject: [PrismaClient] },
+        WorkerRegistry,
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         KeyCache,
         TeamShares,

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import type { LocalRequest } from '@dimoo/contracts';
 import type { RgbImage } from '@dimoo/model';
 import { decodeImage } from '@dimoo/model';
-import { encodeResult, finish, loadModel, newEngine, prepare, resolveLocal } from '@dimoo/runtime';
+import { encodeResult, finish, loadModel, newEngine, prepare, releaseModel, resolveLocal } from '@dimoo/runtime';
 
 const DEFAULT_MODEL = resolve(__dirname, '../../../models/tiny');
 
@@ -62,6 +62,7 @@ export async function runLocal(argv: string[]): Promise<void> {
   const engine = newEngine(model);
   await engine.run([seq]);
   const result = await finish(model, seq);
+  await releaseModel(model);
   const t2 = performance.now();
   const timing = `load ${(t1 - t0).toFixed(0)} ms, ${engine.calls.length} model calls, sampling+decode ${(t2 - t1).toFixed(0)} ms`;
   if (result.kind === 'image') {

@@ -2,7 +2,16 @@
 import { ServiceEnvSchema } from '@dimoo/config';
 import { z } from 'zod';
 
-export const NotifierEnvSchema = ServiceEnvSchema.pick({ DATABASE_URL: true, DATABASE_TIMEOUT_MS: true, REDIS_URL: true, QUEUE_PREFIX: true }).extend({
+export const NotifierEnvSchema = ServiceEnvSchema.pick({
+  DATABASE_URL: true,
+  DATABASE_TIMEOUT_MS: true,
+  REDIS_URL: true,
+  QUEUE_PREFIX: true,
+  LOG_LEVEL: true,
+  LOG_FORMAT: true,
+  OTEL_EXPORTER_OTLP_ENDPOINT: true,
+  OTEL_SERVICE_NAME: true,
+}).extend({
   /** addresses or CIDR ranges webhooks may reach although private or loopback (comma-separated; e.g. 127.0.0.1/32 in tests) */
   WEBHOOK_ALLOW: z
     .string()

@@ -14,7 +14,8 @@ import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Webhook } from 'standardwebhooks';
 import type { PrismaClient } from '@dimoo/db';
 import { JobEventListener, WebhookRepository } from '@dimoo/db';
-import { QUEUE_NAMES, redisConnection } from '@dimoo/queue';
+import { tracingEnabled } from '@dimoo/config';
+import { QUEUE_NAMES, queueTelemetry, redisConnection } from '@dimoo/queue';
 import { allowList, resolveTarget, WebhookTargetRefused } from './address';
 import type { NotifierEnv } from './config';
 import { post } from './deliver';
@@ -48,7 +49,7 @@ export class Notifier {
   }
 
   async start(): Promise<void> {
-    const connection = { prefix: this.env.QUEUE_PREFIX };
+    const connection = { prefix: this.env.QUEUE_PREFIX, telemetry: queueTelemetry(tracingEnabled()) };
     this.queue = new Queue<DeliveryPayload>(QUEUE_NAMES.webhooks, { ...connection, connection: redisConnection(this.env.REDIS_URL, { offlineQueue: false }) });
     this.queue.on('error', () => undefined);
     this.worker = new Worker<DeliveryPayload>(QUEUE_NAMES.webhooks, (job) => this.deliver(job), {

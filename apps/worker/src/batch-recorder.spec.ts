@@ -33,12 +33,19 @@ describe('BatchRecorder', () => {
       () => t,
     );
     const steps = [step(['a'], 1), step(['a', 'b'], 2), step(['a', 'b'], 2, true), step(['a', 'b'], 1, true), step(['b'], 0)];
+    expect(rec.currentId).toBeNull();
+    const ids = new Set<string | null>();
     for (const s of steps) {
       t += 5;
-      await rec.onStep(s);
+      const written = rec.onStep(s);
+      ids.add(rec.currentId);
+      await written;
     }
     expect(records).toHaveLength(1);
     const r = records[0]!;
+    // the id the worker's registry row showed while the batch ran is the record's; none once it drained
+    expect([...ids]).toEqual([r.id, null]);
+    expect(r.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(r.jobIds.sort()).toEqual(['a', 'b']);
     expect(r.stats).toMatchObject({
       steps: 5,

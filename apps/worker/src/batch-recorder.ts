@@ -3,39 +3,24 @@
  * per step, ML-Cache saving and memory. A record covers one busy period of the engine (from the first step after idle
  * until the batch drains), cut every `maxSteps` steps so a saturated worker still writes records.
  */
+import { randomUUID } from 'node:crypto';
+import type { BatchRecordStats } from '@dimoo/contracts';
 import type { StepStats } from '@dimoo/runtime';
 
+// the shape admins read back (GET /v1/admin/batches) is the contract's
+export type { BatchRecordStats } from '@dimoo/contracts';
+
 export interface BatchRecord {
+  /** given when the batch opens: the worker's registry row names the batch it is running */
+  id: string;
   startedAt: Date;
   finishedAt: Date;
   jobIds: string[];
   stats: BatchRecordStats;
 }
 
-// a type alias (not an interface) so it is assignable to a JSON column
-export type BatchRecordStats = {
-  steps: number;
-  jobs: number;
-  /** [ms since the batch started, sequences in the batch] at every change of size */
-  sizeOverTime: [number, number][];
-  maxSize: number;
-  /** mean sequences per step */
-  meanSize: number;
-  modelCalls: number;
-  /** wall time of a step (all its model calls plus host work), ms */
-  stepMs: { mean: number; p50: number; p95: number; max: number };
-  /** time inside model calls, summed over the batch, ms */
-  forwardMs: number;
-  /** positions the transformer computed, and what full steps of the same rows would have computed */
-  positions: number;
-  fullPositions: number;
-  /** 1 − positions / fullPositions: the share ML-Cache served from cache */
-  cacheHitRatio: number;
-  maxCacheBytes: number;
-  maxBatchCost: number;
-};
-
 interface Open {
+  id: string;
   startedAt: number;
   jobIds: Set<string>;
   stepMs: number[];
@@ -58,10 +43,16 @@ export class BatchRecorder {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** The id of the batch the engine is running (null while idle). */
+  get currentId(): string | null {
+    return this.open?.id ?? null;
+  }
+
   /** Adds one step; writes the record (through the sink) when the batch drained or reached `maxSteps`. */
   onStep(s: StepStats): Promise<void> | null {
     const t = this.now();
     const o = (this.open ??= {
+      id: randomUUID(),
       startedAt: t - s.stepMs,
       jobIds: new Set(),
       stepMs: [],
@@ -113,6 +104,6 @@ export class BatchRecorder {
       maxCacheBytes: o.maxCacheBytes,
       maxBatchCost: o.maxBatchCost,
     };
-    return this.sink({ startedAt: new Date(o.startedAt), finishedAt: new Date(this.now()), jobIds: [...o.jobIds], stats });
+    return this.sink({ id: o.id, startedAt: new Date(o.startedAt), finishedAt: new Date(this.now()), jobIds: [...o.jobIds], stats });
   }
 }

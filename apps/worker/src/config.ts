@@ -2,11 +2,12 @@
 import { hostname } from 'node:os';
 import { ServiceEnvSchema } from '@dimoo/config';
 import { DEFAULT_BATCH_POLICY } from '@dimoo/diffusion';
+import { EXECUTION_PROVIDERS, ML_CACHE_PATHS } from '@dimoo/runtime';
 import { z } from 'zod';
 
 export const WorkerEnvSchema = ServiceEnvSchema.extend({
-  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda', 'tensorrt']).default('cpu'),
-  /** with EXECUTION_PROVIDER=cuda or tensorrt and that provider missing: run on CPU (logged) instead of refusing to start */
+  EXECUTION_PROVIDER: z.enum(EXECUTION_PROVIDERS).default('cpu'),
+  /** with EXECUTION_PROVIDER=cuda, tensorrt or webgpu and that provider missing (no WebGPU adapter): run on CPU (logged) instead of refusing to start */
   ALLOW_CPU_FALLBACK: z.stringbool().default(false),
   INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
   /** jobs held at once = batch slots: they share model calls step by step */
@@ -28,8 +29,8 @@ export const WorkerEnvSchema = ServiceEnvSchema.extend({
   BATCH_WAIT_MS: z.coerce.number().int().min(0).max(10000).default(DEFAULT_BATCH_POLICY.waitMs),
   /** a preview image every this many steps unless the job says otherwise (0: none) */
   PREVIEW_EVERY_STEPS: z.coerce.number().int().min(0).default(8),
-  /** ML-Cache jobs: host (CPU path), segment (GPU path, denoise_segment), auto (segment on CUDA when the model has it) */
-  ML_CACHE_PATH: z.enum(['host', 'segment', 'auto']).default('auto'),
+  /** ML-Cache jobs: host (K/V in host memory), resident (K/V on the WebGPU device), segment (denoise_segment), auto (libs/runtime engine-protocol.ts) */
+  ML_CACHE_PATH: z.enum(ML_CACHE_PATHS).default('auto'),
   /** a batch record is cut after this many steps even if the batch keeps running */
   /** port of /healthz and /readyz (0: none); with it, a worker whose model fails to load stays up and says why */
   HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(0),

@@ -6,18 +6,32 @@
  * Jobs reach BullMQ through the fair queue (`@dimoo/queue` FairQueue): each job this worker takes or finishes nudges the
  * dispatcher, which moves the next jobs in fair order into BullMQ's short waiting list.
  */
+import { AsyncResource } from 'node:async_hooks';
+import { hostname } from 'node:os';
 import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { DelayedError, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { parseStoredJob, StoredImagesSchema } from '@dimoo/contracts';
-import type { Job as JobRecord } from '@dimoo/db';
-import { BatchRepository, isDatabaseUnavailable, JobRepository, NotFound } from '@dimoo/db';
+import { parseStoredJob, StoredImagesSchema, workerHeartbeatMs } from '@dimoo/contracts';
+import type { Job as JobRecord, WorkerState } from '@dimoo/db';
+import { BatchRepository, isDatabaseUnavailable, JobRepository, NotFound, WorkerRepository } from '@dimoo/db';
 import type { RgbImage } from '@dimoo/model';
 import { decodeImage } from '@dimoo/model';
 import type { QueuePayload } from '@dimoo/queue';
-import { bullTarget, Dispatcher, FairQueue, QUEUE_NAMES, QueuePayloadSchema, redisConnection, redisOptions, retryTransient } from '@dimoo/queue';
+import {
+  bullTarget,
+  Dispatcher,
+  FairQueue,
+  jobAttributes,
+  QUEUE_NAMES,
+  QueuePayloadSchema,
+  queueTelemetry,
+  redisConnection,
+  redisOptions,
+  retryTransient,
+} from '@dimoo/queue';
+import { inSpan, startSpan, tracingEnabled, withLogFields } from '@dimoo/config';
 import type { EngineSubmission } from '@dimoo/runtime';
 import { EngineHost, EngineJobError, JobCanceledError } from '@dimoo/runtime';
 import { ObjectStore, previewKey, resultKey, StorageUnavailable } from '@dimoo/storage';
@@ -25,6 +39,7 @@ import { BatchRecorder } from './batch-recorder';
 import type { WorkerEnv } from './config';
 import type { FinishedStatus } from './metrics';
 import { WorkerMetrics } from './metrics';
+import { shortError } from './registry';
 import { ENGINE, WORKER_ENV } from './tokens';
 
 /** How long a job waits in the queue when the store it needs first is down (no attempt used). */
@@ -51,7 +66,18 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   private ticker: NodeJS.Timeout | null = null;
   private ticking = false;
   private tickAgain = false;
+  /** the tick in progress: a shutdown waits for it before the worker leaves the registry */
+  private ticked: Promise<void> = Promise.resolve();
   private lastBeat = 0;
+  /** this worker's registry row (`workers`): what it counted since it started, written with its heartbeats */
+  private readonly startedAt = new Date();
+  private jobsDone = 0;
+  private jobsFailed = 0;
+  private lastError: string | null = null;
+  /** the row changed (a job came or went): written at the next tick rather than a heartbeat period later */
+  private registryDirty = false;
+  private lastRegistryBeat = 0;
+  private closing = false;
   /** set when the shutdown grace period ran out: canceled engine runs go back to the queue */
   private handingBack = false;
   private readonly recorder: BatchRecorder;
@@ -59,6 +85,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   constructor(
     private readonly jobs: JobRepository,
     private readonly batches: BatchRepository,
+    private readonly workers: WorkerRepository,
     private readonly store: ObjectStore,
     private readonly metrics: WorkerMetrics,
     @Inject(ENGINE) private readonly engine: EngineHost,
@@ -67,13 +94,26 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     this.recorder = new BatchRecorder((r) => this.batches.record({ workerId: env.WORKER_ID, ...r }).then(() => undefined), env.BATCH_RECORD_MAX_STEPS);
   }
 
+  private get heartbeatMs(): number {
+    return workerHeartbeatMs(this.env.LOCK_DURATION_MS);
+  }
+
   onApplicationBootstrap(): void {
     this.engine.addStepListener((stats) => void this.recorder.onStep(stats)?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`)));
     this.engine.addStepListener((stats) => this.metrics.onStep(stats));
     this.metrics.beat();
+    // into the registry (a restart under the same id starts its row afresh); with Postgres down, the first tick that
+    // reaches it inserts the row
+    this.lastRegistryBeat = Date.now();
+    this.workers.register(this.registryRow()).catch((err: unknown) => {
+      this.registryDirty = true;
+      this.logger.warn(`worker registry: ${firstLine(err)}`);
+    });
     this.worker = new Worker<QueuePayload>(QUEUE_NAMES.generation, (job, token) => this.process(job, token), {
       connection: redisConnection(this.env.REDIS_URL, { offlineQueue: true }),
       prefix: this.env.QUEUE_PREFIX,
+      // a job's `process` span continues the trace its submit began (@dimoo/queue telemetry)
+      telemetry: queueTelemetry(tracingEnabled()),
       concurrency: this.env.BATCH_SLOTS,
       lockDuration: this.env.LOCK_DURATION_MS,
       stalledInterval: this.env.LOCK_DURATION_MS,
@@ -85,6 +125,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     this.queue = new Queue<QueuePayload>(QUEUE_NAMES.generation, {
       connection: redisConnection(this.env.REDIS_URL, { offlineQueue: false }),
       prefix: this.env.QUEUE_PREFIX,
+      telemetry: queueTelemetry(tracingEnabled()),
     });
     this.queue.on('error', () => undefined);
     this.fair = new FairQueue(this.redis, this.env.QUEUE_PREFIX, this.env.DISPATCH_AHEAD);
@@ -92,15 +133,18 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     // a job taken from BullMQ's waiting list leaves room for the next in fair order
     this.worker.on('active', () => this.dispatcher?.nudge());
     this.dispatcher.nudge();
-    this.ticker = setInterval(() => void this.tick(), Math.min(this.env.PROGRESS_INTERVAL_MS, Math.max(50, Math.floor(this.env.LOCK_DURATION_MS / 3))));
+    this.ticker = setInterval(() => void this.tick(), Math.min(this.env.PROGRESS_INTERVAL_MS, this.heartbeatMs));
   }
 
   /**
    * The worker's periodic writes, one after the other (two multi-row UPDATEs at once could deadlock each other):
    * - progress, coalesced: the newest step of every job that moved, for the whole batch in one statement;
-   * - every third of a lock period, a heartbeat for every job held, also those waiting for a batch slot: the reaper and
-   *   a redelivery leave them alone (they would be sampled twice), and their team's running lease is renewed.
-   * Both statements return the jobs whose cancel was requested: the worker's only cancel check.
+   * - every third of a lock period (`workerHeartbeatMs`), a heartbeat for every job held, also those waiting for a
+   *   batch slot: the reaper and a redelivery leave them alone (they would be sampled twice), and their team's running
+   *   lease is renewed;
+   * - the worker's registry row, one upsert: every heartbeat period (busy or idle: a row left unwritten for three of
+   *   them is stale), and at the next tick after a job came or went.
+   * The first two return the jobs whose cancel was requested: the worker's only cancel check.
    */
   private async tick(): Promise<void> {
     if (this.ticking) {
@@ -109,6 +153,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     }
     this.ticking = true;
     this.tickAgain = false;
+    let done = () => {};
+    this.ticked = new Promise<void>((r) => (done = r));
     try {
       if (this.progress.size > 0) {
         const reports = [...this.progress].map(([id, p]) => ({ id, ...p }));
@@ -116,18 +162,51 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
         this.cancel((await this.jobs.progressMany(reports)).cancelRequested);
       }
       const now = Date.now();
-      if (this.running.size > 0 && now - this.lastBeat >= this.env.LOCK_DURATION_MS / 3) {
+      if (this.running.size > 0 && now - this.lastBeat >= this.heartbeatMs) {
         this.lastBeat = now;
         this.cancel((await this.jobs.heartbeat([...this.running.keys()], this.env.WORKER_ID)).cancelRequested);
         await this.fair?.touch([...this.running].map(([jobId, teamId]) => ({ jobId, teamId })));
+      }
+      if (!this.closing && (this.registryDirty || now - this.lastRegistryBeat >= this.heartbeatMs)) {
+        this.registryDirty = false;
+        this.lastRegistryBeat = now;
+        await this.workers.beat(this.registryRow());
       }
       this.metrics.beat();
     } catch (err) {
       this.logger.warn(`progress and heartbeat: ${firstLine(err)}`);
     } finally {
       this.ticking = false;
+      done();
       if (this.tickAgain) setImmediate(() => void this.tick());
     }
+  }
+
+  /** This worker as the registry shows it (GET /v1/admin/workers). */
+  private registryRow(): WorkerState {
+    return {
+      id: this.env.WORKER_ID,
+      host: hostname(),
+      pid: process.pid,
+      modelName: this.engine.model.name,
+      modelVersion: this.engine.model.version,
+      modelChecksum: this.engine.model.checksum,
+      executionProvider: this.engine.provider,
+      slots: this.env.BATCH_SLOTS,
+      heartbeatMs: this.heartbeatMs,
+      runningJobs: this.running.size,
+      currentBatchId: this.recorder.currentId,
+      jobsDone: this.jobsDone,
+      jobsFailed: this.jobsFailed,
+      lastError: this.lastError,
+      startedAt: this.startedAt,
+    };
+  }
+
+  /** A job error this worker met (recorded as the job's failure, or retried): the registry shows the last one. */
+  private sawError(code: string, message: string): void {
+    this.lastError = shortError(code, message);
+    this.registryDirty = true;
   }
 
   private cancel(ids: readonly string[]): void {
@@ -140,6 +219,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
    * nothing completes twice: a job only completes on the worker that holds its row as running.
    */
   async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
     if (this.ticker) clearInterval(this.ticker);
     if (this.worker) {
       const closing = this.worker.close();
@@ -157,6 +237,9 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     await this.queue?.close().catch(() => undefined);
     this.redis?.disconnect();
     await this.recorder.flush()?.catch((err: unknown) => this.logger.warn(`batch record: ${String(err)}`));
+    // out of the registry (a crashed worker's row stays, and turns stale); a beat already sent lands first
+    await this.ticked;
+    await this.workers.remove(this.env.WORKER_ID).catch((err: unknown) => this.logger.warn(`worker registry: ${firstLine(err)}`));
     await this.engine.close();
   }
 
@@ -164,11 +247,14 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     const { jobId, teamId } = QueuePayloadSchema.parse(job.data);
     this.running.set(jobId, teamId);
     this.metrics.held(this.running.size);
+    this.registryDirty = true;
     try {
-      await this.runJob(job, jobId, token);
+      // every line logged for the job names it, and its work is one span of the job's trace
+      await withLogFields({ jobId, teamId }, () => inSpan('generation.job', jobAttributes(jobId, teamId), () => this.runJob(job, jobId, token)));
     } finally {
       this.running.delete(jobId);
       this.metrics.held(this.running.size);
+      this.registryDirty = true;
       this.progress.delete(jobId);
       this.engineIds.delete(jobId);
       // no longer counts against its team's running limit; its slot goes to the next job in fair order
@@ -198,12 +284,16 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     const startedAt = performance.now();
     // this worker recorded the job's end (the transition applied): counted, with its run time
     const ended = (status: FinishedStatus) => (applied: boolean) => {
-      if (applied) this.metrics.ended(record.task, status, performance.now() - startedAt);
+      if (!applied) return;
+      this.metrics.ended(record.task, status, performance.now() - startedAt);
+      if (status === 'succeeded') this.jobsDone++;
+      if (status === 'failed') this.jobsFailed++;
     };
 
     // the job as the API resolved and stored it; a row that does not parse (or an unknown schema version) fails here
     const stored = parseStoredJob(record.params);
     if (!stored.ok) {
+      this.sawError('unreadable-job', stored.reason);
       await this.db(() => this.jobs.fail(jobId, { code: 'unreadable-job', message: stored.reason })).then(ended('failed'));
       throw new UnrecoverableError(stored.reason);
     }
@@ -214,6 +304,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       // a storage outage longer than the retries: the queue tries again later (its backoff); a missing or
       // undecodable input can never succeed
       if (err instanceof StorageUnavailable) return this.retryOrFail(job, jobId, err, ended('failed'));
+      this.sawError('invalid-input', String(err));
       await this.db(() => this.jobs.fail(jobId, { code: 'invalid-input', message: String(err) })).then(ended('failed'));
       throw new UnrecoverableError(String(err));
     }
@@ -229,6 +320,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       jobId,
       runs.map((r) => r.id),
     );
+    const sampling = startSpan('generation.engine', { 'dimoo.images': runs.length });
     try {
       const results = await Promise.all(
         runs.map((run, i) =>
@@ -243,19 +335,23 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
               firstStep = false;
             },
             // one preview upload at a time per job: a slow store skips previews rather than queueing them
-            onPreview: (step, _steps, png) => {
+            // called from the engine thread's messages: bound to the job's log fields and trace
+            onPreview: AsyncResource.bind((step: number, _steps: number, png: Uint8Array) => {
               if (previewing || i > 0) return;
               previewing = true;
               void this.storePreview(record.teamId, jobId, step, png).finally(() => (previewing = false));
-            },
+            }),
           }),
         ),
       ).catch((err: unknown) => {
         // one image failed or was canceled: the others stop too
         for (const id of runs.map((r) => r.id)) this.engine.cancel(id);
+        sampling.end(err);
         throw err;
       });
       const { output, timings } = results[0]!;
+      sampling.setAttributes({ 'dimoo.steps': timings.steps });
+      sampling.end();
       // one line per sampling and per stored result: what the reliability runs count (no job is sampled twice without need)
       this.logger.log(`sampled ${jobId} (${timings.steps} steps, ${timings.samplingMs.toFixed(0)} ms)`);
       // the image is made: short outages of storage or Postgres are waited out here, not paid for with a new sampling
@@ -298,6 +394,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
         return;
       }
       if (err instanceof EngineJobError && !err.retryable) {
+        this.sawError(err.name, err.message);
         await this.db(() => this.jobs.fail(jobId, { code: err.name, message: err.message, ...(err.field ? { details: { field: err.field } } : {}) })).then(
           ended('failed'),
         );
@@ -309,6 +406,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
 
   /** A transient failure: the queue retries the job (with its backoff) unless this was the last attempt. */
   private async retryOrFail(job: Job<QueuePayload>, jobId: string, err: unknown, failed: (applied: boolean) => void): Promise<never> {
+    this.sawError(err instanceof Error ? err.name : 'Error', err instanceof Error ? err.message : String(err));
     const attempts = job.opts.attempts ?? 1;
     if (job.attemptsMade + 1 >= attempts) {
       failed(await this.db(() => this.jobs.fail(jobId, { code: err instanceof Error ? err.name : 'Error', message: String(err) })));

@@ -1,9 +1,12 @@
+// first: tracing patches http, pg and ioredis as they load
+import './instrument';
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { INestApplicationContext } from '@nestjs/common';
 import { EngineHost } from '@dimoo/runtime';
-import { loadEnv } from '@dimoo/config';
+import { Logger as PinoNestLogger, PinoLogger } from 'nestjs-pino';
+import { createLogger, loadEnv, serviceName, tracingEnabled } from '@dimoo/config';
 import type { WorkerEnv } from './config';
 import { WorkerEnvSchema } from './config';
 import { HealthServer } from './health';
@@ -11,6 +14,10 @@ import { WorkerMetrics } from './metrics';
 import { WorkerModule } from './worker.module';
 
 export async function createWorker(env: WorkerEnv): Promise<INestApplicationContext | null> {
+  // every Logger's lines through pino (LOG_FORMAT, LOG_LEVEL), each with this worker's id
+  const pino = createLogger(serviceName('dimoo-worker', env), env, { base: { worker: env.WORKER_ID }, traces: tracingEnabled() });
+  const logger = new PinoNestLogger(new PinoLogger({ pinoHttp: { logger: pino } }), {});
+  Logger.overrideLogger(logger);
   const log = new Logger('worker');
   let app: INestApplicationContext | null = null;
   const metrics = new WorkerMetrics(env.WORKER_ID);
@@ -55,7 +62,7 @@ export async function createWorker(env: WorkerEnv): Promise<INestApplicationCont
   log.log(
     `model ${engine.model.name} ${engine.model.version} (${engine.model.checksum.slice(0, 12)}) on ${engine.provider}; ${env.BATCH_SLOTS} batch slots, ${env.BATCH_MODE} batching (budget ${env.BATCH_COST_BUDGET}, window ${env.BATCH_WAIT_MS} ms)`,
   );
-  app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env, engine, metrics), { abortOnError: false, logger: ['error', 'warn', 'log'] });
+  app = await NestFactory.createApplicationContext(WorkerModule.forRoot(env, engine, metrics), { abortOnError: false, logger });
   app.enableShutdownHooks();
   health.set({ state: 'ready', model: `${engine.model.name} ${engine.model.version}` });
   return app;

@@ -1,6 +1,7 @@
 import type { DynamicModule } from '@nestjs/common';
 import { Module } from '@nestjs/common';
-import { BatchRepository, createPrisma, JobRepository, PrismaClient } from '@dimoo/db';
+import { TelemetryShutdown } from '@dimoo/config';
+import { BatchRepository, createPrisma, JobRepository, PrismaClient, WorkerRepository } from '@dimoo/db';
 import type { EngineHost } from '@dimoo/runtime';
 import { ObjectStore, openObjectStore } from '@dimoo/storage';
 import type { WorkerEnv } from './config';
@@ -8,11 +9,16 @@ import { GenerationProcessor } from './generation.processor';
 import { WorkerMetrics } from './metrics';
 import { ENGINE, WORKER_ENV } from './tokens';
 
+/** Exports the last spans at shutdown: an imported module shuts down after the module importing it (the processor). */
+@Module({ providers: [TelemetryShutdown] })
+class TelemetryModule {}
+
 @Module({})
 export class WorkerModule {
   static forRoot(env: WorkerEnv, engine: EngineHost, metrics: WorkerMetrics): DynamicModule {
     return {
       module: WorkerModule,
+      imports: [TelemetryModule],
       providers: [
         { provide: WORKER_ENV, useValue: env },
         { provide: ENGINE, useValue: engine },
@@ -23,6 +29,7 @@ export class WorkerModule {
         },
         { provide: JobRepository, useFactory: (p: PrismaClient) => new JobRepository(p), inject: [PrismaClient] },
         { provide: BatchRepository, useFactory: (p: PrismaClient) => new BatchRepository(p), inject: [PrismaClient] },
+        { provide: WorkerRepository, useFactory: (p: PrismaClient) => new WorkerRepository(p), inject: [PrismaClient] },
         { provide: ObjectStore, useFactory: () => openObjectStore(env) },
         GenerationProcessor,
       ],

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { LoggingEnvSchema } from './logging';
+import { TelemetryEnvSchema } from './telemetry';
 
 /** Validates the environment once at boot; a bad value stops the process naming every offending variable. */
 export function loadEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.infer<T> {
@@ -10,7 +12,7 @@ export function loadEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv =
   return parsed.data;
 }
 
-/** Settings every service process shares: where the record, the queue, the objects and the model are. */
+/** Settings every service process shares: where the record, the queue, the objects and the model are; logs and traces. */
 export const ServiceEnvSchema = z.object({
   DATABASE_URL: z.url(),
   /** how long a database connection or query may take before it fails (and the caller retries or answers 503) */
@@ -30,5 +32,7 @@ export const ServiceEnvSchema = z.object({
   S3_PUBLIC_URL: z.url().optional(),
   /** the served model's directory */
   MODEL_DIR: z.string().min(1),
+  ...LoggingEnvSchema.shape,
+  ...TelemetryEnvSchema.shape,
 });
 export type ServiceEnv = z.infer<typeof ServiceEnvSchema>;

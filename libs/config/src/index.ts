@@ -1,2 +1,4 @@
 export * from './env';
+export * from './logging';
 export * from './metrics';
+export * from './telemetry';

@@ -1,3 +1,5 @@
+export * from './admin';
+export * from './admin-insights';
 export * from './api';
 export * from './enums';
 export * from './jobs';

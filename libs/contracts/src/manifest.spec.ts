@@ -49,6 +49,13 @@ describe('ManifestSchema', () => {
     expect(issues({ ...tiny, segmentSteps: 0 })[0]).toMatch(/^segmentSteps: /);
   });
 
+  it('takes the device-resident ML-Cache graphs as optional, all three or none', () => {
+    const { denoise_resident: _r, cache_gather: _g, cache_concat: _c, ...withoutResident } = tiny['graphs'] as Record<string, string>;
+    expect(issues({ ...tiny, graphs: withoutResident })).toEqual([]);
+    const { cache_concat: _only, ...partly } = tiny['graphs'] as Record<string, string>;
+    expect(issues({ ...tiny, graphs: partly })).toContain('graphs: denoise_resident, cache_gather, cache_concat come together');
+  });
+
   it('requires checksums for the tokenizer files (an hf tokenizer may ship tokenizer_config.json)', () => {
     const tokenizer = tiny['tokenizer'] as Record<string, unknown>;
     expect(issues({ ...tiny, tokenizer: { ...tokenizer, kind: 'hf', config: 'tokenizer_config.json' } })).toContain(

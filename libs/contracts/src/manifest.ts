@@ -15,6 +15,9 @@ export const SYS_PROMPTS = ['t2i', 'mmu', ...EDIT_TYPES] as const;
 export type SysPrompt = 't2i' | 'mmu' | EditType;
 const sysPrompts = z.object(Object.fromEntries(SYS_PROMPTS.map((k) => [k, z.string()])) as Record<SysPrompt, z.ZodString>);
 
+/** The graphs of the device-resident ML-Cache (docs/model-interface.md §4.7): a model ships all of them or none. */
+export const RESIDENT_CACHE_GRAPHS = ['denoise_resident', 'cache_gather', 'cache_concat'] as const;
+
 export const ManifestSchema = z
   .object({
     interfaceVersion: z.literal(2),
@@ -100,6 +103,10 @@ export const ManifestSchema = z
       vq_decode: fileName,
       /** the GPU ML-Cache path (docs/model-interface.md §4.6); optional: without it a model serves through the CPU path */
       denoise_segment: fileName.optional(),
+      /** the device-resident ML-Cache (docs/model-interface.md §4.7; WebGPU): a partial step returning the updated cache, and its regrouping */
+      denoise_resident: fileName.optional(),
+      cache_gather: fileName.optional(),
+      cache_concat: fileName.optional(),
     }),
     /** steps `denoise_segment` is unrolled to (its T axis): the longest refresh segment it runs in one call */
     segmentSteps: z.number().int().positive().optional(),
@@ -132,6 +139,10 @@ export const ManifestSchema = z
     }
     if ((m.graphs.denoise_segment === undefined) !== (m.segmentSteps === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['segmentSteps'], message: 'graphs.denoise_segment and segmentSteps come together' });
+    }
+    const resident = RESIDENT_CACHE_GRAPHS.filter((g) => m.graphs[g] !== undefined);
+    if (resident.length !== 0 && resident.length !== RESIDENT_CACHE_GRAPHS.length) {
+      ctx.addIssue({ code: 'custom', path: ['graphs'], message: `${RESIDENT_CACHE_GRAPHS.join(', ')} come together` });
     }
     if (m.image.minSize % m.image.gridFactor !== 0 || m.image.maxSize % m.image.gridFactor !== 0) {
       ctx.addIssue({ code: 'custom', path: ['image'], message: 'sizes must be multiples of gridFactor' });

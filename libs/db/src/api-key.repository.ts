@@ -119,6 +119,13 @@ export class ApiKeyRepository {
     });
   }
 
+  /** Records an admin action that changed nothing in Postgres (a queue paused or resumed in Redis). */
+  public async recordAudit(actor: AuditActor, action: string, targetType: string, targetId: string, details?: Prisma.InputJsonObject): Promise<void> {
+    await this.prisma.auditEntry.create({
+      data: { actorKeyId: actor.keyId, actor: actor.label, action, targetType, targetId, ...(details ? { details } : {}) },
+    });
+  }
+
   /** The audit log, newest first. */
   public async audit(query: AuditQuery = {}): Promise<{ entries: AuditEntry[]; hasMore: boolean }> {
     const limit = query.limit ?? 50;
@@ -164,6 +171,11 @@ export class ApiKeyRepository {
       if (prismaErrorCode(error) === RECORD_NOT_FOUND) throw new NotFound('team', teamId);
       throw error;
     }
+  }
+
+  /** Every team, ordered by name. */
+  public async listTeams(): Promise<Team[]> {
+    return this.prisma.team.findMany({ orderBy: { name: 'asc' } });
   }
 
   public async getTeam(teamId: string): Promise<Team | null> {

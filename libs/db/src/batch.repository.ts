@@ -10,13 +10,31 @@ export class BatchRepository {
   }
 
   /**
-   * Stores a finished batch in one go (the worker accumulates it in memory while it runs) and points the jobs that ran
-   * in it at it — each job at the first batch it ran in.
+   * Stores a finished batch in one go (the worker accumulates it in memory while it runs) with the jobs that ran in it,
+   * and points those jobs at it — each job at the first batch it ran in. `jobIds` may name a job's engine runs
+   * (`<job>#<i>` for image i of a job of n images): each job is recorded once. `id`: the id the worker gave the batch
+   * while it ran (its registry row shows it), a new one otherwise.
    */
-  public async record(input: { workerId: string; startedAt: Date; finishedAt: Date; jobIds: readonly string[]; stats: Prisma.InputJsonValue }): Promise<Batch> {
+  public async record(input: {
+    id?: string;
+    workerId: string;
+    startedAt: Date;
+    finishedAt: Date;
+    jobIds: readonly string[];
+    stats: Prisma.InputJsonValue;
+  }): Promise<Batch> {
+    const ids = [...new Set(input.jobIds.map((id) => id.split('#')[0]!))].filter(isUuid);
     return this.prisma.$transaction(async (tx) => {
-      const batch = await tx.batch.create({ data: { workerId: input.workerId, createdAt: input.startedAt, finishedAt: input.finishedAt, stats: input.stats } });
-      const ids = input.jobIds.filter(isUuid);
+      const batch = await tx.batch.create({
+        data: {
+          ...(input.id !== undefined && isUuid(input.id) ? { id: input.id } : {}),
+          workerId: input.workerId,
+          createdAt: input.startedAt,
+          finishedAt: input.finishedAt,
+          stats: input.stats,
+          jobIds: ids,
+        },
+      });
       if (ids.length > 0) await tx.job.updateMany({ where: { id: { in: ids }, batchId: null }, data: { batchId: batch.id } });
       return batch;
     });

@@ -1,3 +1,4 @@
+export * from './admin-jobs.repository';
 export * from './api-key.repository';
 export * from './batch.repository';
 export * from './errors';
@@ -7,3 +8,5 @@ export type { ApiKey, AuditEntry, Batch, CreatePrismaOptions, Job, JobEvent, Tea
 export * from './listen';
 export * from './job-view';
 export * from './webhook.repository';
+export * from './insights.repository';
+export * from './worker.repository';

@@ -7,6 +7,7 @@ import { type CreateJobInput, JobRepository } from './job.repository';
 import { JobStatus } from './generated/prisma/client';
 import { createPrisma, Prisma, type PrismaClient } from './prisma';
 import { createTestDatabase, type TestDatabase } from './testing';
+import { WorkerRepository, type WorkerState } from './worker.repository';
 
 describe('JobRepository (PostgreSQL)', () => {
   let db: TestDatabase;
@@ -264,6 +265,23 @@ describe('JobRepository (PostgreSQL)', () => {
   });
 
   describe("a worker's statements", () => {
+    const registryRow: WorkerState = {
+      id: 'worker-1',
+      host: 'h',
+      pid: 1,
+      modelName: 'tiny',
+      modelVersion: '1',
+      modelChecksum: 'c',
+      executionProvider: 'cpu',
+      slots: 4,
+      heartbeatMs: 1000,
+      runningJobs: 4,
+      currentBatchId: null,
+      jobsDone: 0,
+      jobsFailed: 0,
+      lastError: null,
+      startedAt: new Date(),
+    };
     it('each transition is one statement; the progress of a whole batch is one, and it reports the cancel requests', async () => {
       const sent: string[] = [];
       const counted = createPrisma(db.url, { onQuery: (sql) => sent.push(sql) });
@@ -286,6 +304,8 @@ describe('JobRepository (PostgreSQL)', () => {
         expect(await statements(() => worker.fail(ids[1]!, { code: 'E', message: 'boom' }))).toBe(1);
         expect(await statements(() => worker.canceled(ids[3]!))).toBe(1);
         expect(await statements(() => worker.heartbeat(ids, 'worker-1'))).toBe(1);
+        // the tick's one other statement: the worker's registry row (worker.repository.spec.ts)
+        expect(await statements(() => new WorkerRepository(counted).beat(registryRow))).toBe(1);
         expect(await jobs.get(ids[0]!, teamId)).toMatchObject({ status: 'succeeded', resultKey: 'r.png', modelChecksum: 'c', timings: { samplingMs: 1 } });
         expect(await jobs.get(ids[2]!, teamId)).toMatchObject({ status: 'running', step: 3, steps: 8, progress: 0.375 });
         expect(await eventTypes(ids[0]!)).toEqual(['queued', 'started', 'progress', 'preview', 'succeeded']);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { JobEventType, JobStatus, JobTask } from '@dimoo/contracts';
+import type { AuditActor } from './api-key.repository';
 import { AlreadyExists, NotFound, TransitionRejected } from './errors';
 import { FOREIGN_KEY_VIOLATION, isUuid, type Job, type JobEvent, Prisma, type PrismaClient, prismaErrorCode, UNIQUE_VIOLATION } from './prisma';
 
@@ -27,7 +28,28 @@ export interface CreateJobInput {
   deadlineAt?: Date | null;
   /** The submit's `Idempotency-Key`, reserved before (`reserveIdempotencyKey`): the job is recorded on it atomically. */
   idempotencyKey?: string;
+  /** The failed, canceled or expired job this one retries (an admin's retry). */
+  retryOf?: string | null;
+  /** An admin action that made the job (a submit as a team, a retry): its audit entry is written in the same statement. */
+  audit?: JobAudit;
 }
+
+/** The audit entry of an admin action that created a job: `targetType` job, `targetId` the new job unless given. */
+export interface JobAudit {
+  actor: AuditActor;
+  action: string;
+  targetId?: string;
+  details: Prisma.InputJsonObject;
+}
+
+/**
+ * Whose jobs a read may find: one team's (its id), or every team's (`EVERY_TEAM`: admin-scoped keys and tools). A
+ * symbol rather than null, so that a missing team id can never widen a read.
+ */
+export const EVERY_TEAM = Symbol('every team');
+export type TeamScope = string | typeof EVERY_TEAM;
+const inScope = (scope: TeamScope) => scope === EVERY_TEAM || isUuid(scope);
+const teamCondition = (scope: TeamScope) => (scope === EVERY_TEAM ? Prisma.sql`TRUE` : Prisma.sql`team_id = ${scope}::uuid`);
 
 /** What `reserveIdempotencyKey` found: the key is this submit's now, or an earlier submit holds it. */
 export type IdempotencyReservation = { reserved: true } | { reserved: false; requestHash: string; jobId: string | null };
@@ -140,19 +162,26 @@ export class JobRepository {
     const id = input.id ?? randomUUID();
     const seed = input.seed === undefined || input.seed === null ? null : BigInt(input.seed);
     const queued: JobEventType = 'queued';
+    const { audit } = input;
     try {
       const rows = await this.prisma.$queryRaw<JobRow[]>`
         WITH j AS (
-          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at, deadline_at, api_key_id, webhook_url, webhook_events)
+          INSERT INTO jobs (id, team_id, task, params, inputs, model, seed, enqueued_at, deadline_at, api_key_id, webhook_url, webhook_events, retry_of)
           VALUES (${id}::uuid, ${input.teamId}::uuid, ${input.task}::job_task, ${JSON.stringify(input.params)}::jsonb,
                   ${JSON.stringify(input.inputs)}::jsonb, ${input.model}, ${seed}::bigint,
                   CASE WHEN ${input.handingToRedis === true} THEN now() END, ${input.deadlineAt ?? null}::timestamptz,
-                  ${input.apiKeyId ?? null}::uuid, ${input.webhook?.url ?? null}, ${[...(input.webhook?.events ?? [])]}::text[])
+                  ${input.apiKeyId ?? null}::uuid, ${input.webhook?.url ?? null}, ${[...(input.webhook?.events ?? [])]}::text[],
+                  ${input.retryOf ?? null}::uuid)
           RETURNING *
         ), e AS (INSERT INTO job_events (job_id, type) SELECT id, ${queued} FROM j),
         k AS (
           UPDATE idempotency_keys SET job_id = (SELECT id FROM j)
           WHERE team_id = ${input.teamId}::uuid AND key = ${input.idempotencyKey ?? null}::text
+        ), a AS (
+          INSERT INTO audit_log (actor_key_id, actor, action, target_type, target_id, details)
+          SELECT ${audit?.actor.keyId ?? null}::uuid, ${audit?.actor.label ?? null}, ${audit?.action ?? null}, 'job',
+                 COALESCE(${audit?.targetId ?? null}::text, id::text), ${JSON.stringify(audit?.details ?? {})}::jsonb
+          FROM j WHERE ${audit !== undefined}
         )
         SELECT * FROM j`;
       return jobFromRow(rows[0]!);
@@ -233,14 +262,14 @@ export class JobRepository {
   /**
    * The team deletes a finished job: the row is marked (it stays, an audit record) and returned, so the caller removes
    * its objects. Applies once, to a job that succeeded, failed or was canceled.
-   * @throws NotFound when the job does not exist, belongs to another team or was deleted already
+   * @throws NotFound when the job does not exist, is out of `teamId`'s scope or was deleted already
    * @throws TransitionRejected when the job is queued or running (cancel it first)
    */
-  public async markDeleted(id: string, teamId: string): Promise<Job> {
-    if (!isUuid(id) || !isUuid(teamId)) throw new NotFound('job', id);
+  public async markDeleted(id: string, teamId: TeamScope): Promise<Job> {
+    if (!isUuid(id) || !inScope(teamId)) throw new NotFound('job', id);
     const rows = await this.prisma.$queryRaw<JobRow[]>`
       UPDATE jobs SET deleted_at = now()
-      WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid AND deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled', 'expired')
+      WHERE id = ${id}::uuid AND ${teamCondition(teamId)} AND deleted_at IS NULL AND status IN ('succeeded', 'failed', 'canceled', 'expired')
       RETURNING *`;
     if (rows[0]) return jobFromRow(rows[0]);
     const job = await this.get(id, teamId);
@@ -569,11 +598,11 @@ export class JobRepository {
     );
   }
 
-  /** The job if it belongs to `teamId`; null for unknown ids and other teams' jobs alike. */
-  public async get(id: string, teamId: string): Promise<Job | null> {
-    if (!isUuid(id) || !isUuid(teamId)) return null;
+  /** The job if it is in `teamId`'s scope (not deleted); null for unknown ids and other teams' jobs alike. */
+  public async get(id: string, teamId: TeamScope): Promise<Job | null> {
+    if (!isUuid(id) || !inScope(teamId)) return null;
     // the API's most frequent read: raw SQL skips the ORM's query planning (a fraction of the CPU per call)
-    const rows = await this.prisma.$queryRaw<JobRow[]>`SELECT * FROM jobs WHERE id = ${id}::uuid AND team_id = ${teamId}::uuid AND deleted_at IS NULL`;
+    const rows = await this.prisma.$queryRaw<JobRow[]>`SELECT * FROM jobs WHERE id = ${id}::uuid AND ${teamCondition(teamId)} AND deleted_at IS NULL`;
     return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
@@ -613,11 +642,15 @@ export class JobRepository {
     return this.prisma.job.findUnique({ where: { id } });
   }
 
-  /** The job's events in order (empty for unknown ids and other teams' jobs). */
-  public async events(jobId: string, teamId: string, query: EventsQuery = {}): Promise<JobEvent[]> {
-    if (!isUuid(jobId)) return [];
+  /** The job's events in order (empty for unknown ids and jobs out of `teamId`'s scope). */
+  public async events(jobId: string, teamId: TeamScope, query: EventsQuery = {}): Promise<JobEvent[]> {
+    if (!isUuid(jobId) || !inScope(teamId)) return [];
     return this.prisma.jobEvent.findMany({
-      where: { jobId, job: { teamId, deletedAt: null }, ...(query.afterId === undefined ? {} : { id: { gt: query.afterId } }) },
+      where: {
+        jobId,
+        job: { ...(teamId === EVERY_TEAM ? {} : { teamId }), deletedAt: null },
+        ...(query.afterId === undefined ? {} : { id: { gt: query.afterId } }),
+      },
       orderBy: { id: 'asc' },
       take: query.limit ?? 500,
     });
@@ -750,6 +783,7 @@ type JobRow = {
   result_keys: string[] | null;
   webhook_events: string[] | null;
   deleted_at: Date | null;
+  retry_of: string | null;
 };
 
 /** The Job Prisma would return for this row (held equal to Prisma's own read by job.repository.spec.ts). */
@@ -787,6 +821,7 @@ function jobFromRow(r: JobRow): Job {
     resultKeys: r.result_keys ?? [],
     webhookEvents: r.webhook_events ?? [],
     deletedAt: r.deleted_at,
+    retryOf: r.retry_of,
   };
 }
 

@@ -12,7 +12,7 @@
 import { callGroups } from './batch-plan';
 import { selectRecompute } from './cache-policy';
 import type { CacheHandle, DenoiseModel, SampleOutput } from './model';
-import type { CallRecord, RunnerOptions, Running } from './runner';
+import type { CallRecord, RunnerOptions, Running, StepReport } from './runner';
 import { SequenceRunner } from './runner';
 import type { Sequence } from './sequence';
 
@@ -24,6 +24,9 @@ interface Member extends Running {
 }
 
 export class DiffusionEngine extends SequenceRunner<Member> {
+  /** every cache handle the model gave and the engine has not released: one no member holds any more is released */
+  private held = new Set<CacheHandle>();
+
   constructor(
     private readonly model: DenoiseModel,
     options: EngineOptions,
@@ -43,6 +46,34 @@ export class DiffusionEngine extends SequenceRunner<Member> {
         const n = m.seq.targets;
         m.seq.commit(results.sampleIndex.subarray(b * n, (b + 1) * n), results.sampleProb.subarray(b * n, (b + 1) * n));
       });
+    }
+  }
+
+  override remove(id: string): boolean {
+    const removed = super.remove(id);
+    this.releaseUnheld();
+    return removed;
+  }
+
+  override async step(): Promise<StepReport> {
+    try {
+      return await super.step();
+    } finally {
+      this.releaseUnheld();
+    }
+  }
+
+  /**
+   * Hands back to the model every cache handle no member holds any more (its sequences finished, left, or took a
+   * newer handle — also one made and left within the same step): a device-resident cache frees its memory at once.
+   * Rows regathered into another handle are copies there.
+   */
+  private releaseUnheld(): void {
+    const now = new Set([...this.members.values()].flatMap((m) => (m.slot ? [m.slot.cache] : [])));
+    for (const cache of this.held) {
+      if (now.has(cache)) continue;
+      this.held.delete(cache);
+      this.model.releaseCache?.(cache);
     }
   }
 
@@ -112,6 +143,7 @@ export class DiffusionEngine extends SequenceRunner<Member> {
     if (withCache) {
       const cache = out.cache;
       if (!cache) throw new Error('model returned no cache state for a cached full step');
+      this.held.add(cache);
       group.forEach((m, index) => (m.slot = { cache, index }));
     } else {
       for (const m of group) m.slot = null; // nothing reads an older cache again: let it go
@@ -135,17 +167,18 @@ export class DiffusionEngine extends SequenceRunner<Member> {
   }
 
   /** The group's cache: reused while its membership is unchanged, else gathered from the members' rows. */
-  private cacheFor(group: Member[]): CacheHandle {
+  private async cacheFor(group: Member[]): Promise<CacheHandle> {
     const current = group[0]!.slot!.cache;
     const same = current.sequences === group.length && group.every((m, i) => m.slot!.cache === current && m.slot!.index === i);
     if (same) return current;
-    const cache = this.model.gatherCache(group.map((m) => ({ cache: m.slot!.cache, sequence: m.slot!.index })));
+    const cache = await this.model.gatherCache(group.map((m) => ({ cache: m.slot!.cache, sequence: m.slot!.index })));
+    this.held.add(cache);
     group.forEach((m, index) => (m.slot = { cache, index }));
     return cache;
   }
 
   private async runPartial(group: Member[], calls: CallRecord[]): Promise<SampleOutput> {
-    const cache = this.cacheFor(group);
+    const cache = await this.cacheFor(group);
     const first = group[0]!;
     const G = first.seq.branches;
     const L = first.length;

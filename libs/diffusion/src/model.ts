@@ -4,8 +4,9 @@
  * (the runtime widens them to the graphs' int64).
  *
  * The ML-Cache state (K/V of every layer, the per-branch target logits) is an opaque `CacheHandle` the model owns: the
- * CPU path keeps it in host memory, a device-resident cache can keep it on the accelerator. The engine only reads each
- * position's selection score (`rowMax`, the cache policy's input) and says which rows make up a call.
+ * CPU path keeps it in host memory, a device-resident cache (the runtime's WebGPU path) keeps it on the accelerator.
+ * The engine only reads each position's selection score (`rowMax`, the cache policy's input), says which rows make up
+ * a call, and says when it holds a handle no more (`releaseCache`).
  */
 
 /** Rows of one call: R rows padded to one length L (padding at the end, mask 0, position 0). */
@@ -93,6 +94,11 @@ export interface DenoiseModel {
   fullStep(input: FullStepInput): Promise<FullStepOutput>;
   partialStep(input: PartialStepInput): Promise<void>;
   sampleCached(input: CachedSampleInput): Promise<CachedSampleOutput>;
-  /** A cache holding the given sequences' rows, in order (each from its handle and sequence index there). */
-  gatherCache(parts: readonly { cache: CacheHandle; sequence: number }[]): CacheHandle;
+  /** A cache holding the given sequences' rows, in order (each from its handle and sequence index there); a device-resident cache gathers on the device. */
+  gatherCache(parts: readonly { cache: CacheHandle; sequence: number }[]): CacheHandle | Promise<CacheHandle>;
+  /**
+   * The engine holds this cache no more (its sequences left or moved to another): a device-resident cache frees its
+   * memory now instead of whenever a finalizer runs. Optional: host memory is left to the garbage collector.
+   */
+  releaseCache?(cache: CacheHandle): void;
 }

@@ -6,7 +6,8 @@
  * BullMQ; the API nudges it after each submit, workers after each job they take or finish.
  *
  * Redis layout (under `<prefix>:{fair}:`, one hash slot): `team:<id>` ZSET waiting job ids by (priority rank, seq);
- * `jobs` HASH job id → `team|cost` (every waiting job: the global queue size); `ring` ZSET teams with waiting jobs
+ * `jobs` HASH job id → `team|cost|traceparent` (every waiting job: the global queue size; the submit's trace context,
+ * empty without tracing, travels to BullMQ with the job: `telemetry.ts`); `ring` ZSET teams with waiting jobs
  * by arrival; `weights`, `limits` (maxRunning), `deficits` HASH by team; `turn`; `running:<team>` ZSET job id → lease
  * expiry (dispatched and not finished); `rate:<team>` the submission window; `lock`.
  *
@@ -15,6 +16,7 @@
  * the API's outbox, which pushes every queued job Redis no longer holds again.
  */
 import { randomUUID } from 'node:crypto';
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobPriority } from '@dimoo/contracts';
@@ -24,6 +26,7 @@ import { clampWeight, DEFAULT_WEIGHT, pickFair } from './fair-share';
 import { GENERATION_JOB_OPTIONS } from './job-options';
 import type { QueuePayload } from './queues';
 import { QUEUE_NAMES } from './queues';
+import { dispatchSpan, validTraceparent } from './telemetry';
 
 export interface FairJob {
   jobId: string;
@@ -31,6 +34,15 @@ export interface FairJob {
   /** cost units of the resolved job (what a fair share charges) */
   cost: number;
   priority: JobPriority;
+  /** the submit's trace context (W3C traceparent): the worker's spans of the job join the submit's trace */
+  traceparent?: string;
+}
+
+/** A job the dispatcher hands to BullMQ. */
+export interface DispatchedJob {
+  jobId: string;
+  teamId: string;
+  traceparent?: string;
 }
 
 /** A team's share and limits, as the admin set them (null: no limit). */
@@ -51,7 +63,7 @@ export type Admission =
 /** Where dispatched jobs go (BullMQ): how many wait there now, and adding some. */
 export interface DispatchTarget {
   waiting(): Promise<number>;
-  add(jobs: { jobId: string; teamId: string }[]): Promise<void>;
+  add(jobs: DispatchedJob[]): Promise<void>;
 }
 
 const RATE_WINDOW_MS = 60_000;
@@ -68,7 +80,7 @@ const PUSH = `
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) * 1e13 + seq, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[7])
 redis.call('ZADD', KEYS[3], 'NX', seq, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[5])
 redis.call('HSET', KEYS[6], ARGV[2], ARGV[6])
@@ -166,6 +178,7 @@ export class FairQueue {
       Math.max(1, Math.round(job.cost)),
       clampWeight(share.weight),
       share.maxRunning ?? -1,
+      validTraceparent(job.traceparent) ?? '',
     );
     return added === 1;
   }
@@ -260,8 +273,9 @@ export class FairQueue {
       const [weights, limits, deficits] = [0, 1, 2].map((k) => res[teams.length * 4 + k] as (string | null)[]);
       const turnRaw = res[teams.length * 4 + 3] as string | null;
       const allHeads = heads.flat();
-      const costs = allHeads.length ? await this.redis.hmget(this.key('jobs'), ...allHeads) : [];
-      const costOf = new Map(allHeads.map((id, i) => [id, Number(costs[i]?.split('|')[1] ?? 1)]));
+      const entries = allHeads.length ? await this.redis.hmget(this.key('jobs'), ...allHeads) : [];
+      const entryOf = new Map(allHeads.map((id, i) => [id, entries[i]?.split('|') ?? []]));
+      const costOf = new Map(allHeads.map((id) => [id, Number(entryOf.get(id)![1] ?? 1)]));
       const ring: TeamQueue[] = teams.map((teamId, i) => {
         const maxRunning = Number(limits![i] ?? -1);
         return {
@@ -274,7 +288,14 @@ export class FairQueue {
         };
       });
       const plan = pickFair(ring, turnRaw ? (JSON.parse(turnRaw) as Turn) : null, n);
-      if (plan.picks.length > 0) await target.add(plan.picks.map(({ jobId, teamId }) => ({ jobId, teamId })));
+      if (plan.picks.length > 0) {
+        await target.add(
+          plan.picks.map(({ jobId, teamId }) => {
+            const traceparent = validTraceparent(entryOf.get(jobId)![2]);
+            return traceparent ? { jobId, teamId, traceparent } : { jobId, teamId };
+          }),
+        );
+      }
       const write = this.redis.multi();
       for (const p of plan.picks) {
         write.zrem(this.key(`team:${p.teamId}`), p.jobId);
@@ -342,7 +363,8 @@ export class Dispatcher {
       this.again = true;
       return;
     }
-    this.active = this.run().finally(() => (this.active = null));
+    // a pass moves many teams' jobs: it belongs to no request's trace (each job's own goes with it, see telemetry.ts)
+    this.active = context.with(ROOT_CONTEXT, () => this.run()).finally(() => (this.active = null));
   }
 
   private async run(): Promise<void> {
@@ -371,12 +393,28 @@ export class Dispatcher {
 }
 
 /** BullMQ's generation queue as the dispatcher's target: jobs added with the job's id as BullMQ id (a second add of a
- * live job is a no-op). */
+ * live job is a no-op), each with its trace context (a `dispatch` span in the submit's trace). */
 export function bullTarget(queue: Queue<QueuePayload>): DispatchTarget {
   return {
     waiting: () => queue.getWaitingCount(),
     add: async (jobs) => {
-      await queue.addBulk(jobs.map((data) => ({ name: QUEUE_NAMES.generation, data, opts: { ...GENERATION_JOB_OPTIONS, jobId: data.jobId } })));
+      const spans = jobs.map((job) => dispatchSpan(job, QUEUE_NAMES.generation));
+      try {
+        await queue.addBulk(
+          jobs.map(({ jobId, teamId }, i) => {
+            const metadata = spans[i]!.metadata;
+            return {
+              name: QUEUE_NAMES.generation,
+              data: { jobId, teamId },
+              opts: { ...GENERATION_JOB_OPTIONS, jobId, ...(metadata ? { telemetry: { metadata } } : {}) },
+            };
+          }),
+        );
+      } catch (err) {
+        for (const span of spans) span.end(err);
+        throw err;
+      }
+      for (const span of spans) span.end();
     },
   };
 }

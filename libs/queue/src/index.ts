@@ -4,3 +4,4 @@ export * from './redis';
 export * from './retry';
 export * from './fair-queue';
 export * from './fair-share';
+export * from './telemetry';

@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelManifest } from '@dimoo/contracts';
+import { RESIDENT_CACHE_GRAPHS } from '@dimoo/contracts';
 import { combineGuidance, gumbel, remaskLowest, remaskScores, sampleFromLogits } from '@dimoo/diffusion';
 import * as ort from 'onnxruntime-node';
 import { loadManifest } from '@dimoo/model';
@@ -46,9 +47,15 @@ const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outp
     ],
     outputs: ['tokens', 'sample_prob', 'row_max'],
   },
+  denoise_resident: {
+    inputs: ['input_ids', 'query_index', 'position_ids', 'attention_mask', 'vocab_range', 'target_source', 'past_target_logits', '*past'],
+    outputs: ['row_max', 'present_target_logits', '*present'],
+  },
+  cache_gather: { inputs: ['rows', 'past_target_logits', '*past'], outputs: ['present_target_logits', '*present'] },
+  cache_concat: { inputs: ['past_target_logits', '*past', 'more_target_logits', '*more'], outputs: ['present_target_logits', '*present'] },
 };
-/** graphs a model may leave out (docs/model-interface.md §4.6) */
-const OPTIONAL = new Set(['denoise_segment']);
+/** graphs a model may leave out (docs/model-interface.md §4.6, §4.7) */
+const OPTIONAL = new Set(['denoise_segment', ...RESIDENT_CACHE_GRAPHS]);
 
 /** denoise_segment's value types and ranks; T is the manifest's segmentSteps */
 const SEGMENT_TYPES: Record<string, [ort.Tensor.Type, number]> = {
@@ -127,7 +134,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
     const sig = SIGNATURES[graph as keyof ModelManifest['graphs']];
     if (OPTIONAL.has(graph) && !(graph in manifest.graphs)) return; // optional and not shipped: nothing to check
     const expand = (names: string[]) =>
-      names.flatMap((n) => (n.startsWith('*') ? kvNames(n.slice(1) as 'past' | 'present', manifest.architecture.nLayers) : [n]));
+      names.flatMap((n) => (n.startsWith('*') ? kvNames(n.slice(1) as 'past' | 'present' | 'more', manifest.architecture.nLayers) : [n]));
     expect([...s.inputNames]).toEqual(expand(sig.inputs));
     expect([...s.outputNames]).toEqual(expand(sig.outputs));
   });
@@ -230,6 +237,88 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       }
     });
     expect(maxDiff).toBeLessThan(1e-4);
+  });
+
+  it("denoise_resident returns the cache with denoise_partial's fresh rows written in; cache_gather and cache_concat move whole rows", async () => {
+    if (!manifest.graphs.denoise_resident) return; // the device-resident cache is optional (§4.7)
+    const { L, ids, pos, att } = rows();
+    const t = manifest.tokens;
+    const [lo, hi] = [t.codeOffset, t.codeOffset + t.codebookSize];
+    const K = hi - lo;
+    const { nLayers, nHeads, dModel } = manifest.architecture;
+    const hd = dModel / nHeads;
+    const R = 2;
+    const N = 3;
+    const targets = [2, 4, 7]; // position of target n, both rows
+    const full = await sessions.denoise.run(
+      { ...pairFeeds({ L, ids, pos, att }, targets, Float32Array.of(1, 0), 0), uniforms: f32(Float32Array.of(0.5, 0.5, 0.5), [1, N]) },
+      ['target_logits', ...kvNames('present', nLayers)],
+    );
+    const past = kvNames('past', nLayers).map((name, j) => [name, full[kvNames('present', nLayers)[j]!]!] as const);
+    // row 0 recomputes positions 4, 9, 2; row 1 recomputes 5 and pads with it
+    const S = 3;
+    const queries = [4, 9, 2, 5, 5, 5];
+    const source = [2, 0, -1, -1, -1, -1]; // row 0: target 0 (position 2) by query 2, target 1 (position 4) by query 0
+    const common = {
+      input_ids: i64(
+        queries.map((q, k) => ids[Math.floor(k / S) * L + q]!),
+        [R, S],
+      ),
+      query_index: i64(queries, [R, S]),
+      position_ids: i64(queries, [R, S]),
+      attention_mask: i64(att, [R, L]),
+      vocab_range: i64([lo, hi], [2]),
+      ...Object.fromEntries(past),
+    };
+    const partial = await sessions.denoise_partial.run(common);
+    const resident = await sessions.denoise_resident.run({ ...common, target_source: i64(source, [R, N]), past_target_logits: full['target_logits']! });
+    expect(Array.from(resident['row_max']!.data as Float32Array)).toEqual(Array.from(partial['row_max']!.data as Float32Array));
+    // target logits: fresh where a query recomputed the target, the full step's elsewhere
+    const before = full['target_logits']!.data as Float32Array;
+    const fresh = partial['logits']!.data as Float32Array;
+    const after = resident['present_target_logits']!.data as Float32Array;
+    for (let r = 0; r < R; r++) {
+      for (let n = 0; n < N; n++) {
+        const from = source[r * N + n]!;
+        const want = from >= 0 ? fresh.subarray(from * K, (from + 1) * K) : before.subarray((r * N + n) * K, (r * N + n + 1) * K);
+        expect(Array.from(after.subarray((r * N + n) * K, (r * N + n + 1) * K))).toEqual(Array.from(want));
+      }
+    }
+    // K/V: new_kv's rows at the queried positions, the full step's elsewhere
+    const newKv = partial['new_kv']!.data as Float32Array;
+    kvNames('present', nLayers).forEach((name, p) => {
+      const got = resident[name]!.data as Float32Array;
+      const old = past[p]![1].data as Float32Array;
+      for (let r = 0; r < R; r++) {
+        for (let h = 0; h < nHeads; h++) {
+          for (let l = 0; l < L; l++) {
+            const s = queries.slice(r * S, (r + 1) * S).indexOf(l);
+            const at = ((r * nHeads + h) * L + l) * hd;
+            const want =
+              s >= 0 ? newKv.subarray((((p * R + r) * nHeads + h) * S + s) * hd, (((p * R + r) * nHeads + h) * S + s + 1) * hd) : old.subarray(at, at + hd);
+            expect([name, r, h, l, Array.from(got.subarray(at, at + hd))]).toEqual([name, r, h, l, Array.from(want)]);
+          }
+        }
+      }
+    });
+    // regrouping: rows [1, 0] of the concatenation of the cache and itself's row-1 copy
+    const cache = {
+      past_target_logits: resident['present_target_logits']!,
+      ...Object.fromEntries(kvNames('past', nLayers).map((n, j) => [n, resident[kvNames('present', nLayers)[j]!]!])),
+    };
+    const gathered = await sessions.cache_gather.run({ rows: i64([1], [1]), ...cache });
+    const concat = await sessions.cache_concat.run({
+      ...cache,
+      more_target_logits: gathered['present_target_logits']!,
+      ...Object.fromEntries(kvNames('more', nLayers).map((n, j) => [n, gathered[kvNames('present', nLayers)[j]!]!])),
+    });
+    for (const name of ['present_target_logits', ...kvNames('present', nLayers)]) {
+      const whole = resident[name]!.data as Float32Array;
+      const row = whole.length / R;
+      expect(gathered[name]!.dims[0]).toBe(1);
+      expect(Array.from(gathered[name]!.data as Float32Array)).toEqual(Array.from(whole.subarray(row, 2 * row)));
+      expect(Array.from(concat[name]!.data as Float32Array)).toEqual([...Array.from(whole), ...Array.from(whole.subarray(row, 2 * row))]);
+    }
   });
 
   it('denoise_segment has the documented dtypes and ranks, unrolled to segmentSteps', () => {

@@ -7,13 +7,15 @@ import type { Sequence } from '@dimoo/diffusion';
 import type { LoadedModel } from './pipeline';
 import type { InlineRequest } from './testing/requests';
 import { inlineJob } from './testing/requests';
-import { finish, loadModel, newEngine, prepare, resultPng } from './pipeline';
+import { finish, loadModel, newEngine, prepare, releaseModel, resultPng } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { ToyWorld } from './testing/toy-world';
 import { caption, heldOutScenes, loadWorld } from './testing/toy-world';
 
 let model: LoadedModel;
 let world: ToyWorld;
+
+afterAll(() => releaseModel(model));
 
 beforeAll(async () => {
   model = await loadModel(TEST_MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });

@@ -5,6 +5,17 @@ import type { SessionOptions } from './session';
 
 export type { StepStats } from '@dimoo/diffusion';
 
+/**
+ * Where ML-Cache image jobs run (the worker's ML_CACHE_PATH): `host` — the host engine with the K/V in host memory (the
+ * CPU path: one call per step, the K/V read back after each cached full step); `resident` — the host engine with the
+ * K/V kept on the device (WebGPU with the §4.7 graphs: per step only ids, positions, tokens, confidences and max logits
+ * cross); `segment` — `denoise_segment`, one run per refresh segment, the cache never leaves the run; `auto` (default) —
+ * `segment` on CUDA/TensorRT when the model ships it, `resident` on WebGPU when the model ships its graphs (no GPU
+ * measurement says `segment` is faster there yet: docs/performance.md), else `host`.
+ */
+export const ML_CACHE_PATHS = ['host', 'resident', 'segment', 'auto'] as const;
+export type MlCachePath = (typeof ML_CACHE_PATHS)[number];
+
 export interface EngineThreadOptions {
   modelDir: string;
   session: Omit<SessionOptions, 'log'>;
@@ -16,12 +27,8 @@ export interface EngineThreadOptions {
   batch?: BatchPolicy;
   /** a preview every this many steps unless the job says otherwise (0: none) */
   previewEvery?: number;
-  /**
-   * Where ML-Cache image jobs run: `host` — the CPU path (K/V in host memory, one call per step); `segment` — the GPU
-   * path (`denoise_segment`, one run per refresh segment, the cache never leaves the run); `auto` (default) — `segment`
-   * when the provider is CUDA and the model ships the graph, else `host`.
-   */
-  mlCachePath?: 'host' | 'segment' | 'auto';
+  /** where ML-Cache image jobs run (ML_CACHE_PATHS); default `auto` */
+  mlCachePath?: MlCachePath;
   /** fault injection (tests only): the thread exits after this many steps, as a crash would end it */
   exitAfterSteps?: number;
 }

@@ -9,9 +9,12 @@ import { BatchScheduler, DEFAULT_BATCH_POLICY, DEFAULT_PRIORITY, InvalidSampling
 import { ModelLoadError } from '@dimoo/model';
 import type { EngineError, EngineSubmission, EngineThreadOptions, FromThread, ToThread } from './engine-protocol';
 import type { EngineJob, LoadedModel } from './pipeline';
-import { encodeResult, finish, loadModel, newEngine, prepare, previewPng } from './pipeline';
+import { encodeResult, finish, loadModel, newEngine, prepare, previewPng, releaseModel } from './pipeline';
 import { newSegmentRunner, OnnxSegmentModel } from './segment';
-import { isGpu } from './session';
+import type { ExecutionProvider } from './session';
+
+/** `auto` runs `denoise_segment` on the CUDA providers; on WebGPU the resident cache is the default until a GPU measurement says otherwise (docs/performance.md). */
+const segmentByDefault = (p: ExecutionProvider) => p === 'cuda' || p === 'tensorrt';
 
 export type Post = (m: FromThread, transfer?: ArrayBuffer[]) => void;
 
@@ -34,27 +37,50 @@ export class EngineRuntime {
     private readonly scheduler: BatchScheduler<JobMeta>,
     private readonly options: EngineThreadOptions,
     private readonly post: Post,
+    private readonly segmentGraph: OnnxSegmentModel | null = null,
   ) {}
+
+  /** Frees the sessions before the thread ends (see `releaseModel`). */
+  async release(): Promise<void> {
+    await Promise.all([releaseModel(this.model), this.segmentGraph?.release()]);
+  }
 
   /** Loads the model and its runners; throws (ModelLoadError) when the model or its provider cannot serve. */
   static async open(options: EngineThreadOptions, post: Post): Promise<EngineRuntime> {
+    const path = options.mlCachePath ?? 'auto';
     const model = await loadModel(options.modelDir, {
       ...options.session,
       ...(options.verify === undefined ? {} : { verify: options.verify }),
+      // the device-resident cache unless the host path is asked for (it applies on WebGPU only)
+      deviceCache: path === 'resident' || path === 'auto',
       log: (message) => post({ type: 'log', message }),
     });
-    const path = options.mlCachePath ?? 'auto';
+    const provider = model.model.provider;
+    if (path === 'resident' && !model.model.residentCache) {
+      const why =
+        provider !== 'webgpu' ? `the ${provider} provider keeps no tensors on the device` : 'the model ships no denoise_resident, cache_gather, cache_concat';
+      // a provider that fell back to CPU (allowed, and logged) serves the host path; anything else is a deployment error
+      if (options.session.provider === 'webgpu' && provider === 'cpu') {
+        post({ type: 'log', message: `ML_CACHE_PATH=resident: ${why}; ML-Cache jobs run on the host path` });
+      } else {
+        await releaseModel(model);
+        throw new ModelLoadError(`ML_CACHE_PATH=resident: ${why}`);
+      }
+    }
     let segments: SegmentRunner | null = null;
-    if (path === 'segment' || (path === 'auto' && isGpu(model.model.provider) && OnnxSegmentModel.available(model.manifest))) {
-      const graph = await OnnxSegmentModel.open(options.modelDir, model.manifest, options.session);
+    let graph: OnnxSegmentModel | null = null;
+    if (path === 'segment' || (path === 'auto' && segmentByDefault(provider) && OnnxSegmentModel.available(model.manifest))) {
+      graph = await OnnxSegmentModel.open(options.modelDir, model.manifest, options.session);
       segments = newSegmentRunner(graph, model.manifest, { keepCalls: false, ...(options.maxRows ? { maxRows: options.maxRows } : {}) });
       post({ type: 'log', message: `ML-Cache jobs run on the segment path (${model.manifest.graphs.denoise_segment}, ${graph.segmentSteps} steps per run)` });
+    } else if (model.model.residentCache) {
+      post({ type: 'log', message: 'ML-Cache jobs keep their K/V on the device (denoise_resident)' });
     }
     // a long-running engine keeps no call history: every step's calls go out with its stats
     const host = newEngine(model, options.maxRows, { keepCalls: false });
     const scheduler = new BatchScheduler<JobMeta>(host, segments, { policy: options.batch ?? DEFAULT_BATCH_POLICY, lengthBucket: model.manifest.lengthBucket });
-    post({ type: 'ready', model: { name: model.manifest.name, version: model.manifest.version, checksum: model.checksum }, provider: model.model.provider });
-    return new EngineRuntime(model, scheduler, options, post);
+    post({ type: 'ready', model: { name: model.manifest.name, version: model.manifest.version, checksum: model.checksum }, provider });
+    return new EngineRuntime(model, scheduler, options, post, graph);
   }
 
   async handle(m: Exclude<ToThread, { type: 'shutdown' }>): Promise<void> {

@@ -28,7 +28,7 @@ async function main(options: EngineThreadOptions): Promise<void> {
   let steps = 0;
   for (;;) {
     for (const m of inbox.splice(0)) {
-      if (m.type === 'shutdown') return;
+      if (m.type === 'shutdown') return runtime.release();
       await runtime.handle(m);
     }
     const { idle, retryInMs } = await runtime.step();

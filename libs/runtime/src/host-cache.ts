@@ -14,9 +14,30 @@ export interface KvShape {
   dModel: number;
 }
 
+/** Per row of a cache: position → target index (−1 elsewhere); fixed for a row, so each is built once, on first use. */
+export class TargetMaps {
+  private readonly maps: (Int32Array | undefined)[] = [];
+
+  constructor(
+    /** [R, N] each row's target positions */
+    private readonly targetPositions: Int32Array,
+    private readonly targets: number,
+    private readonly length: number,
+  ) {}
+
+  of(r: number): Int32Array {
+    let map = this.maps[r];
+    if (!map) {
+      map = new Int32Array(this.length).fill(-1);
+      for (let n = 0; n < this.targets; n++) map[this.targetPositions[r * this.targets + n]!] = n;
+      this.maps[r] = map;
+    }
+    return map;
+  }
+}
+
 export class HostKvCache implements CacheHandle {
-  /** per row: position → target index (−1 elsewhere), built on first use */
-  private readonly targetMaps: (Int32Array | undefined)[] = [];
+  private readonly targetMaps: TargetMaps;
 
   constructor(
     readonly shape: KvShape,
@@ -43,6 +64,7 @@ export class HostKvCache implements CacheHandle {
     ) {
       throw new Error('cache buffers do not match their shape');
     }
+    this.targetMaps = new TargetMaps(targetPositions, targets, length);
   }
 
   get rows(): number {
@@ -79,17 +101,6 @@ export class HostKvCache implements CacheHandle {
     return new HostKvCache(a0.shape, parts.length, G, L, N, a0.vocabSize, planes, logits, rowMax, targetPositions);
   }
 
-  /** Row `r`'s position → target index (−1 elsewhere); fixed for a row, so built once. */
-  private targetOf(r: number): Int32Array {
-    let map = this.targetMaps[r];
-    if (!map) {
-      map = new Int32Array(this.length).fill(-1);
-      for (let n = 0; n < this.targets; n++) map[this.targetPositions[r * this.targets + n]!] = n;
-      this.targetMaps[r] = map;
-    }
-    return map;
-  }
-
   /**
    * Writes a partial step's results: for each row's recomputed positions (`queryIndex`, its first `queryCounts[r]`
    * entries), their fresh K/V (newKv [nLayers, 2, R, nHeads, S, headDim]), max-logit, and for targets their slice logits.
@@ -117,7 +128,7 @@ export class HostKvCache implements CacheHandle {
       }
     }
     const K = this.vocabSize;
-    const targetOf = this.targetOf(r);
+    const targetOf = this.targetMaps.of(r);
     positions.forEach((pos, s) => {
       this.rowMax[r * L + pos] = rowMax[r * queries + s]!;
       const n = targetOf[pos]!;

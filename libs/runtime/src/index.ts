@@ -2,6 +2,7 @@ export * from './engine-host';
 export * from './engine-protocol';
 export * from './onnx-model';
 export * from './pipeline';
+export * from './placement';
 export * from './prompts';
 export * from './segment';
 export * from './session';

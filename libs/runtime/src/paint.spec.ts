@@ -7,12 +7,14 @@
 import type { RgbImage } from '@dimoo/model';
 import { cellsToGrid, decodeImage } from '@dimoo/model';
 import type { LoadedModel } from './pipeline';
-import { encodeResult, finish, loadModel, newEngine, prepare } from './pipeline';
+import { encodeResult, finish, loadModel, newEngine, prepare, releaseModel } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import { inlineJob } from './testing/requests';
 import { fromPlanar, toPlanar } from './vq';
 
 let model: LoadedModel;
+
+afterAll(() => releaseModel(model));
 
 beforeAll(async () => {
   model = await loadModel(TEST_MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });

@@ -9,7 +9,7 @@ import { toPlanar } from './vq';
 import type { LoadedModel } from './pipeline';
 import type { InlineRequest } from './testing/requests';
 import { inlineJob } from './testing/requests';
-import { loadModel, newEngine, prepare } from './pipeline';
+import { loadModel, newEngine, prepare, releaseModel } from './pipeline';
 import type { RefRun } from './testing/reference-sampler';
 import { ReferenceSampler } from './testing/reference-sampler';
 import { TEST_MODEL_DIR } from './testing/model-dir';
@@ -20,6 +20,8 @@ import { promptIds } from '@dimoo/model';
 let model: LoadedModel;
 let world: ToyWorld;
 let reference: ReferenceSampler;
+
+afterAll(() => releaseModel(model));
 
 beforeAll(async () => {
   model = await loadModel(TEST_MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });

@@ -21,9 +21,9 @@ import {
   modelChecksum,
   promptIds,
 } from '@dimoo/model';
+import type { DenoiseModelOptions } from './onnx-model';
 import { OnnxDenoiseModel } from './onnx-model';
 import { editPrompts } from './prompts';
-import type { SessionOptions } from './session';
 import { fromPlanar, toPlanar, VqCodec } from './vq';
 
 /** What the engine runs: a resolved job and its input images, decoded, in the job's order. */
@@ -72,7 +72,7 @@ export function tokenLayout(m: ModelManifest): TokenLayout {
  * Opens a model directory: the manifest (every file's sha256 checked unless `verify: false`), the tokenizer (checked
  * against the manifest's special-token ids and template rules: a mismatch refuses to load, spec §10), the graphs.
  */
-export async function loadModel(dir: string, options: SessionOptions & { verify?: boolean }): Promise<LoadedModel> {
+export async function loadModel(dir: string, options: DenoiseModelOptions & { verify?: boolean }): Promise<LoadedModel> {
   const manifest = await loadManifest(dir, { verify: options.verify ?? true });
   const tokenizer = await loadTokenizer(dir, manifest);
   checkTokenizer(tokenizer, manifest);
@@ -85,6 +85,15 @@ export async function loadModel(dir: string, options: SessionOptions & { verify?
     model: await OnnxDenoiseModel.open(dir, manifest, options),
     vq: await VqCodec.open(dir, manifest, options),
   };
+}
+
+/**
+ * Frees the model's onnxruntime sessions and their thread pools. A process that loaded a model should release it before
+ * it exits: onnxruntime's static destructors run at exit() and, with a session's thread pool still parked, can hang
+ * the exit for good (a test runner that loaded a model in-process never ended in CI).
+ */
+export async function releaseModel(m: LoadedModel): Promise<void> {
+  await Promise.all([m.model.release(), m.vq.release()]);
 }
 
 export function newEngine(m: LoadedModel, maxRows = m.manifest.limits.maxBatchRows, options: { keepCalls?: boolean } = {}): DiffusionEngine {

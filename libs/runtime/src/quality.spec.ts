@@ -7,7 +7,7 @@ import type { Sequence } from '@dimoo/diffusion';
 import { regionCodes } from '@dimoo/diffusion';
 import { fromPlanar, toPlanar } from './vq';
 import type { LoadedModel, TaskResult } from './pipeline';
-import { finish, loadModel, newEngine, prepare } from './pipeline';
+import { finish, loadModel, newEngine, prepare, releaseModel } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import { inlineJob } from './testing/requests';
 import type { Scene, ToyWorld } from './testing/toy-world';
@@ -22,7 +22,8 @@ beforeAll(async () => {
   world = await loadWorld(TEST_MODEL_DIR);
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await releaseModel(model);
   console.log(
     `tiny-model quality (held-out combinations):\n${Object.entries(report)
       .map(([k, v]) => `  ${k}: ${v}`)

@@ -7,13 +7,15 @@ import type { ResolvedGuidance } from '@dimoo/contracts';
 import { guidanceBranches } from '@dimoo/contracts';
 import { branchCount, paddedLength, sequenceCost } from '@dimoo/diffusion';
 import type { LoadedModel } from './pipeline';
-import { loadModel, prepare } from './pipeline';
+import { loadModel, prepare, releaseModel } from './pipeline';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { InlineRequest } from './testing/requests';
 import { inlineJob } from './testing/requests';
 import { render, loadWorld } from './testing/toy-world';
 
 let model: LoadedModel;
+
+afterAll(() => releaseModel(model));
 
 beforeAll(async () => {
   model = await loadModel(TEST_MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });

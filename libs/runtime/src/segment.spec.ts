@@ -9,7 +9,7 @@ import { isFullStep, segmentLength, segmentStarts } from '@dimoo/diffusion';
 import type { LoadedModel } from './pipeline';
 import type { InlineRequest } from './testing/requests';
 import { inlineJob } from './testing/requests';
-import { loadModel, newEngine, prepare } from './pipeline';
+import { loadModel, newEngine, prepare, releaseModel } from './pipeline';
 import { newSegmentRunner, OnnxSegmentModel } from './segment';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { ToyWorld } from './testing/toy-world';
@@ -18,6 +18,8 @@ import { caption, heldOutScenes, loadWorld, render } from './testing/toy-world';
 let model: LoadedModel;
 let segment: OnnxSegmentModel;
 let world: ToyWorld;
+
+afterAll(() => releaseModel(model));
 
 beforeAll(async () => {
   model = await loadModel(TEST_MODEL_DIR, { provider: 'cpu', allowCpuFallback: false });

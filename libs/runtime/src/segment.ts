@@ -42,6 +42,10 @@ export class OnnxSegmentModel implements SegmentModel {
     return new OnnxSegmentModel(steps, provider, session);
   }
 
+  release(): Promise<void> {
+    return this.session.release();
+  }
+
   async segment(x: SegmentInput): Promise<SegmentOutput> {
     const { sequences: B, targets: N, segmentSteps: T } = x;
     if (T !== this.segmentSteps) throw new Error(`a plan for ${T} steps given to a graph of ${this.segmentSteps}`);

@@ -1,18 +1,32 @@
+import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from '@dimoo/model';
 
-export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
+/**
+ * The execution providers a worker may ask for (the worker's EXECUTION_PROVIDER). `webgpu` is the GPU provider that
+ * ships inside the onnxruntime-node package (Dawn over Vulkan on Linux), the one whose tensors can stay on the device
+ * between runs; `cuda` and `tensorrt` need the CUDA build of the package (docs/models.md).
+ */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 
 /** What onnxruntime is asked for: TensorRT hands the nodes it cannot build to CUDA. */
-const PROVIDERS: Record<ExecutionProvider, string[]> = { cpu: ['cpu'], cuda: ['cuda'], tensorrt: ['tensorrt', 'cuda'] };
+const PROVIDERS: Record<ExecutionProvider, string[]> = { cpu: ['cpu'], cuda: ['cuda'], tensorrt: ['tensorrt', 'cuda'], webgpu: ['webgpu'] };
 
 export const isGpu = (p: ExecutionProvider) => p !== 'cpu';
 
+/** Where a run leaves an output: host memory, or (WebGPU) a buffer on the device that later runs take as input. */
+export type OutputLocation = 'cpu' | 'gpu-buffer';
+
 export interface SessionOptions {
   provider: ExecutionProvider;
-  /** on a missing GPU provider (CUDA, TensorRT): fall back to CPU (logged) instead of refusing */
+  /** on a GPU provider that cannot open (CUDA or TensorRT missing from this build, no WebGPU adapter): fall back to CPU (logged) instead of refusing */
   allowCpuFallback: boolean;
   intraOpThreads?: number;
+  /** onnxruntime's session log level (0 verbose … 4 fatal): at 0 it logs each node's provider and every copy it inserts */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /** onnxruntime's profiler on (tests, benchmarks): each session writes `<dir>/<graph file>_<time>.json` when released */
+  profileDir?: string;
   log?: (message: string) => void;
 }
 
@@ -23,15 +37,21 @@ export interface OpenedSession {
 
 /**
  * onnxruntime-node has no automatic provider fallback (['cuda', 'cpu'] also rejects when CUDA is absent), so a missing
- * CUDA provider either refuses with a clear error or falls back to CPU explicitly, and says so.
+ * CUDA provider either refuses with a clear error or falls back to CPU explicitly, and says so. WebGPU alike: without
+ * an adapter (no Vulkan driver Dawn accepts) the session is refused or falls back. `outputs` places named outputs on
+ * the device (WebGPU only); the rest come back in host memory.
  */
-export async function openSession(path: string, options: SessionOptions): Promise<OpenedSession> {
+export async function openSession(path: string, options: SessionOptions, outputs?: Record<string, OutputLocation>): Promise<OpenedSession> {
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
     ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+    ...(options.logSeverityLevel === undefined ? {} : { logSeverityLevel: options.logSeverityLevel, logVerbosityLevel: 0 }),
+    ...(options.profileDir ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, basename(path)) } : {}),
   };
+  // device-side outputs exist only on WebGPU (a CPU fallback returns everything in host memory)
+  const placed = options.provider === 'webgpu' && outputs ? { preferredOutputLocation: outputs } : {};
   try {
-    const session = await ort.InferenceSession.create(path, { ...base, executionProviders: PROVIDERS[options.provider] });
+    const session = await ort.InferenceSession.create(path, { ...base, ...placed, executionProviders: PROVIDERS[options.provider] });
     return { session, provider: options.provider };
   } catch (cause) {
     if (isGpu(options.provider) && options.allowCpuFallback) {

@@ -27,6 +27,11 @@ export class VqCodec {
     return new VqCodec(enc.session, dec.session, manifest.image.gridFactor);
   }
 
+  /** Frees both sessions (see `releaseModel`). */
+  async release(): Promise<void> {
+    await Promise.all([this.encoder.release(), this.decoder.release()]);
+  }
+
   async encode(image: PlanarImage): Promise<CodeGrid> {
     const out = await this.encoder.run({ pixels: f32(image.data, [1, 3, image.height, image.width]) });
     return { rows: image.height / this.gridFactor, cols: image.width / this.gridFactor, codes: toInt32(out['codes'], 'codes') };

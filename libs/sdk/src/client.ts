@@ -330,7 +330,8 @@ export class DimooClient {
    */
   async upload(source: ImageSource): Promise<{ upload: string }> {
     const target = await this.createUpload();
-    const data = await imageBytes(source);
+    // a plain Uint8Array: a request body under the DOM's fetch types too (the dashboard type-checks this file)
+    const data = new Uint8Array(await imageBytes(source));
     const res = await this.fetchImpl(target.url, { method: target.method, body: data, headers: { 'content-type': 'application/octet-stream' } });
     if (!res.ok) throw failure(res, await res.text(), 'upload to the object store');
     return { upload: target.id };

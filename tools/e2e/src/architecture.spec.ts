@@ -71,4 +71,19 @@ describe('lint enforces the architecture', () => {
     expect(sdkSharp).toEqual([expect.stringMatching(/"type:sdk" is not allowed to import "sharp"/)]);
     expect([cliSdk, toolsSdk]).toEqual([[], []]);
   });
+
+  it('keeps the dashboard a browser app: the SDK and the contracts only, no library with I/O, no Node module', async () => {
+    const [dashboardDb, dashboardDbTsx, dashboardFs, dashboardSdk, dashboardContracts] = await lint([
+      ['apps/dashboard/src/lint-fixture.ts', importing('JobRepository', '@dimoo/db')],
+      ['apps/dashboard/src/lint-fixture.tsx', `import { JobRepository } from '@dimoo/db';\nexport const X = () => <p>{String(JobRepository)}</p>;\n`],
+      ['apps/dashboard/src/lint-fixture.ts', importing('readFileSync', 'node:fs')],
+      ['apps/dashboard/src/lint-fixture.tsx', `import { DimooClient } from '@dimoo/sdk';\nexport const X = () => <p>{String(DimooClient)}</p>;\n`],
+      ['apps/dashboard/src/lint-fixture.ts', importing('JOB_TASKS', '@dimoo/contracts')],
+    ]);
+    const onlySdkAndContracts = /"scope:dashboard" can only depend on libs tagged with "type:sdk", "type:contracts"/;
+    expect(dashboardDb).toEqual([expect.stringMatching(onlySdkAndContracts)]);
+    expect(dashboardDbTsx).toEqual([expect.stringMatching(onlySdkAndContracts)]);
+    expect(dashboardFs).toEqual(expect.arrayContaining([expect.stringMatching(/no-restricted-imports: .*the dashboard runs in a browser/)]));
+    expect([dashboardSdk, dashboardContracts]).toEqual([[], []]);
+  });
 });

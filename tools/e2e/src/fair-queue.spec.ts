@@ -4,7 +4,7 @@
  * dies between BullMQ and the fair queue.
  */
 import { Redis } from 'ioredis';
-import type { DispatchTarget, TeamShare } from '@dimoo/queue';
+import type { DispatchedJob, DispatchTarget, TeamShare } from '@dimoo/queue';
 import { DEFAULT_SHARE, FairQueue } from '@dimoo/queue';
 import { freePort, RedisServer } from '@dimoo/platform';
 
@@ -24,8 +24,8 @@ afterAll(async () => {
 });
 
 /** A stand-in for BullMQ's wait list: workers take from its front. */
-function target(): DispatchTarget & { list: { jobId: string; teamId: string }[]; take(k: number): { jobId: string; teamId: string }[] } {
-  const list: { jobId: string; teamId: string }[] = [];
+function target(): DispatchTarget & { list: DispatchedJob[]; take(k: number): DispatchedJob[] } {
+  const list: DispatchedJob[] = [];
   return {
     list,
     waiting: () => Promise.resolve(list.length),
@@ -134,5 +134,20 @@ describe('FairQueue', () => {
     // a second push of a job still waiting is a no-op; after it left, a push (the outbox after a Redis loss) queues it again
     expect(await fair.push({ jobId: 'a0', teamId: 'a', cost: 1, priority: 'normal' }, share())).toBe(true);
     expect(await fair.push({ jobId: 'a0', teamId: 'a', cost: 1, priority: 'normal' }, share())).toBe(false);
+  });
+
+  it("carries each job's trace context (its submit's traceparent) to the dispatch target, and nothing else in its place", async () => {
+    const fair = new FairQueue(redis, `t${++n}`, 4);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    await fair.push({ jobId: 'a0', teamId: 'a', cost: 3, priority: 'normal', traceparent }, share());
+    await fair.push({ jobId: 'a1', teamId: 'a', cost: 3, priority: 'normal' }, share());
+    await fair.push({ jobId: 'a2', teamId: 'a', cost: 3, priority: 'normal', traceparent: 'not|a|traceparent' }, share());
+    const out = target();
+    expect(await fair.dispatch(out)).toBe(3);
+    expect(out.list).toStrictEqual([
+      { jobId: 'a0', teamId: 'a', traceparent },
+      { jobId: 'a1', teamId: 'a' },
+      { jobId: 'a2', teamId: 'a' },
+    ]);
   });
 });

@@ -135,7 +135,9 @@ describe('hostile input', () => {
     console.log(
       `API RSS: ${before.toFixed(0)} MiB after 1,000 warm-up requests, ${after.toFixed(0)} MiB after 1,000 more hostile requests (${small.length} kinds)`,
     );
-    expect(after - before).toBeLessThan(32);
+    // RSS also holds the garbage not yet collected: each request's logging scope (AsyncLocalStorage, its request line)
+    // adds some, so the bound leaves room for GC timing; anything retained per hostile request would be far more
+    expect(after - before).toBeLessThan(64);
   });
 });
 

@@ -19,7 +19,7 @@ import { decodeImage, encodePng, promptIds } from '@dimoo/model';
 import type { Platform } from '@dimoo/platform';
 import { ADMIN_KEY, platformStore, ROOT, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 import type { LoadedModel } from '@dimoo/runtime';
-import { encodeResult, finish, loadModel, newEngine, prepare, toPlanar } from '@dimoo/runtime';
+import { encodeResult, finish, loadModel, newEngine, prepare, releaseModel, toPlanar } from '@dimoo/runtime';
 
 const TWIN = resolve(ROOT, 'models/twin/fp32');
 const built = existsSync(resolve(TWIN, 'manifest.json'));
@@ -84,6 +84,7 @@ run('every image-to-image kind through API → queue → worker, with the sequen
 
   afterAll(async () => {
     await prisma?.$disconnect();
+    if (model) await releaseModel(model);
     await worker?.kill('SIGKILL');
     await p?.close();
   });

@@ -95,8 +95,11 @@ const policies = (objects: K8sObject[]): Policy[] =>
 /** A rule's destinations include every address (no `to`, or an ipBlock over the whole IPv4 or IPv6 space). */
 const anyAddress = (peers: Peer[] | undefined) =>
   !peers || peers.length === 0 || peers.some((p) => p.ipBlock?.cidr === '0.0.0.0/0' || p.ipBlock?.cidr === '::/0');
-/** The ports a pod other than the notifier may reach at any address: DNS and the backing services (network-policies.yaml). */
-const BACKEND_PORTS = new Set([53, 5432, 6379, 9000]);
+/**
+ * The ports a pod other than the notifier may reach at any address: DNS, the backing services and an OpenTelemetry
+ * collector's OTLP/HTTP port (network-policies.yaml).
+ */
+const BACKEND_PORTS = new Set([53, 5432, 6379, 9000, 4318]);
 
 const containersOf = (pod: PodSpec): Container[] => [...pod.containers, ...((pod['initContainers'] as Container[] | undefined) ?? [])];
 

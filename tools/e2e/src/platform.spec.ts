@@ -9,7 +9,7 @@ import type { JobView } from '@dimoo/contracts';
 import { createPrisma, JobRepository } from '@dimoo/db';
 import { GENERATION_JOB_OPTIONS, QUEUE_NAMES, redisConnection } from '@dimoo/queue';
 import { decodeImage, encodePng } from '@dimoo/model';
-import { finish, loadModel, newEngine, prepare, resolveLocal, resultPng } from '@dimoo/runtime';
+import { finish, loadModel, newEngine, prepare, releaseModel, resolveLocal, resultPng } from '@dimoo/runtime';
 import type { Platform } from '@dimoo/platform';
 import { ADMIN_KEY, ROOT, sleep, startPlatform, WorkerProcess } from '@dimoo/platform';
 
@@ -79,6 +79,7 @@ describe('text-to-image through API → queue → worker → storage', () => {
     const seq = await prepare(model, 'ref', resolveLocal(model.manifest, { task: 't2i', prompt: req.prompt, seed: 42 }));
     await newEngine(model).run([seq]);
     const expected = await finish(model, seq);
+    await releaseModel(model);
     if (expected.kind !== 'image') throw new Error('expected an image');
     expect(png.equals(await resultPng(expected))).toBe(true);
   });

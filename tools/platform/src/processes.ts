@@ -163,5 +163,7 @@ export function platformServiceEnv(p: {
     S3_SECRET_KEY: secretKey,
     S3_BUCKET: p.name,
     MODEL_DIR: p.modelDir,
+    // the ready lines the harness waits for are info-level: a developer's LOG_LEVEL=warn must not hide them
+    LOG_LEVEL: 'info',
   };
 }

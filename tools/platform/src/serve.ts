@@ -123,6 +123,7 @@ async function main(): Promise<void> {
 DiMOO Serve is running (${workers} worker(s), tiny model; data in ${data}).
   API       ${url}
   API docs  ${url}/docs
+  dashboard ${url}/admin/ (sign in with the admin key; build it once: npm run dashboard:build)
   team key  ${state.teamKey}
   admin key in ${statePath}
 

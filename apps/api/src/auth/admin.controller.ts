@@ -8,12 +8,14 @@ import {
   DEFAULT_KEY_SCOPES,
   KeyListSchema,
   RotatedKeySchema,
+  TeamListSchema,
   TeamViewSchema,
 } from '@dimoo/contracts';
 import type { ApiKeyInfo, AuditEntry, Team } from '@dimoo/db';
 import { ApiKeyRepository, MAX_ROTATION_GRACE_S, NotFound } from '@dimoo/db';
 import { WEIGHT_RANGE } from '@dimoo/queue';
 import { z } from 'zod';
+import { TEAMS } from '../admin/examples';
 import { AUDIT, CREATED_KEY, CREATED_TEAM, EXAMPLE_IDS, KEYS, ROTATED_KEY, TEAM } from '../common/examples';
 import { ApiJson, ApiJsonBody, ApiPathParam, ApiProblems, ApiZodQuery, Authenticated, BODY_PROBLEMS, PROBLEMS } from '../common/openapi';
 import { invalidRequest } from '../common/problem';
@@ -121,6 +123,15 @@ export class AdminController {
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const team = await this.keys.createTeam(parsed.data.name, auditActor(caller));
     return { id: team.id, name: team.name };
+  }
+
+  @Get()
+  @AdminOnly()
+  @ApiOperation({ summary: 'Every team with its weight and limits, ordered by name' })
+  @ApiJson(200, 'The teams', ['TeamList', TeamListSchema], TEAMS)
+  @ApiProblems({}, admin)
+  async listTeams(): Promise<{ items: TeamView[] }> {
+    return { items: (await this.keys.listTeams()).map(teamView) };
   }
 
   @Post(':teamId/keys')

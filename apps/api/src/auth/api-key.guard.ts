@@ -9,9 +9,10 @@ import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ApiKeyScope } from '@dimoo/contracts';
-import { API_KEY_SCOPES } from '@dimoo/contracts';
-import { ApiKeyRepository } from '@dimoo/db';
-import { ProblemError } from '../common/problem';
+import { API_KEY_SCOPES, SUBMIT_AS_HEADER } from '@dimoo/contracts';
+import type { TeamScope } from '@dimoo/db';
+import { ApiKeyRepository, EVERY_TEAM, isUuid } from '@dimoo/db';
+import { invalidRequest, ProblemError, submitAsForbidden } from '../common/problem';
 import { API_ENV } from '../tokens';
 import type { ApiEnv } from '../config';
 import type { Caller } from './caches';
@@ -28,6 +29,27 @@ export const AdminOnly = () => RequireScope('admin');
 export function teamOf(caller: Caller): string {
   if (!caller.teamId) throw new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key');
   return caller.teamId;
+}
+
+/**
+ * Whose jobs the caller may read, cancel, delete and download through `/v1/jobs/:id…`: a team key its own team's; an
+ * admin-scoped key every team's. The one place that decides it (JobsService asks it for every job access).
+ */
+export function jobScopeOf(caller: Caller): TeamScope {
+  return caller.scopes.includes('admin') ? EVERY_TEAM : teamOf(caller);
+}
+
+/**
+ * The team a submit (a job, an upload URL) is made for: the caller's own, or the one an admin-scoped key names in
+ * `X-Dimoo-Team` (the playground; a key without the admin scope naming one is refused, 403). Whether that team exists
+ * is the caller's to check (404); `as` says the header applied, so the caller audits it.
+ */
+export function submitTeamOf(caller: Caller, header: string | undefined): { teamId: string; as: boolean } {
+  if (header === undefined) return { teamId: teamOf(caller), as: false };
+  if (!caller.scopes.includes('admin')) throw submitAsForbidden();
+  const teamId = header.trim().toLowerCase();
+  if (!isUuid(teamId)) throw invalidRequest([{ field: SUBMIT_AS_HEADER, reason: 'must be a team id' }]);
+  return { teamId, as: true };
 }
 
 /** The caller as the audit log records it. */
@@ -72,19 +94,29 @@ export class ApiKeyGuard implements CanActivate {
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<Request & { caller: Caller }>();
-    const source = req.ip ?? req.socket.remoteAddress ?? 'unknown';
-    this.refuseIfGuessing(source);
-    try {
-      await this.authenticate(req);
-    } catch (err) {
-      if (err instanceof ProblemError && err.slug === 'unauthorized') this.failed(source);
-      throw err;
-    }
+    await this.callerOf(req);
     const scope = this.reflector.getAllAndOverride<ApiKeyScope | undefined>(SCOPE, [ctx.getHandler(), ctx.getClass()]);
     if (scope && !req.caller.scopes.includes(scope)) {
       throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', `this key lacks the ${scope} scope`);
     }
     return true;
+  }
+
+  /**
+   * Authenticates the request (its key sets `req.caller`), failures counted per source address: for the routes this
+   * guard protects, and for what is mounted outside Nest's routing (the queue board).
+   * @throws ProblemError 401, or 429 for an address that failed too often
+   */
+  async callerOf(req: Request & { caller?: Caller }): Promise<Caller> {
+    const source = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+    this.refuseIfGuessing(source);
+    try {
+      await this.authenticate(req as Request & { caller: Caller });
+    } catch (err) {
+      if (err instanceof ProblemError && err.slug === 'unauthorized') this.failed(source);
+      throw err;
+    }
+    return req.caller!;
   }
 
   private refuseIfGuessing(source: string): void {

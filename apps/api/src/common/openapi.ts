@@ -8,9 +8,10 @@ import { applyDecorators, HttpStatus } from '@nestjs/common';
 import type { ApiResponseOptions, OpenAPIObject } from '@nestjs/swagger';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiParam, ApiQuery, ApiResponse, ApiSecurity } from '@nestjs/swagger';
 import type { FieldIssue } from '@dimoo/contracts';
-import { ProblemSchema } from '@dimoo/contracts';
+import { ProblemSchema, SUBMIT_AS_HEADER } from '@dimoo/contracts';
 import { z } from 'zod';
-import { databaseUnavailable, invalidRequest, notFound, problemBody, ProblemError, storageUnavailable } from './problem';
+import { EXAMPLE_IDS } from './examples';
+import { databaseUnavailable, invalidRequest, notFound, problemBody, ProblemError, storageUnavailable, submitAsForbidden } from './problem';
 
 type Io = 'input' | 'output';
 type Json = Record<string, unknown>;
@@ -147,6 +148,14 @@ export const ApiPathParam = (name: string, description: string, example: string 
 export const ApiRequestHeader = (name: string, description: string, example: string) =>
   ApiHeader({ name, required: false, description, schema: { type: 'string', examples: [example] } });
 
+/** `X-Dimoo-Team`: an admin-scoped key submits as that team (the dashboard's playground). */
+export const ApiSubmitAs = () =>
+  ApiRequestHeader(
+    SUBMIT_AS_HEADER,
+    'admin-scoped keys only: submit as this team (its quotas, its storage, its jobs), audited job.submit_as; another key sending it is 403, an unknown team 404',
+    EXAMPLE_IDS.team,
+  );
+
 /** `Prefer: wait=N` (RFC 7240). */
 export const ApiPreferWait = () =>
   ApiRequestHeader('Prefer', 'wait=N: hold the answer up to N seconds (at most 60) for the job to finish; Preference-Applied says what was applied', 'wait=30');
@@ -163,6 +172,7 @@ export const PROBLEMS = {
   unauthorized: new ProblemError(HttpStatus.UNAUTHORIZED, 'unauthorized', 'Unauthorized', 'a valid API key is required'),
   forbidden: (scope: string) => new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', `this key lacks the ${scope} scope`),
   noTeam: new ProblemError(HttpStatus.FORBIDDEN, 'no-team', 'No team', 'this key belongs to no team; use a team key'),
+  submitAsForbidden: submitAsForbidden(),
   notFound: (what: string) => notFound(what),
   conflict: (detail: string) => new ProblemError(HttpStatus.CONFLICT, 'conflict', 'Conflict', detail),
   tooManyAuthFailures: new ProblemError(HttpStatus.TOO_MANY_REQUESTS, 'too-many-failed-authentications', 'Too many failed authentications', 'retry later'),

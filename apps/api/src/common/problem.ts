@@ -5,6 +5,7 @@ import type { ArgumentsHost, ExceptionFilter } from '@nestjs/common';
 import { Catch, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
 import type { FieldIssue } from '@dimoo/contracts';
+import { SUBMIT_AS_HEADER } from '@dimoo/contracts';
 import { AlreadyExists, isDatabaseUnavailable, NotFound, TransitionRejected } from '@dimoo/db';
 import { StorageUnavailable } from '@dimoo/storage';
 
@@ -68,6 +69,10 @@ export const problemBody = (problem: ProblemError): Record<string, unknown> => (
   detail: problem.message,
   ...(problem.errors ? { errors: problem.errors } : {}),
 });
+
+/** An `X-Dimoo-Team` header from a key without the admin scope. */
+export const submitAsForbidden = () =>
+  new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', `only an admin-scoped key may submit as another team (${SUBMIT_AS_HEADER})`);
 
 export const invalidRequest = (errors: FieldIssue[]) =>
   new ProblemError(HttpStatus.BAD_REQUEST, 'invalid-request', 'Invalid request', errors.map((e) => `${e.field}: ${e.reason}`).join('; '), errors);

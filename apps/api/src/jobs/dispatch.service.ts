@@ -8,7 +8,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Admission, FairJob, QueuePayload, TeamShare } from '@dimoo/queue';
-import { bullTarget, Dispatcher, FairQueue, QUEUE_NAMES, redisOptions } from '@dimoo/queue';
+import { bullTarget, currentTraceparent, Dispatcher, FairQueue, QUEUE_NAMES, redisOptions } from '@dimoo/queue';
 import type { ApiEnv } from '../config';
 import { API_ENV } from '../tokens';
 
@@ -38,9 +38,10 @@ export class DispatchService implements OnApplicationShutdown {
     return this.fair.admit(teamId, share, this.env.MAX_QUEUED_JOBS);
   }
 
-  /** Puts a recorded job in its team's queue and nudges the dispatcher. */
+  /** Puts a recorded job in its team's queue (with the submit's trace context) and nudges the dispatcher. */
   async push(job: FairJob, share: TeamShare): Promise<void> {
-    await this.fair.push(job, share);
+    const traceparent = currentTraceparent();
+    await this.fair.push(traceparent ? { ...job, traceparent } : job, share);
     this.dispatcher.nudge();
   }
 

@@ -33,6 +33,7 @@ import {
   MAX_IMAGE_BYTES,
   MAX_IMAGES_PER_JOB,
   isTerminalStatus,
+  SUBMIT_AS_HEADER,
 } from '@dimoo/contracts';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
@@ -47,6 +48,7 @@ import {
   ApiPreferWait,
   ApiProblems,
   ApiRequestHeader,
+  ApiSubmitAs,
   ApiZodQuery,
   Authenticated,
   BODY_PROBLEMS,
@@ -101,6 +103,7 @@ export class JobsController {
   })
   @ApiPreferWait()
   @ApiRequestHeader('Idempotency-Key', 'a unique key per request (1–255 visible ASCII characters); a retry with it answers the first job', 'order-42-render-1')
+  @ApiSubmitAs()
   @ApiJsonBody('JobRequest', JobRequestSchema, JOB_REQUEST_EXAMPLES)
   @ApiAlsoConsumes({ 'multipart/form-data': MULTIPART_SUBMIT })
   @ApiJson(202, 'Accepted: the job is queued; follow its Location, its events or its webhook', jobView, JOB_VIEWS.queued, {
@@ -128,7 +131,8 @@ export class JobsController {
         PROBLEMS.invalid('images.0', 'image is 4000×3000; the model takes 128×128 to 1024×1024'),
         ...BODY_PROBLEMS[400],
       ],
-      403: PROBLEMS.noTeam,
+      403: [PROBLEMS.noTeam, PROBLEMS.submitAsForbidden],
+      404: PROBLEMS.notFound(`team ${EXAMPLE_IDS.team}`),
       409: PROBLEMS.of(409, 'idempotency-in-progress', 'Request in progress', 'a request with this Idempotency-Key is still being processed; retry shortly', [
         { field: 'Idempotency-Key', reason: 'a request with it is in progress' },
       ]),
@@ -162,13 +166,14 @@ export class JobsController {
     @Body() body: unknown,
     @Headers('prefer') prefer: string | undefined,
     @Headers('idempotency-key') keyHeader: string | undefined,
+    @Headers(SUBMIT_AS_HEADER) asTeam: string | undefined,
     @Req() req: Request,
     @UploadedFiles() files: Express.Multer.File[] | undefined,
     @Res({ passthrough: true }) res: Response,
   ): Promise<JobView> {
     const wait = preferWait(prefer);
     const parts = req.is('multipart/form-data') ? (files ?? []).map((f) => ({ fieldname: f.fieldname, buffer: f.buffer })) : undefined;
-    const { view, headers, replayed } = await this.jobs.submit(caller, body, idempotencyKey(keyHeader), parts);
+    const { view, headers, replayed } = await this.jobs.submit(caller, body, idempotencyKey(keyHeader), parts, asTeam);
     res.setHeader('Location', `/v1/jobs/${view.id}`);
     for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     if (replayed) res.status(200);

@@ -9,7 +9,7 @@
  */
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { FieldIssue, JobImages, JobList, JobRequest, JobView, ModelManifest } from '@dimoo/contracts';
+import type { FieldIssue, JobEventType, JobImages, JobList, JobView, ModelManifest, ResolvedJob } from '@dimoo/contracts';
 import {
   DEFAULT_PRIORITY,
   DEFAULT_WEBHOOK_EVENTS,
@@ -22,15 +22,20 @@ import {
   requestImages,
   resolveJob,
   isTerminalStatus,
+  RETRYABLE_STATUSES,
+  StoredImagesSchema,
 } from '@dimoo/contracts';
-import type { Job, JobEvent, Prisma } from '@dimoo/db';
+import type { Job, JobAudit, JobEvent, Prisma } from '@dimoo/db';
 import { isUuid, JobRepository, resultContentType, toView } from '@dimoo/db';
 import { inspectJobImages } from '@dimoo/model';
 import type { Admission, FairJob, TeamShare } from '@dimoo/queue';
+import { jobAttributes } from '@dimoo/queue';
+import { trace } from '@opentelemetry/api';
 import { inputKey, jobObjectsPrefix, ObjectNotFound, ObjectStore, previewKey, StorageError } from '@dimoo/storage';
 import type { Caller } from '../auth/api-key.guard';
-import { teamOf } from '../auth/api-key.guard';
+import { auditActor, jobScopeOf, submitTeamOf, teamOf } from '../auth/api-key.guard';
 import { TeamShares } from '../auth/caches';
+import { assignLogFields } from '../common/logging';
 import { invalidRequest, notFound, ProblemError, storageUnavailable } from '../common/problem';
 import { DispatchService, rateLimitHeaders } from './dispatch.service';
 import { JobEventsHub } from './job-events.service';
@@ -54,6 +59,24 @@ function fairOf(job: Job): Pick<FairJob, 'cost' | 'priority'> {
   return stored.ok ? { cost: stored.job.cost.units, priority: stored.job.priority } : { cost: 1, priority: DEFAULT_PRIORITY };
 }
 
+/** A new job as `accept` records it: its resolved request, its input images and the rest of its row. */
+interface NewJob {
+  teamId: string;
+  apiKeyId: string | null;
+  params: ResolvedJob;
+  /** each input image's object name under the job's inputs (`image.bin`, `images.0.bin`, …) and its bytes */
+  images: { name: string; bytes: Buffer }[];
+  mask?: Buffer;
+  idempotencyKey?: string;
+  deadlineAt?: Date;
+  webhook?: { url: string; events: JobEventType[] };
+  retryOf?: string;
+  /** the admin action that made it, audited with the row (its id is known only then) */
+  audit?: (jobId: string) => JobAudit;
+}
+
+type Accepted = { view: JobView; headers: Record<string, string>; replayed: boolean };
+
 @Injectable()
 export class JobsService {
   private readonly logger = new Logger(JobsService.name);
@@ -71,15 +94,11 @@ export class JobsService {
 
   /**
    * With an `Idempotency-Key`, the same key and body answer the job the first submit recorded (`replayed`, 200, no
-   * quota used); the key with another body is 422; while the first submit is still in progress, 409.
+   * quota used); the key with another body is 422; while the first submit is still in progress, 409. `asTeam` (the
+   * X-Dimoo-Team header): an admin-scoped key submits for that team, audited `job.submit_as`.
    */
-  async submit(
-    caller: Caller,
-    body: unknown,
-    idempotencyKey?: string,
-    parts?: readonly UploadedPart[],
-  ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
-    const teamId = teamOf(caller);
+  async submit(caller: Caller, body: unknown, idempotencyKey?: string, parts?: readonly UploadedPart[], asTeam?: string): Promise<Accepted> {
+    const { teamId, as } = await this.submitTeam(caller, asTeam);
     const { request, files } = parts ? fromMultipart(body, parts) : { request: body, files: new Map<string, Buffer>() };
     const parsed = JobRequestSchema.safeParse(request);
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
@@ -103,7 +122,18 @@ export class JobsService {
       if (replay) return { view: toView(replay), headers: { 'Idempotent-Replayed': 'true' }, replayed: true };
     }
     try {
-      return await this.accept(teamId, caller.keyId, params, bytes, req, idempotencyKey);
+      const { job, headers } = await this.accept({
+        teamId,
+        apiKeyId: caller.keyId,
+        params,
+        images: bytes.images.map((image, i) => ({ name: `${inputField(req, i)}.bin`, bytes: image })),
+        ...(bytes.mask ? { mask: bytes.mask } : {}),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        ...(req.deadline === undefined ? {} : { deadlineAt: new Date(req.deadline) }),
+        ...(req.webhook === undefined ? {} : { webhook: { url: req.webhook, events: (req.webhookEvents ?? DEFAULT_WEBHOOK_EVENTS).map(eventTypeOfWebhook) } }),
+        ...(as ? { audit: (jobId) => ({ actor: auditActor(caller), action: 'job.submit_as', details: { teamId, jobId } }) } : {}),
+      });
+      return { view: toView(job), headers, replayed: false };
     } catch (err) {
       // nothing recorded: the key is free for a retry of this request
       if (idempotencyKey !== undefined) await this.jobs.releaseIdempotencyKey(teamId, idempotencyKey).catch(() => undefined);
@@ -139,20 +169,71 @@ export class JobsService {
     return job;
   }
 
-  private async accept(
-    teamId: string,
-    apiKeyId: string | null,
-    params: Extract<ReturnType<typeof resolveJob>, { ok: true }>['job'],
-    bytes: JobImages<Buffer>,
-    req: JobRequest,
-    idempotencyKey: string | undefined,
-  ): Promise<{ view: JobView; headers: Record<string, string>; replayed: boolean }> {
+  /**
+   * The team a submit is for (`submitTeamOf`): the caller's, or the existing team an admin-scoped key names (404 for
+   * an unknown one).
+   */
+  async submitTeam(caller: Caller, asTeam: string | undefined): Promise<{ teamId: string; as: boolean }> {
+    const target = submitTeamOf(caller, asTeam);
+    if (target.as) await this.shares.get(target.teamId);
+    return target;
+  }
+
+  /**
+   * An admin retries a failed, canceled or expired job: a new job of the same team with the same resolved request
+   * (seed included) and webhook, its input images copied under the new job, admitted and enqueued as any submit;
+   * `retryOf` points at the original. No deadline: the original's has likely passed. Other states: 409 not-retryable.
+   */
+  async retry(caller: Caller, original: Job): Promise<Job> {
+    const refuse = (why: string) => new ProblemError(HttpStatus.CONFLICT, 'not-retryable', 'Not retryable', `job ${original.id} ${why}`);
+    if (!(RETRYABLE_STATUSES as readonly string[]).includes(original.status)) {
+      throw refuse(`is ${original.status}: only a failed, canceled or expired job can be retried`);
+    }
+    const stored = parseStoredJob(original.params);
+    if (!stored.ok) throw refuse(`cannot be read by this version: ${stored.reason}`);
+    const inputs = StoredImagesSchema.safeParse(original.inputs);
+    if (!inputs.success) throw refuse('has no readable record of its input images');
+    const read = async (key: string) => {
+      try {
+        return await this.store.get(key);
+      } catch (err) {
+        if (err instanceof ObjectNotFound) throw refuse('has lost its input images (deleted or swept)');
+        throw err instanceof StorageError ? storageUnavailable('input images could not be read') : err;
+      }
+    };
+    const { job } = await this.accept({
+      teamId: original.teamId,
+      apiKeyId: caller.keyId,
+      params: stored.job,
+      images: await Promise.all(inputs.data.images.map(async (key) => ({ name: key.slice(key.lastIndexOf('/') + 1), bytes: await read(key) }))),
+      ...(inputs.data.mask === undefined ? {} : { mask: await read(inputs.data.mask) }),
+      ...(original.webhookUrl ? { webhook: { url: original.webhookUrl, events: original.webhookEvents as JobEventType[] } } : {}),
+      retryOf: original.id,
+      audit: (jobId) => ({
+        actor: auditActor(caller),
+        action: 'job.retry',
+        targetId: original.id,
+        details: { teamId: original.teamId, jobId, retryOf: original.id },
+      }),
+    });
+    return job;
+  }
+
+  /**
+   * Records a new job: its inputs stored, its row (with its audit entry, if any) committed, then put in the fair
+   * queue. Every way a job is made goes through here (a submit, an admin's retry).
+   */
+  private async accept(job: NewJob): Promise<{ job: Job; headers: Record<string, string> }> {
+    const { teamId, params } = job;
     const share = await this.shares.get(teamId);
     const admission = await this.admit(teamId, share);
 
     // inputs first, then the row that points at them: a row never refers to a missing object. If the row cannot be
     // written, the inputs are removed again (an API killed in between leaves them to the orphan sweeper)
     const jobId = randomUUID();
+    // from here the request's log lines and its span name the job (common/logging.ts; the trace: @dimoo/queue telemetry)
+    assignLogFields({ jobId, teamId });
+    trace.getActiveSpan()?.setAttributes(jobAttributes(jobId, teamId));
     const inputs: JobImages<string> = { images: [] };
     const uploaded: string[] = [];
     const put = async (key: string, data: Buffer) => {
@@ -160,15 +241,15 @@ export class JobsService {
       uploaded.push(key);
       return key;
     };
-    let job: Job;
+    let recorded: Job;
     try {
       try {
-        for (const [i, image] of bytes.images.entries()) inputs.images.push(await put(inputKey(teamId, jobId, `${inputField(req, i)}.bin`), image));
-        if (bytes.mask) inputs.mask = await put(inputKey(teamId, jobId, 'mask.bin'), bytes.mask);
+        for (const image of job.images) inputs.images.push(await put(inputKey(teamId, jobId, image.name), image.bytes));
+        if (job.mask) inputs.mask = await put(inputKey(teamId, jobId, 'mask.bin'), job.mask);
       } catch (err) {
         throw err instanceof StorageError ? storageUnavailable('input images could not be stored') : err;
       }
-      job = await this.jobs.create({
+      recorded = await this.jobs.create({
         id: jobId,
         teamId,
         task: params.task,
@@ -177,17 +258,19 @@ export class JobsService {
         model: this.manifest.name,
         seed: params.seed,
         handingToRedis: true,
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
-        ...(req.deadline === undefined ? {} : { deadlineAt: new Date(req.deadline) }),
-        apiKeyId,
-        ...(req.webhook === undefined ? {} : { webhook: { url: req.webhook, events: (req.webhookEvents ?? DEFAULT_WEBHOOK_EVENTS).map(eventTypeOfWebhook) } }),
+        apiKeyId: job.apiKeyId,
+        ...(job.idempotencyKey === undefined ? {} : { idempotencyKey: job.idempotencyKey }),
+        ...(job.deadlineAt === undefined ? {} : { deadlineAt: job.deadlineAt }),
+        ...(job.webhook === undefined ? {} : { webhook: job.webhook }),
+        ...(job.retryOf === undefined ? {} : { retryOf: job.retryOf }),
+        ...(job.audit === undefined ? {} : { audit: job.audit(jobId) }),
       });
     } catch (err) {
       await this.removeInputs(jobId, uploaded);
       throw err;
     }
-    await this.enqueue(job, { recorded: true, fair: { cost: params.cost.units, priority: params.priority }, share });
-    return { view: toView(job), headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {}, replayed: false };
+    await this.enqueue(recorded, { recorded: true, fair: { cost: params.cost.units, priority: params.priority }, share });
+    return { job: recorded, headers: admission.ok && admission.rate ? rateLimitHeaders(admission.rate) : {} };
   }
 
   /** The team's quotas and the global queue cap; refused: 429 or 503 with Retry-After. Redis down: admitted. */
@@ -255,7 +338,7 @@ export class JobsService {
       if (!recorded) await this.jobs.markEnqueued(job.id);
       return true;
     } catch (err) {
-      this.logger.warn(`job ${job.id} stays in the outbox: ${String(err)}`);
+      this.logger.warn({ jobId: job.id, teamId: job.teamId, msg: `job ${job.id} stays in the outbox: ${String(err)}` });
       if (recorded) await this.jobs.clearEnqueued(job.id).catch(() => undefined);
       return false;
     }
@@ -291,7 +374,7 @@ export class JobsService {
   }
 
   async get(caller: Caller, id: string): Promise<Job> {
-    const job = isUuid(id) ? await this.jobs.get(id, teamOf(caller)) : null;
+    const job = isUuid(id) ? await this.jobs.get(id, jobScopeOf(caller)) : null;
     if (!job) throw notFound(`job ${id}`);
     return job;
   }
@@ -322,7 +405,7 @@ export class JobsService {
 
   /** The job's events after `afterId`, in order (a page of at most `limit`). */
   async events(caller: Caller, id: string, afterId: bigint, limit = 500): Promise<JobEvent[]> {
-    return this.jobs.events(id, teamOf(caller), { afterId, limit });
+    return this.jobs.events(id, jobScopeOf(caller), { afterId, limit });
   }
 
   /** A preview PNG the worker stored at step `step`. */
@@ -362,7 +445,7 @@ export class JobsService {
    * objects (inputs, previews, result) are removed; what cannot be removed now the orphan sweeper removes later.
    */
   async remove(caller: Caller, id: string): Promise<void> {
-    const job = await this.jobs.markDeleted(id, teamOf(caller));
+    const job = await this.jobs.markDeleted(id, jobScopeOf(caller));
     try {
       await this.store.removeAll(jobObjectsPrefix(job.teamId, job.id));
     } catch (err) {

@@ -3,17 +3,18 @@
  * in any job of the team as `{ "upload": id }`. Uploads are kept UPLOAD_TTL_MS (the orphan sweeper removes them).
  */
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
+import { Body, Controller, Headers, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { MAX_IMAGE_BYTES, UploadSchema } from '@dimoo/contracts';
+import { MAX_IMAGE_BYTES, SUBMIT_AS_HEADER, UploadSchema } from '@dimoo/contracts';
+import { ApiKeyRepository } from '@dimoo/db';
 import { ObjectStore, UPLOAD_TTL_MS, uploadKey } from '@dimoo/storage';
 import { z } from 'zod';
 import type { Caller } from '../auth/api-key.guard';
-import { ApiKeyGuard, CurrentCaller, RequireScope, teamOf } from '../auth/api-key.guard';
+import { ApiKeyGuard, auditActor, CurrentCaller, RequireScope } from '../auth/api-key.guard';
 import { EXAMPLE_IDS } from '../common/examples';
-import { ApiJson, ApiJsonBody, ApiProblems, Authenticated, BODY_PROBLEMS, PROBLEMS } from '../common/openapi';
+import { ApiJson, ApiJsonBody, ApiProblems, ApiSubmitAs, Authenticated, BODY_PROBLEMS, PROBLEMS } from '../common/openapi';
 import { invalidRequest } from '../common/problem';
-import { zodIssues } from './jobs.service';
+import { JobsService, zodIssues } from './jobs.service';
 
 /** How long an upload URL can be used. */
 const UPLOAD_URL_TTL_S = 15 * 60;
@@ -24,12 +25,17 @@ const UploadBody = z.strictObject({});
 @Controller('v1/uploads')
 @UseGuards(ApiKeyGuard)
 export class UploadsController {
-  constructor(private readonly store: ObjectStore) {}
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly jobs: JobsService,
+    private readonly keys: ApiKeyRepository,
+  ) {}
 
   @Post()
   @HttpCode(201)
   @RequireScope('submit')
   @ApiOperation({ summary: 'A presigned URL to PUT one image to (15 min); use it in a job as { "upload": id } within 24 h' })
+  @ApiSubmitAs()
   @ApiJsonBody('CreateUpload', UploadBody, { empty: { summary: 'No options', value: {} } }, false)
   @ApiJson(201, 'Where to PUT the image', ['Upload', UploadSchema], {
     id: EXAMPLE_IDS.upload,
@@ -42,18 +48,21 @@ export class UploadsController {
   @ApiProblems(
     {
       400: [PROBLEMS.invalid('name', 'Unrecognized key: "name"'), ...BODY_PROBLEMS[400]],
-      403: PROBLEMS.noTeam,
+      403: [PROBLEMS.noTeam, PROBLEMS.submitAsForbidden],
+      404: PROBLEMS.notFound(`team ${EXAMPLE_IDS.team}`),
       413: BODY_PROBLEMS[413],
       503: [PROBLEMS.storageUnavailable],
     },
     { scope: 'submit' },
   )
-  async create(@CurrentCaller() caller: Caller, @Body() body: unknown) {
-    const teamId = teamOf(caller);
+  async create(@CurrentCaller() caller: Caller, @Body() body: unknown, @Headers(SUBMIT_AS_HEADER) asTeam: string | undefined) {
+    const { teamId, as } = await this.jobs.submitTeam(caller, asTeam);
     const parsed = UploadBody.safeParse(body ?? {});
     if (!parsed.success) throw invalidRequest(zodIssues(parsed.error));
     const id = randomUUID();
     const url = await this.store.presignedPut(uploadKey(teamId, id), UPLOAD_URL_TTL_S);
+    // an upload URL writes into the team's storage: an admin's, for another team, is audited like its submits
+    if (as) await this.keys.recordAudit(auditActor(caller), 'upload.submit_as', 'upload', id, { teamId });
     return {
       id,
       url,

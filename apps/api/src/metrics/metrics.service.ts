@@ -4,7 +4,8 @@
  *
  * - What the whole service holds, read at scrape time: jobs per status and team, the oldest queued job's age and the
  *   stalest running heartbeat (one grouped statement, `JobRepository.statusCounts`), jobs waiting per team in the fair
- *   queue and in BullMQ, the workers BullMQ knows. One reading serves every scrape for `CLUSTER_READ_TTL_MS`: several
+ *   queue and in BullMQ, the workers BullMQ knows, the worker registry (live, stale, and live ones serving another model
+ *   than this API's manifest). One reading serves every scrape for `CLUSTER_READ_TTL_MS`: several
  *   Prometheus replicas or an open dashboard cost one statement and a few Redis round trips per period. Every API
  *   replica reports the same values: aggregate them with `max`, not `sum`. A store that does not answer leaves its
  *   series out of that scrape (rather than report stale values) and counts `dimoo_metrics_source_errors_total`.
@@ -24,6 +25,8 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { JobStatusCount } from '@dimoo/db';
 import { JobRepository } from '@dimoo/db';
 import { QUEUE_NAMES } from '@dimoo/queue';
+import type { WorkerView } from '@dimoo/contracts';
+import { WorkerRegistry } from '../admin/worker-registry';
 import { DispatchService } from '../jobs/dispatch.service';
 
 /** How long one reading of Postgres and Redis answers scrapes. */
@@ -41,6 +44,7 @@ interface ClusterReading {
   /** BullMQ's waiting + prioritized + delayed jobs */
   dispatched: number | null;
   workers: number | null;
+  registry: WorkerView[] | null;
 }
 
 const within = <T>(p: Promise<T>): Promise<T> => {
@@ -62,6 +66,7 @@ export class ApiMetrics implements OnApplicationBootstrap {
   constructor(
     private readonly jobs: JobRepository,
     private readonly dispatch: DispatchService,
+    private readonly workerRegistry: WorkerRegistry,
     @InjectQueue(QUEUE_NAMES.generation) private readonly queue: Queue,
     private readonly adapterHost: HttpAdapterHost,
   ) {
@@ -151,6 +156,21 @@ export class ApiMetrics implements OnApplicationBootstrap {
         if (workers !== null) this.set(workers);
       },
     });
+    new Gauge({
+      name: 'dimoo_registered_workers',
+      help: 'Workers in the registry (Postgres): live, stale (no heartbeat for 3 of its periods), and mismatch: live ones whose model checksum is not that of the manifest this API serves',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const { registry } = await read();
+        this.reset();
+        if (!registry) return;
+        const live = registry.filter((w) => !w.stale);
+        this.set({ state: 'live' }, live.length);
+        this.set({ state: 'stale' }, registry.length - live.length);
+        this.set({ state: 'mismatch' }, live.filter((w) => !w.modelMatches).length);
+      },
+    });
   }
 
   /** Counts every request the HTTP server answers, whatever answered it (routes, body errors, the 404 handler). */
@@ -181,13 +201,14 @@ export class ApiMetrics implements OnApplicationBootstrap {
   }
 
   private async readNow(): Promise<ClusterReading> {
-    const [jobs, fair, counts, workers] = await Promise.allSettled([
+    const [jobs, registry, fair, counts, workers] = await Promise.allSettled([
       within(this.jobs.statusCounts()),
+      within(this.workerRegistry.list()),
       within(this.dispatch.fair.teams()),
       within(this.queue.getJobCounts('waiting', 'prioritized', 'delayed')),
       within(this.queue.getWorkersCount()),
     ]);
-    if (jobs.status === 'rejected') this.sourceErrors.inc({ source: 'postgres' });
+    if ([jobs, registry].some((r) => r.status === 'rejected')) this.sourceErrors.inc({ source: 'postgres' });
     if ([fair, counts, workers].some((r) => r.status === 'rejected')) this.sourceErrors.inc({ source: 'redis' });
     const value = <T>(r: PromiseSettledResult<T>): T | null => (r.status === 'fulfilled' ? r.value : null);
     const c = value(counts);
@@ -196,6 +217,7 @@ export class ApiMetrics implements OnApplicationBootstrap {
       fair: value(fair),
       dispatched: c ? (c['waiting'] ?? 0) + (c['prioritized'] ?? 0) + (c['delayed'] ?? 0) : null,
       workers: value(workers),
+      registry: value(registry),
     };
   }
 }

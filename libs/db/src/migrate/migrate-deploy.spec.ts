@@ -41,6 +41,7 @@ describe('prisma migrate deploy (PostgreSQL)', () => {
         'teams',
         'webhook_deliveries',
         'webhook_secrets',
+        'workers',
       ]);
       const index = await client.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE indexname = 'job_events_one_terminal_per_job'");
       expect(index.rows[0]?.indexdef).toMatch(/CREATE UNIQUE INDEX .* WHERE .*'expired'/);

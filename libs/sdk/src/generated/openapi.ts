@@ -189,7 +189,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Every team with its weight and limits, ordered by name */
+        get: operations["AdminController_listTeams"];
         put?: never;
         /** Create a team (then issue its keys) */
         post: operations["AdminController_createTeam"];
@@ -286,6 +287,199 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/workers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The registered workers: model, slots, running jobs, counts, last error; stale ones and model mismatches flagged */
+        get: operations["InsightsController_workers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The last minutes: jobs by status and team, a per-minute series (ends, wait and run percentiles), batches, the oldest waiting job, workers */
+        get: operations["InsightsController_stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Batch records, newest first: which jobs ran together, batch size over time, step times, ML-Cache saving */
+        get: operations["InsightsController_batches"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage per day (UTC) and team: jobs that ended, images made, run time */
+        get: operations["InsightsController_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every team's jobs, newest first, filtered (team, task, status, time, id prefix), with cursor pagination */
+        get: operations["AdminJobsController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A job of any team with its recorded history (bookkeeping events included) and its wait, run and total times */
+        get: operations["AdminJobsController_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/jobs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry a failed, canceled or expired job: a new job of the same team, same request and seed, its inputs copied; audited job.retry
+         * @description The new job is admitted and enqueued as any submit (the team’s quotas apply: 429), has no deadline, and keeps the original’s webhook. `retryOf` is the original’s id; Location is the new job.
+         */
+        post: operations["AdminJobsController_retry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The queues: paused or not, and their jobs by state (jobs wait in the fair queue before they enter BullMQ) */
+        get: operations["QueuesController_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queues/{name}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause a queue: workers take no new job (running ones finish); audited queue.pause */
+        post: operations["QueuesController_pause"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/queues/{name}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a paused queue; audited queue.resume */
+        post: operations["QueuesController_resume"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/board-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A one-time URL (60 s) that opens the read-only queue board (bull-board) in a browser
+         * @description Opening it sets an HttpOnly, SameSite=Strict cookie for /admin/queues/board (one hour) and redirects to the board. The board also takes an admin key in the Authorization header.
+         */
+        post: operations["QueuesController_boardSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -324,6 +518,301 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AdminJob: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            task: "t2i" | "paint" | "i2i" | "mmu";
+            /** @enum {string} */
+            status: "queued" | "running" | "succeeded" | "failed" | "canceled" | "expired";
+            progress: number;
+            /** @description steps run so far; for a finished job, the steps it ran */
+            step: number;
+            /** @description steps planned (a job can finish before: every token decided early) */
+            steps: number | null;
+            seed: number | null;
+            model: {
+                name: string;
+                checksum: string | null;
+            };
+            attempts: number;
+            /** @description the key that submitted the job (null: the bootstrap admin key, or before keys were recorded) */
+            apiKeyId: string | null;
+            createdAt: string;
+            startedAt: string | null;
+            finishedAt: string | null;
+            /** @description not started by then, the job ends expired */
+            deadline: string | null;
+            /** @description while queued, on GET /v1/jobs/:id: where it stands */
+            queue?: {
+                /** @description the team's own jobs ahead of this one */
+                teamAhead: number;
+                /** @description an estimate of the jobs that start before it, all teams (round robin) */
+                ahead: number;
+                /** @description an estimate of the wait, from the fleet’s starts in the last 5 minutes */
+                etaSeconds: number | null;
+            } | null;
+            /** @description when retention removed the job's images (RESULT_TTL_DAYS) */
+            resultDeletedAt: string | null;
+            timings: {
+                [key: string]: number;
+            } | null;
+            result: ({
+                /** @constant */
+                kind: "image";
+                url: string;
+                contentType: string;
+                /** @description the URL of every image the job made (n); the first is url */
+                images: string[];
+            } | {
+                /** @constant */
+                kind: "text";
+                text: string;
+                url: string;
+            }) | null;
+            error: {
+                type: string;
+                message: string;
+                field?: string;
+            } | null;
+            /** Format: uuid */
+            teamId: string;
+            teamName: string;
+            /** @description the failed, canceled or expired job this one retries */
+            retryOf: string | null;
+        };
+        AdminJobDetail: {
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            task: "t2i" | "paint" | "i2i" | "mmu";
+            /** @enum {string} */
+            status: "queued" | "running" | "succeeded" | "failed" | "canceled" | "expired";
+            progress: number;
+            /** @description steps run so far; for a finished job, the steps it ran */
+            step: number;
+            /** @description steps planned (a job can finish before: every token decided early) */
+            steps: number | null;
+            seed: number | null;
+            model: {
+                name: string;
+                checksum: string | null;
+            };
+            attempts: number;
+            /** @description the key that submitted the job (null: the bootstrap admin key, or before keys were recorded) */
+            apiKeyId: string | null;
+            createdAt: string;
+            startedAt: string | null;
+            finishedAt: string | null;
+            /** @description not started by then, the job ends expired */
+            deadline: string | null;
+            /** @description while queued, on GET /v1/jobs/:id: where it stands */
+            queue?: {
+                /** @description the team's own jobs ahead of this one */
+                teamAhead: number;
+                /** @description an estimate of the jobs that start before it, all teams (round robin) */
+                ahead: number;
+                /** @description an estimate of the wait, from the fleet’s starts in the last 5 minutes */
+                etaSeconds: number | null;
+            } | null;
+            /** @description when retention removed the job's images (RESULT_TTL_DAYS) */
+            resultDeletedAt: string | null;
+            /** @description the job's wait, run and total times, and the worker's own stage timings (prepareMs, samplingMs, decodeMs, uploadMs, …) */
+            timings: {
+                /** @description submit → start (null until started) */
+                waitMs: number | null;
+                /** @description start → end (null until finished, or never started) */
+                runMs: number | null;
+                /** @description submit → end (null until finished) */
+                totalMs: number | null;
+            } & {
+                [key: string]: number | null;
+            };
+            result: ({
+                /** @constant */
+                kind: "image";
+                url: string;
+                contentType: string;
+                /** @description the URL of every image the job made (n); the first is url */
+                images: string[];
+            } | {
+                /** @constant */
+                kind: "text";
+                text: string;
+                url: string;
+            }) | null;
+            error: {
+                type: string;
+                message: string;
+                field?: string;
+            } | null;
+            /** Format: uuid */
+            teamId: string;
+            teamName: string;
+            /** @description the failed, canceled or expired job this one retries */
+            retryOf: string | null;
+            /** @description the resolved request as stored: every default applied (prompt, steps, seed, …) */
+            params: {
+                [key: string]: unknown;
+            } | null;
+            /** @description oldest first */
+            events: {
+                /** @description the event id (increasing in the order the job’s events were committed; the event stream’s id) */
+                seq: number;
+                /** @enum {string} */
+                type: "queued" | "enqueued" | "started" | "progress" | "preview" | "succeeded" | "failed" | "canceled" | "expired" | "retried";
+                /** @description when it was recorded (ISO 8601) */
+                at: string;
+                data: {
+                    [key: string]: unknown;
+                } | null;
+            }[];
+        };
+        AdminJobPage: {
+            items: {
+                /** Format: uuid */
+                id: string;
+                /** @enum {string} */
+                task: "t2i" | "paint" | "i2i" | "mmu";
+                /** @enum {string} */
+                status: "queued" | "running" | "succeeded" | "failed" | "canceled" | "expired";
+                progress: number;
+                /** @description steps run so far; for a finished job, the steps it ran */
+                step: number;
+                /** @description steps planned (a job can finish before: every token decided early) */
+                steps: number | null;
+                seed: number | null;
+                model: {
+                    name: string;
+                    checksum: string | null;
+                };
+                attempts: number;
+                /** @description the key that submitted the job (null: the bootstrap admin key, or before keys were recorded) */
+                apiKeyId: string | null;
+                createdAt: string;
+                startedAt: string | null;
+                finishedAt: string | null;
+                /** @description not started by then, the job ends expired */
+                deadline: string | null;
+                /** @description while queued, on GET /v1/jobs/:id: where it stands */
+                queue?: {
+                    /** @description the team's own jobs ahead of this one */
+                    teamAhead: number;
+                    /** @description an estimate of the jobs that start before it, all teams (round robin) */
+                    ahead: number;
+                    /** @description an estimate of the wait, from the fleet’s starts in the last 5 minutes */
+                    etaSeconds: number | null;
+                } | null;
+                /** @description when retention removed the job's images (RESULT_TTL_DAYS) */
+                resultDeletedAt: string | null;
+                timings: {
+                    [key: string]: number;
+                } | null;
+                result: ({
+                    /** @constant */
+                    kind: "image";
+                    url: string;
+                    contentType: string;
+                    /** @description the URL of every image the job made (n); the first is url */
+                    images: string[];
+                } | {
+                    /** @constant */
+                    kind: "text";
+                    text: string;
+                    url: string;
+                }) | null;
+                error: {
+                    type: string;
+                    message: string;
+                    field?: string;
+                } | null;
+                /** Format: uuid */
+                teamId: string;
+                teamName: string;
+                /** @description the failed, canceled or expired job this one retries */
+                retryOf: string | null;
+            }[];
+            hasMore: boolean;
+            next: string | null;
+        };
+        AdminStats: {
+            /** @description ISO 8601 */
+            generatedAt: string;
+            minutes: number;
+            /** @description every queued and running job, and the jobs that reached another status inside the window */
+            byStatus: {
+                queued: number;
+                running: number;
+                succeeded: number;
+                failed: number;
+                canceled: number;
+                expired: number;
+            };
+            /** @description the same counts per team, by team name */
+            byTeam: {
+                /** Format: uuid */
+                teamId: string;
+                teamName: string;
+                byStatus: {
+                    queued: number;
+                    running: number;
+                    succeeded: number;
+                    failed: number;
+                    canceled: number;
+                    expired: number;
+                };
+            }[];
+            /** @description one bucket per minute of the window, oldest first; the last is the current minute */
+            series: {
+                /** @description the minute the bucket starts */
+                t: string;
+                /** @description jobs that succeeded in this minute */
+                succeeded: number;
+                /** @description jobs that failed in this minute */
+                failed: number;
+                /** @description of the jobs that ended (any terminal status) in this minute and had started: submit → start; null when none */
+                waitP50Ms: number | null;
+                waitP95Ms: number | null;
+                /** @description of the same jobs: start → end; null when none */
+                runP50Ms: number | null;
+                runP95Ms: number | null;
+            }[];
+            /** @description the batch records of the window (every figure 0 when count is 0) */
+            batches: {
+                /** @description batch records started inside the window */
+                count: number;
+                /** @description sequences per step, over all their steps */
+                meanSize: number;
+                maxSize: number;
+                /** @description the median of the batches' median step times */
+                stepP50Ms: number;
+                /** @description the 95th percentile of the batches' p95 step times */
+                stepP95Ms: number;
+                /** @description 1 − positions / fullPositions: the share ML-Cache served */
+                cacheHitRatio: number;
+                maxCacheBytes: number;
+                positions: number;
+                fullPositions: number;
+            };
+            /** @description the queued job submitted first; null when none waits */
+            oldestWaiting: {
+                /** Format: uuid */
+                id: string;
+                /** Format: uuid */
+                teamId: string;
+                /** @description ISO 8601 */
+                createdAt: string;
+                /** @description seconds since its submit */
+                ageS: number;
+            } | null;
+            failuresLastHour: number;
+            workers: {
+                live: number;
+                stale: number;
+            };
+            /** @description some job is queued and no live worker is registered */
+            waitingNoWorker: boolean;
+        };
         AuditPage: {
             data: {
                 id: string;
@@ -342,6 +831,54 @@ export interface components {
                 } | null;
             }[];
             hasMore: boolean;
+        };
+        BatchList: {
+            /** @description newest first */
+            items: {
+                /** Format: uuid */
+                id: string;
+                workerId: string;
+                /** @description ISO 8601 */
+                startedAt: string;
+                finishedAt: string | null;
+                /** @description the jobs that ran in it */
+                jobIds: string[];
+                stats: {
+                    steps: number;
+                    /** @description sequences that ran in it (a job of n images is n sequences) */
+                    jobs: number;
+                    /** @description [ms since the batch started, sequences in the batch] at every change of size */
+                    sizeOverTime: [
+                        number,
+                        number
+                    ][];
+                    maxSize: number;
+                    /** @description mean sequences per step */
+                    meanSize: number;
+                    modelCalls: number;
+                    /** @description wall time of a step (all its model calls plus host work) */
+                    stepMs: {
+                        mean: number;
+                        p50: number;
+                        p95: number;
+                        max: number;
+                    };
+                    /** @description time inside model calls, summed over the batch */
+                    forwardMs: number;
+                    /** @description positions the transformer computed */
+                    positions: number;
+                    /** @description what full steps of the same rows would have computed */
+                    fullPositions: number;
+                    /** @description 1 − positions / fullPositions: the share ML-Cache served from cache */
+                    cacheHitRatio: number;
+                    maxCacheBytes: number;
+                    maxBatchCost: number;
+                } | null;
+            }[];
+        };
+        BoardSession: {
+            /** @description open it within 60 s, once: it sets the board cookie and redirects to the board (relative to the API) */
+            url: string;
         };
         CreatedKey: {
             /** Format: uuid */
@@ -824,6 +1361,7 @@ export interface components {
                 expiresAt: string | null;
             }[];
         };
+        NoOptions: Record<string, never>;
         Problem: {
             /** @description `about:blank#<slug>`: the kind of problem, stable for programs (e.g. invalid-request, rate-limited) */
             type: string;
@@ -836,6 +1374,34 @@ export interface components {
                 reason: string;
             }[];
         };
+        QueueItem: {
+            name: string;
+            /** @description paused: workers take no new job (running ones finish) */
+            paused: boolean;
+            counts: {
+                waiting: number;
+                prioritized: number;
+                active: number;
+                delayed: number;
+                completed: number;
+                failed: number;
+            };
+        };
+        QueueList: {
+            items: {
+                name: string;
+                /** @description paused: workers take no new job (running ones finish) */
+                paused: boolean;
+                counts: {
+                    waiting: number;
+                    prioritized: number;
+                    active: number;
+                    delayed: number;
+                    completed: number;
+                    failed: number;
+                };
+            }[];
+        };
         Readiness: {
             /** @enum {string} */
             status: "ready" | "not ready";
@@ -844,6 +1410,7 @@ export interface components {
                 [key: string]: string;
             };
         };
+        RetryJob: Record<string, never>;
         RotatedKey: {
             /** Format: uuid */
             id: string;
@@ -885,6 +1452,20 @@ export interface components {
             /** @description submissions per minute (429 beyond) */
             submitsPerMinute: number | null;
         };
+        TeamList: {
+            items: {
+                /** Format: uuid */
+                id: string;
+                name: string;
+                weight: number;
+                /** @description jobs waiting at once (429 beyond) */
+                maxQueued: number | null;
+                /** @description jobs running at once (more wait) */
+                maxRunning: number | null;
+                /** @description submissions per minute (429 beyond) */
+                submitsPerMinute: number | null;
+            }[];
+        };
         TeamShare: {
             weight?: number;
             maxQueued?: number | null;
@@ -906,6 +1487,22 @@ export interface components {
             expiresAt: string;
             /** @description the upload can be used in jobs until then */
             usableUntil: string;
+        };
+        Usage: {
+            /** @description by day (oldest first), then team name; days without jobs are left out */
+            items: {
+                /** @description YYYY-MM-DD (UTC): the day the jobs ended */
+                day: string;
+                /** Format: uuid */
+                teamId: string;
+                teamName: string;
+                /** @description jobs that ended that day (any terminal status) */
+                jobs: number;
+                /** @description images they made (a job of n images counts n) */
+                images: number;
+                /** @description their run time, start → end, summed */
+                computeSeconds: number;
+            }[];
         };
         WebhookDeliveries: {
             /** @description the job's webhook URL; null without one */
@@ -938,6 +1535,39 @@ export interface components {
         WebhookSecrets: {
             /** @description whsec_…, newest first */
             secrets: string[];
+        };
+        WorkerList: {
+            items: {
+                /** @description WORKER_ID */
+                id: string;
+                host: string;
+                pid: number;
+                modelName: string;
+                modelVersion: string;
+                /** @description digest of the model files the worker loaded (libs/model modelChecksum) */
+                modelChecksum: string;
+                /** @description the worker's model checksum equals that of the manifest this API serves */
+                modelMatches: boolean;
+                /** @description cpu, cuda, tensorrt or webgpu (EXECUTION_PROVIDERS in libs/runtime): what the engine runs on */
+                executionProvider: string;
+                /** @description BATCH_SLOTS: jobs it holds at once */
+                slots: number;
+                runningJobs: number;
+                /** @description the batch the engine runs now (its record is written when it drains) */
+                currentBatchId: string | null;
+                /** @description jobs it completed since it started */
+                jobsDone: number;
+                /** @description jobs it recorded as failed since it started */
+                jobsFailed: number;
+                /** @description the last job error it saw: a code and one line, at most 200 characters */
+                lastError: string | null;
+                /** @description ISO 8601 */
+                startedAt: string;
+                /** @description ISO 8601 */
+                heartbeatAt: string;
+                /** @description no heartbeat for 3 of its heartbeat periods: crashed, frozen or cut off */
+                stale: boolean;
+            }[];
         };
     };
     responses: never;
@@ -1099,6 +1729,8 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @description admin-scoped keys only: submit as this team (its quotas, its storage, its jobs), audited job.submit_as; another key sending it is 403, an unknown team 404 */
+                "X-Dimoo-Team"?: string;
                 /** @description a unique key per request (1–255 visible ASCII characters); a retry with it answers the first job */
                 "Idempotency-Key"?: string;
                 /** @description wait=N: hold the answer up to N seconds (at most 60) for the job to finish; Preference-Applied says what was applied */
@@ -1215,6 +1847,15 @@ export interface operations {
             };
             /** @description No team; Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1859,7 +2500,10 @@ export interface operations {
     UploadsController_create: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description admin-scoped keys only: submit as this team (its quotas, its storage, its jobs), audited job.submit_as; another key sending it is 403, an unknown team 404 */
+                "X-Dimoo-Team"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1908,6 +2552,15 @@ export interface operations {
             };
             /** @description No team; Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2175,6 +2828,88 @@ export interface operations {
             };
             /** @description Request body too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    AdminController_listTeams: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The teams */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "name": "research",
+                     *           "weight": 2,
+                     *           "maxQueued": 500,
+                     *           "maxRunning": null,
+                     *           "submitsPerMinute": 120
+                     *         },
+                     *         {
+                     *           "id": "5b1d3f7a-9c2e-4a6b-8d0f-1e3a5c7e9b55",
+                     *           "name": "web",
+                     *           "weight": 1,
+                     *           "maxQueued": null,
+                     *           "maxRunning": null,
+                     *           "submitsPerMinute": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TeamList"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2952,6 +3687,1265 @@ export interface operations {
                 };
             };
             /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    InsightsController_workers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every registered worker, by id (a worker that shut down gracefully has left; a crashed one stays, stale) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "dimoo-worker-gpu-7c9f4-1",
+                     *           "host": "dimoo-worker-gpu-7c9f4",
+                     *           "pid": 1,
+                     *           "modelName": "dimoo",
+                     *           "modelVersion": "1.0",
+                     *           "modelChecksum": "3f1c9a0d5e7b2c4a6f8e0d1b3c5a7e9f1d3b5a7c9e0f2d4b6a8c0e1f3a5b7c9d",
+                     *           "modelMatches": true,
+                     *           "executionProvider": "cuda",
+                     *           "slots": 8,
+                     *           "runningJobs": 3,
+                     *           "currentBatchId": "9a7c5e3b-1d0f-4e2a-8b6c-4d2f0a8e6c44",
+                     *           "jobsDone": 1289,
+                     *           "jobsFailed": 2,
+                     *           "lastError": "EngineJobError: prompt too long for the model (512 tokens at most)",
+                     *           "startedAt": "2026-11-30T08:00:00.000Z",
+                     *           "heartbeatAt": "2026-11-30T10:00:00.000Z",
+                     *           "stale": false
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WorkerList"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    InsightsController_stats: {
+        parameters: {
+            query?: {
+                /** @description the window: this many one-minute buckets up to now (1–1440, default 60) */
+                minutes?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The figures of the window, as Postgres computed them */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "generatedAt": "2026-11-30T10:02:30.000Z",
+                     *       "minutes": 3,
+                     *       "byStatus": {
+                     *         "queued": 4,
+                     *         "running": 3,
+                     *         "succeeded": 41,
+                     *         "failed": 1,
+                     *         "canceled": 0,
+                     *         "expired": 0
+                     *       },
+                     *       "byTeam": [
+                     *         {
+                     *           "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "teamName": "research",
+                     *           "byStatus": {
+                     *             "queued": 4,
+                     *             "running": 3,
+                     *             "succeeded": 41,
+                     *             "failed": 1,
+                     *             "canceled": 0,
+                     *             "expired": 0
+                     *           }
+                     *         }
+                     *       ],
+                     *       "series": [
+                     *         {
+                     *           "t": "2026-11-30T10:00:00.000Z",
+                     *           "succeeded": 15,
+                     *           "failed": 1,
+                     *           "waitP50Ms": 820,
+                     *           "waitP95Ms": 2400,
+                     *           "runP50Ms": 4100,
+                     *           "runP95Ms": 6900
+                     *         },
+                     *         {
+                     *           "t": "2026-11-30T10:01:00.000Z",
+                     *           "succeeded": 17,
+                     *           "failed": 0,
+                     *           "waitP50Ms": 910,
+                     *           "waitP95Ms": 2650,
+                     *           "runP50Ms": 4050,
+                     *           "runP95Ms": 7120
+                     *         },
+                     *         {
+                     *           "t": "2026-11-30T10:02:00.000Z",
+                     *           "succeeded": 9,
+                     *           "failed": 0,
+                     *           "waitP50Ms": 760,
+                     *           "waitP95Ms": 1900,
+                     *           "runP50Ms": 3980,
+                     *           "runP95Ms": 6400
+                     *         }
+                     *       ],
+                     *       "batches": {
+                     *         "count": 6,
+                     *         "meanSize": 5.4,
+                     *         "maxSize": 8,
+                     *         "stepP50Ms": 38.5,
+                     *         "stepP95Ms": 61.2,
+                     *         "cacheHitRatio": 0.41,
+                     *         "maxCacheBytes": 268435456,
+                     *         "positions": 1180000,
+                     *         "fullPositions": 2000000
+                     *       },
+                     *       "oldestWaiting": {
+                     *         "id": "0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00",
+                     *         "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *         "createdAt": "2026-11-30T10:02:18.000Z",
+                     *         "ageS": 12
+                     *       },
+                     *       "failuresLastHour": 1,
+                     *       "workers": {
+                     *         "live": 2,
+                     *         "stale": 0
+                     *       },
+                     *       "waitingNoWorker": false
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminStats"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    InsightsController_batches: {
+        parameters: {
+            query?: {
+                /** @description batch records per page (1–200, default 50) */
+                limit?: number;
+                /** @description only batches started before this time (ISO 8601): the previous page’s last startedAt */
+                before?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of batch records, newest first (the next page: before = the last startedAt) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9a7c5e3b-1d0f-4e2a-8b6c-4d2f0a8e6c44",
+                     *           "workerId": "dimoo-worker-gpu-7c9f4-1",
+                     *           "startedAt": "2026-11-30T10:00:00.000Z",
+                     *           "finishedAt": "2026-11-30T10:00:01.900Z",
+                     *           "jobIds": [
+                     *             "0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00",
+                     *             "2d4f6a8c-0e1b-4c3d-9e5f-7a9b1c3d5e77"
+                     *           ],
+                     *           "stats": {
+                     *             "steps": 32,
+                     *             "jobs": 2,
+                     *             "sizeOverTime": [
+                     *               [
+                     *                 0,
+                     *                 1
+                     *               ],
+                     *               [
+                     *                 120,
+                     *                 2
+                     *               ]
+                     *             ],
+                     *             "maxSize": 2,
+                     *             "meanSize": 1.94,
+                     *             "modelCalls": 32,
+                     *             "stepMs": {
+                     *               "mean": 58.1,
+                     *               "p50": 55.2,
+                     *               "p95": 80.4,
+                     *               "max": 96.3
+                     *             },
+                     *             "forwardMs": 1702.4,
+                     *             "positions": 41000,
+                     *             "fullPositions": 65536,
+                     *             "cacheHitRatio": 0.37,
+                     *             "maxCacheBytes": 33554432,
+                     *             "maxBatchCost": 2048
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["BatchList"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    InsightsController_usage: {
+        parameters: {
+            query?: {
+                /** @description days back, today (UTC) included (1–366, default 14) */
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One row per day and team that had jobs end, oldest day first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "day": "2026-11-29",
+                     *           "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "teamName": "research",
+                     *           "jobs": 812,
+                     *           "images": 1104,
+                     *           "computeSeconds": 3321.5
+                     *         },
+                     *         {
+                     *           "day": "2026-11-30",
+                     *           "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "teamName": "research",
+                     *           "jobs": 240,
+                     *           "images": 302,
+                     *           "computeSeconds": 988.25
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    AdminJobsController_list: {
+        parameters: {
+            query?: {
+                /** @description only this team's jobs */
+                teamId?: string;
+                /** @description one or more of t2i, paint, i2i, mmu, comma-separated */
+                task?: string;
+                /** @description one or more of queued, running, succeeded, failed, canceled, expired, comma-separated */
+                status?: string;
+                /** @description only jobs created at or after this time (ISO 8601) */
+                since?: string;
+                /** @description only jobs created before this time (ISO 8601) */
+                until?: string;
+                /** @description a job id, or the start of one (e.g. the first 8 characters) */
+                q?: string;
+                /** @description jobs per page (1–100, default 20) */
+                limit?: number;
+                /** @description the last job id of the previous page: the page after it */
+                after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of jobs, newest first; `next` is the URL of the next page (null on the last) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00",
+                     *           "task": "t2i",
+                     *           "status": "succeeded",
+                     *           "progress": 1,
+                     *           "step": 16,
+                     *           "steps": 16,
+                     *           "seed": 7,
+                     *           "model": {
+                     *             "name": "dimoo-tiny",
+                     *             "checksum": "sha256:3f1c9a0d5e7b2c4a6f8e0d1b3c5a7e9f"
+                     *           },
+                     *           "attempts": 1,
+                     *           "apiKeyId": "c4a8e2f1-6b3d-4a9e-8f7c-1d2e3f4a5b22",
+                     *           "createdAt": "2026-11-30T10:00:00.000Z",
+                     *           "startedAt": "2026-11-30T10:00:00.120Z",
+                     *           "finishedAt": "2026-11-30T10:00:02.480Z",
+                     *           "deadline": null,
+                     *           "resultDeletedAt": null,
+                     *           "timings": {
+                     *             "steps": 16,
+                     *             "samplingMs": 2210,
+                     *             "uploadMs": 12
+                     *           },
+                     *           "result": {
+                     *             "kind": "image",
+                     *             "url": "/v1/jobs/0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00/result",
+                     *             "contentType": "image/png",
+                     *             "images": [
+                     *               "/v1/jobs/0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00/result"
+                     *             ]
+                     *           },
+                     *           "error": null,
+                     *           "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "teamName": "research",
+                     *           "retryOf": null
+                     *         },
+                     *         {
+                     *           "id": "2d4f6a8c-0e1b-4c3d-9e5f-7a9b1c3d5e77",
+                     *           "task": "t2i",
+                     *           "status": "failed",
+                     *           "progress": 0.5,
+                     *           "step": 8,
+                     *           "steps": 16,
+                     *           "seed": 7,
+                     *           "model": {
+                     *             "name": "dimoo-tiny",
+                     *             "checksum": "sha256:3f1c9a0d5e7b2c4a6f8e0d1b3c5a7e9f"
+                     *           },
+                     *           "attempts": 1,
+                     *           "apiKeyId": "c4a8e2f1-6b3d-4a9e-8f7c-1d2e3f4a5b22",
+                     *           "createdAt": "2026-11-30T10:00:00.000Z",
+                     *           "startedAt": "2026-11-30T10:00:00.120Z",
+                     *           "finishedAt": "2026-11-30T10:00:01.300Z",
+                     *           "deadline": null,
+                     *           "resultDeletedAt": null,
+                     *           "timings": null,
+                     *           "result": null,
+                     *           "error": {
+                     *             "type": "engine-error",
+                     *             "message": "the engine thread exited"
+                     *           },
+                     *           "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *           "teamName": "research",
+                     *           "retryOf": null
+                     *         }
+                     *       ],
+                     *       "hasMore": true,
+                     *       "next": "/v1/admin/jobs?limit=2&status=succeeded%2Cfailed&after=2d4f6a8c-0e1b-4c3d-9e5f-7a9b1c3d5e77"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminJobPage"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    AdminJobsController_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00",
+                     *       "task": "t2i",
+                     *       "status": "succeeded",
+                     *       "progress": 1,
+                     *       "step": 16,
+                     *       "steps": 16,
+                     *       "seed": 7,
+                     *       "model": {
+                     *         "name": "dimoo-tiny",
+                     *         "checksum": "sha256:3f1c9a0d5e7b2c4a6f8e0d1b3c5a7e9f"
+                     *       },
+                     *       "attempts": 1,
+                     *       "apiKeyId": "c4a8e2f1-6b3d-4a9e-8f7c-1d2e3f4a5b22",
+                     *       "createdAt": "2026-11-30T10:00:00.000Z",
+                     *       "startedAt": "2026-11-30T10:00:00.120Z",
+                     *       "finishedAt": "2026-11-30T10:00:02.480Z",
+                     *       "deadline": null,
+                     *       "resultDeletedAt": null,
+                     *       "timings": {
+                     *         "waitMs": 120,
+                     *         "runMs": 2360,
+                     *         "totalMs": 2480,
+                     *         "steps": 16,
+                     *         "samplingMs": 2210,
+                     *         "uploadMs": 12
+                     *       },
+                     *       "result": {
+                     *         "kind": "image",
+                     *         "url": "/v1/jobs/0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00/result",
+                     *         "contentType": "image/png",
+                     *         "images": [
+                     *           "/v1/jobs/0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00/result"
+                     *         ]
+                     *       },
+                     *       "error": null,
+                     *       "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *       "teamName": "research",
+                     *       "retryOf": null,
+                     *       "params": {
+                     *         "task": "t2i",
+                     *         "prompt": "a red circle at the top left",
+                     *         "steps": 16,
+                     *         "seed": 7
+                     *       },
+                     *       "events": [
+                     *         {
+                     *           "seq": 101,
+                     *           "type": "queued",
+                     *           "at": "2026-11-30T10:00:00.000Z",
+                     *           "data": null
+                     *         },
+                     *         {
+                     *           "seq": 102,
+                     *           "type": "enqueued",
+                     *           "at": "2026-11-30T10:00:00.004Z",
+                     *           "data": null
+                     *         },
+                     *         {
+                     *           "seq": 103,
+                     *           "type": "started",
+                     *           "at": "2026-11-30T10:00:00.120Z",
+                     *           "data": {
+                     *             "workerId": "worker-1",
+                     *             "batchId": null,
+                     *             "attempt": 1
+                     *           }
+                     *         },
+                     *         {
+                     *           "seq": 104,
+                     *           "type": "progress",
+                     *           "at": "2026-11-30T10:00:01.100Z",
+                     *           "data": {
+                     *             "step": 8,
+                     *             "steps": 16
+                     *           }
+                     *         },
+                     *         {
+                     *           "seq": 107,
+                     *           "type": "succeeded",
+                     *           "at": "2026-11-30T10:00:02.480Z",
+                     *           "data": {
+                     *             "resultKey": "teams/…/result.png",
+                     *             "resultText": null
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminJobDetail"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    AdminJobsController_retry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RetryJob"];
+            };
+        };
+        responses: {
+            /** @description The new job, queued */
+            202: {
+                headers: {
+                    /** @description the new job: /v1/jobs/{id} */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0b6f3c5e-8d1a-4f7b-9c2e-5a4d3b2c1f00",
+                     *       "task": "t2i",
+                     *       "status": "queued",
+                     *       "progress": 0,
+                     *       "step": 0,
+                     *       "steps": null,
+                     *       "seed": 7,
+                     *       "model": {
+                     *         "name": "dimoo-tiny",
+                     *         "checksum": "sha256:3f1c9a0d5e7b2c4a6f8e0d1b3c5a7e9f"
+                     *       },
+                     *       "attempts": 0,
+                     *       "apiKeyId": null,
+                     *       "createdAt": "2026-11-30T10:00:00.000Z",
+                     *       "startedAt": null,
+                     *       "finishedAt": null,
+                     *       "deadline": null,
+                     *       "resultDeletedAt": null,
+                     *       "timings": null,
+                     *       "result": null,
+                     *       "error": null,
+                     *       "teamId": "7d2e9a41-3c6b-4e8f-a1d0-2b5c8e9f4a11",
+                     *       "teamName": "research",
+                     *       "retryOf": "2d4f6a8c-0e1b-4c3d-9e5f-7a9b1c3d5e77"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminJob"];
+                };
+            };
+            /** @description Invalid request; Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not retryable */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many jobs waiting; Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Storage unavailable; Database unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    QueuesController_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queues */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "dimoo-generation",
+                     *           "paused": false,
+                     *           "counts": {
+                     *             "waiting": 3,
+                     *             "prioritized": 0,
+                     *             "active": 8,
+                     *             "delayed": 0,
+                     *             "completed": 1204,
+                     *             "failed": 2
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["QueueList"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Queue unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    QueuesController_pause: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the queue name (GET /v1/admin/queues) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["NoOptions"];
+            };
+        };
+        responses: {
+            /** @description The queue, paused */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "dimoo-generation",
+                     *       "paused": true,
+                     *       "counts": {
+                     *         "waiting": 3,
+                     *         "prioritized": 0,
+                     *         "active": 8,
+                     *         "delayed": 0,
+                     *         "completed": 1204,
+                     *         "failed": 2
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["QueueItem"];
+                };
+            };
+            /** @description Invalid request; Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Queue unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    QueuesController_resume: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the queue name (GET /v1/admin/queues) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["NoOptions"];
+            };
+        };
+        responses: {
+            /** @description The queue, running */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "dimoo-generation",
+                     *       "paused": false,
+                     *       "counts": {
+                     *         "waiting": 3,
+                     *         "prioritized": 0,
+                     *         "active": 8,
+                     *         "delayed": 0,
+                     *         "completed": 1204,
+                     *         "failed": 2
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["QueueItem"];
+                };
+            };
+            /** @description Invalid request; Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Queue unavailable */
+            503: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    QueuesController_boardSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["NoOptions"];
+            };
+        };
+        responses: {
+            /** @description The URL, relative to the API */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "url": "/admin/queues/board/session?token=Vq3w0cX8b1T2yK9rZ4mN6pL5sA7dF0gH2jJ4kL6zX8c"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["BoardSession"];
+                };
+            };
+            /** @description Invalid request; Malformed JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed authentications */
+            429: {
+                headers: {
+                    /** @description seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Queue unavailable */
             503: {
                 headers: {
                     /** @description seconds to wait before retrying */
