@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 
-import { AdminJobRepository, idPrefixRange } from './admin-jobs.repository';
+import { AdminJobRepository } from './admin-jobs.repository';
 import { ApiKeyRepository } from './api-key.repository';
-import { type CreateJobInput, EVERY_TEAM, JobRepository } from './job.repository';
+import { type CreateJobInput, EVERY_TEAM, idPrefixRange, JobRepository } from './job.repository';
 import { createPrisma, type PrismaClient } from './prisma';
 import { createTestDatabase, type TestDatabase } from './testing';
 

@@ -2,8 +2,8 @@ import { ApiKeyRepository } from './api-key.repository';
 import { BatchRepository } from './batch.repository';
 import { InsightsRepository } from './insights.repository';
 import { createPrisma, type PrismaClient } from './prisma';
-import { createTestDatabase, type TestDatabase } from './testing';
-import { WorkerRepository, type WorkerState } from './worker.repository';
+import { createTestDatabase, type TestDatabase, workerState } from './testing';
+import { WorkerRepository } from './worker.repository';
 
 const S = 1000;
 const MIN = 60 * S;
@@ -201,23 +201,7 @@ describe('InsightsRepository (PostgreSQL)', () => {
     const workers = new WorkerRepository(prisma);
     expect((await insights.stats(10)).workers).toEqual({ live: 0, stale: 0 });
     expect((await insights.stats(10)).waitingNoWorker).toBe(true);
-    const state: WorkerState = {
-      id: 'w-live',
-      host: 'h',
-      pid: 1,
-      modelName: 'tiny',
-      modelVersion: '1',
-      modelChecksum: 'c',
-      executionProvider: 'cpu',
-      slots: 4,
-      heartbeatMs: 1000,
-      runningJobs: 0,
-      currentBatchId: null,
-      jobsDone: 0,
-      jobsFailed: 0,
-      lastError: null,
-      startedAt: new Date(),
-    };
+    const state = workerState({ id: 'w-live' });
     await workers.register({ ...state, id: 'w-stale' });
     await prisma.$executeRaw`UPDATE workers SET heartbeat_at = now() - interval '4 seconds' WHERE id = 'w-stale'`;
     expect(await insights.stats(10)).toMatchObject({ workers: { live: 0, stale: 1 }, waitingNoWorker: true });

@@ -6,8 +6,8 @@ import { AlreadyExists, NotFound, TransitionRejected } from './errors';
 import { type CreateJobInput, JobRepository } from './job.repository';
 import { JobStatus } from './generated/prisma/client';
 import { createPrisma, Prisma, type PrismaClient } from './prisma';
-import { createTestDatabase, type TestDatabase } from './testing';
-import { WorkerRepository, type WorkerState } from './worker.repository';
+import { createTestDatabase, type TestDatabase, workerState } from './testing';
+import { WorkerRepository } from './worker.repository';
 
 describe('JobRepository (PostgreSQL)', () => {
   let db: TestDatabase;
@@ -265,23 +265,7 @@ describe('JobRepository (PostgreSQL)', () => {
   });
 
   describe("a worker's statements", () => {
-    const registryRow: WorkerState = {
-      id: 'worker-1',
-      host: 'h',
-      pid: 1,
-      modelName: 'tiny',
-      modelVersion: '1',
-      modelChecksum: 'c',
-      executionProvider: 'cpu',
-      slots: 4,
-      heartbeatMs: 1000,
-      runningJobs: 4,
-      currentBatchId: null,
-      jobsDone: 0,
-      jobsFailed: 0,
-      lastError: null,
-      startedAt: new Date(),
-    };
+    const registryRow = workerState({ id: 'worker-1', runningJobs: 4 });
     it('each transition is one statement; the progress of a whole batch is one, and it reports the cancel requests', async () => {
       const sent: string[] = [];
       const counted = createPrisma(db.url, { onQuery: (sql) => sent.push(sql) });

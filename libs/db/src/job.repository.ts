@@ -68,6 +68,19 @@ export interface JobListQuery {
   task?: readonly Job['task'][];
   createdFrom?: Date;
   createdBefore?: Date;
+  /** a job id or the start of one, as written (lower-case, dashes in place) */
+  idPrefix?: string;
+}
+
+const UUID_LOWEST = '00000000-0000-0000-0000-000000000000';
+const UUID_HIGHEST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
+/**
+ * The ids that start with `prefix`, as a range (a uuid's text order is its byte order): the primary key's index finds
+ * them, where `id::text LIKE 'prefix%'` would read every row.
+ */
+export function idPrefixRange(prefix: string): { gte: string; lte: string } {
+  return { gte: prefix + UUID_LOWEST.slice(prefix.length), lte: prefix + UUID_HIGHEST.slice(prefix.length) };
 }
 
 interface SucceedCommon {
@@ -239,21 +252,25 @@ export class JobRepository {
   }
 
   /**
-   * A team's jobs, newest first (created_at, id descending), filtered; `after` continues from a job of the previous
-   * page (a job of another team, or deleted, matches none: an empty page). Deleted jobs are not listed. One more row
-   * than asked is read to tell whether there is a next page.
+   * The jobs of `scope` (a team's, or every team's for admins), newest first (created_at, id descending), filtered;
+   * `after` continues from a job of the previous page (a job out of scope, or deleted, matches none: an empty page).
+   * Deleted jobs are not listed. One more row than asked is read to tell whether there is a next page.
    */
-  public async list(teamId: string, query: JobListQuery = {}): Promise<{ jobs: Job[]; hasMore: boolean }> {
+  public async list(scope: TeamScope, query: JobListQuery = {}): Promise<{ jobs: Job[]; hasMore: boolean }> {
     const limit = query.limit ?? 20;
-    if (!isUuid(teamId) || (query.after !== undefined && !isUuid(query.after))) return { jobs: [], hasMore: false };
-    const where = [Prisma.sql`team_id = ${teamId}::uuid`, Prisma.sql`deleted_at IS NULL`];
+    if (!inScope(scope) || (query.after !== undefined && !isUuid(query.after))) return { jobs: [], hasMore: false };
+    const where = [teamCondition(scope), Prisma.sql`deleted_at IS NULL`];
     if (query.after !== undefined) {
-      where.push(Prisma.sql`(created_at, id) < (SELECT created_at, id FROM jobs WHERE id = ${query.after}::uuid AND team_id = ${teamId}::uuid)`);
+      where.push(Prisma.sql`(created_at, id) < (SELECT created_at, id FROM jobs WHERE id = ${query.after}::uuid AND ${teamCondition(scope)})`);
     }
     if (query.status?.length) where.push(Prisma.sql`status::text = ANY(${[...query.status]}::text[])`);
     if (query.task?.length) where.push(Prisma.sql`task::text = ANY(${[...query.task]}::text[])`);
     if (query.createdFrom) where.push(Prisma.sql`created_at >= ${query.createdFrom}`);
     if (query.createdBefore) where.push(Prisma.sql`created_at < ${query.createdBefore}`);
+    if (query.idPrefix) {
+      const { gte, lte } = idPrefixRange(query.idPrefix);
+      where.push(Prisma.sql`id BETWEEN ${gte}::uuid AND ${lte}::uuid`);
+    }
     const rows = await this.prisma.$queryRaw<JobRow[]>`
       SELECT * FROM jobs WHERE ${Prisma.join(where, ' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`;
     return { jobs: rows.slice(0, limit).map(jobFromRow), hasMore: rows.length > limit };

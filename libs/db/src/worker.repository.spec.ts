@@ -1,5 +1,5 @@
 import { createPrisma, type PrismaClient } from './prisma';
-import { createTestDatabase, type TestDatabase } from './testing';
+import { createTestDatabase, type TestDatabase, workerState } from './testing';
 import { WorkerRepository, type WorkerState } from './worker.repository';
 
 describe('WorkerRepository (PostgreSQL)', () => {
@@ -19,24 +19,7 @@ describe('WorkerRepository (PostgreSQL)', () => {
   });
 
   const startedAt = new Date('2026-12-01T10:00:00.000Z');
-  const state = (over: Partial<WorkerState> = {}): WorkerState => ({
-    id: 'w1',
-    host: 'node-a',
-    pid: 41,
-    modelName: 'dimoo-tiny',
-    modelVersion: '1',
-    modelChecksum: 'abc',
-    executionProvider: 'cpu',
-    slots: 4,
-    heartbeatMs: 1000,
-    runningJobs: 0,
-    currentBatchId: null,
-    jobsDone: 0,
-    jobsFailed: 0,
-    lastError: null,
-    startedAt,
-    ...over,
-  });
+  const state = (over: Partial<WorkerState> = {}): WorkerState => workerState({ startedAt, ...over });
   const ago = (id: string, seconds: number) => prisma.$executeRaw`UPDATE workers SET heartbeat_at = now() - make_interval(secs => ${seconds}) WHERE id = ${id}`;
 
   it('registers a worker, updates its row with each beat, and judges staleness by its own heartbeat period', async () => {
