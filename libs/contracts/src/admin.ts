@@ -17,6 +17,7 @@ export const SUBMIT_AS_HEADER = 'X-Dimoo-Team';
 
 /** The statuses an admin may retry a job from (`POST /v1/admin/jobs/:id/retry`): it ended without a result. */
 export const RETRYABLE_STATUSES = ['failed', 'canceled', 'expired'] as const satisfies readonly JobStatus[];
+export const isRetryableStatus = (status: string): boolean => (RETRYABLE_STATUSES as readonly string[]).includes(status);
 
 const UUID_TEMPLATE = 'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx';
 /** Whether `s` is the start of a job id as written (lower-case hex, dashes where a uuid has them). */

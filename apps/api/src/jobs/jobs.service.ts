@@ -22,7 +22,7 @@ import {
   requestImages,
   resolveJob,
   isTerminalStatus,
-  RETRYABLE_STATUSES,
+  isRetryableStatus,
   StoredImagesSchema,
 } from '@dimoo/contracts';
 import type { Job, JobAudit, JobEvent, Prisma } from '@dimoo/db';
@@ -186,7 +186,7 @@ export class JobsService {
    */
   async retry(caller: Caller, original: Job): Promise<Job> {
     const refuse = (why: string) => new ProblemError(HttpStatus.CONFLICT, 'not-retryable', 'Not retryable', `job ${original.id} ${why}`);
-    if (!(RETRYABLE_STATUSES as readonly string[]).includes(original.status)) {
+    if (!isRetryableStatus(original.status)) {
       throw refuse(`is ${original.status}: only a failed, canceled or expired job can be retried`);
     }
     const stored = parseStoredJob(original.params);

@@ -4,7 +4,7 @@
  */
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
-import { isTerminalStatus, RETRYABLE_STATUSES } from '@dimoo/contracts';
+import { isRetryableStatus, isTerminalStatus } from '@dimoo/contracts';
 import type { AdminJobDetail, JobEventRecord } from '../api';
 import { ApiImage, Card, ErrorBox, Facts, Loading, StatusBadge } from '../components';
 import { ms, shortId, time } from '../format';
@@ -73,7 +73,7 @@ export function JobDetailPage({ id }: { id: string }) {
               Cancel
             </button>
           )}
-          {(RETRYABLE_STATUSES as readonly string[]).includes(j.status) && (
+          {isRetryableStatus(j.status) && (
             <button type="button" className="primary" onClick={() => retry.mutate()} disabled={retry.isPending}>
               Retry
             </button>
