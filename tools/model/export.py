@@ -17,7 +17,8 @@ from torch import nn
 
 import vq as vqmod
 from conformance import RESIDENT_GRAPHS, kv_names  # the interface's names, defined once beside its checker
-from model import like, sample_rule, scatter_nd
+import fused_attention
+from model import like, reshape_tail, sample_rule, scatter_nd
 
 OPSET = 17
 
@@ -56,16 +57,19 @@ def gather_rows(x, index):
 
 
 class DenoiseGraph(nn.Module):
-    def __init__(self, lm):
+    """`denoise` (§4.1); with exact=False `denoise_device` (§4.7): the same step with the device draw (§3.1)."""
+
+    def __init__(self, lm, exact=True):
         super().__init__()
         self.lm = lm
+        self.exact = exact
 
     def forward(self, input_ids, position_ids, attention_mask, target_positions, guidance_weights, vocab_range,
                 temperature, uniforms):
         logits, present = self.lm.full_step(input_ids, position_ids, attention_mask, vocab_range)
         row_max = logits.max(dim=-1)[0]
         target_logits = gather_rows(logits, target_positions)
-        sample_index, sample_prob = sample_rule(target_logits, guidance_weights, temperature, uniforms)
+        sample_index, sample_prob = sample_rule(target_logits, guidance_weights, temperature, uniforms, self.exact)
         return (sample_index, sample_prob, row_max, target_logits, *_flat(present))
 
 
@@ -120,8 +124,14 @@ class CacheConcatGraph(nn.Module):
 
 
 class SampleHeadGraph(nn.Module):
+    """`sample_head` (§4.3); with exact=False `sample_head_device` (§4.7), the device draw (§3.1)."""
+
+    def __init__(self, exact=True):
+        super().__init__()
+        self.exact = exact
+
     def forward(self, logits, guidance_weights, temperature, uniforms):
-        return sample_rule(logits, guidance_weights, temperature, uniforms)
+        return sample_rule(logits, guidance_weights, temperature, uniforms, self.exact)
 
 
 class ForwardLogitsGraph(nn.Module):
@@ -201,6 +211,9 @@ class SegmentGraph(nn.Module):
         x = t["wte"](torch.gather(ids, 1, sel))
         cos, sin = lm.rope_cos_sin(torch.gather(pos, 1, sel))
         bias = lm.key_bias(att)
+        fused = lm.cfg.fused_attention
+        if fused:
+            bias = fused_attention.query_bias(bias, x)
         scale = 1.0 / math.sqrt(lm.cfg.head_dim)
         index = lm.scatter_index(sel)
         keep = sel_in.unsqueeze(1).unsqueeze(-1)  # [R, 1, k, 1]
@@ -209,15 +222,20 @@ class SegmentGraph(nn.Module):
         layers = []
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            qh = lm.rope(lm.heads(b.q_proj(h)), cos, sin).transpose(1, 2)
+            qh = lm.rope(lm.heads(b.q_proj(h)), cos, sin)
+            qh = reshape_tail(qh, (lm.cfg.d_model,)) if fused else qh.transpose(1, 2)
             kf = lm.rope(lm.heads(b.k_proj(h)), cos, sin).transpose(1, 2)  # the cache holds K after RoPE, heads split
             vf = lm.split_heads(b.v_proj(h))
             k_old, v_old = kv[i]
             k_all = scatter_nd(k_old, index, torch.where(keep, kf, torch.gather(k_old, 2, idx)))
             v_all = scatter_nd(v_old, index, torch.where(keep, vf, torch.gather(v_old, 2, idx)))
             layers.append((k_all, v_all))
-            a = torch.softmax(torch.matmul(qh, k_all.transpose(-1, -2)) * scale + like(bias, qh), dim=-1)
-            x = x + b.attn_out(lm.merge_heads(torch.matmul(a, v_all)))
+            if fused:
+                o = fused_attention.multi_head_attention(qh, k_all, v_all, bias, H, scale)
+            else:
+                a = torch.softmax(torch.matmul(qh, k_all.transpose(-1, -2)) * scale + like(bias, qh), dim=-1)
+                o = lm.merge_heads(torch.matmul(a, v_all))
+            x = x + b.attn_out(o)
             h2 = b.ff_norm(x)
             x = x + b.ff_out(F.silu(b.ff_proj(h2)) * b.up_proj(h2))
         logits = torch.matmul(t["ln_f"](x), lm.head_slice_weight(vr).t())  # [R, k, K]
@@ -304,6 +322,25 @@ def example_inputs(tok, cfg, R=4, B=2, L=23, N=7, S=5, seed=0):
                 vocab_range=vr, temperature=temp, uniforms=uni, query_index=qi, past=past)
 
 
+def denoise_spec(lm, ex, exact):
+    """`denoise` (exact) or `denoise_device` (the device draw): the same inputs, outputs and axes."""
+    present = kv_names("present", lm.cfg.n_layers)
+    RL, RN, BN, RHL = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "B", 1: "N"}, {0: "R", 2: "L"}
+    return (DenoiseGraph(lm, exact), [ex[k] for k in DENOISE_IN], DENOISE_IN, DENOISE_OUT + present, {
+        "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
+        "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN,
+        "sample_index": BN, "sample_prob": BN, "row_max": RL, "target_logits": {0: "R", 1: "N", 2: "K"},
+        **{k: RHL for k in present}})
+
+
+def sample_head_spec(K, ex, exact):
+    """`sample_head` (exact) or `sample_head_device` (the device draw) over K-wide target logits."""
+    BN = {0: "B", 1: "N"}
+    return (SampleHeadGraph(exact), [torch.randn(4, 7, K), ex["guidance_weights"], ex["temperature"], ex["uniforms"]],
+            HEAD_IN, HEAD_OUT, {"logits": {0: "R", 1: "N", 2: "K"}, "guidance_weights": {0: "B", 1: "G"},
+                                "temperature": {0: "B"}, "uniforms": BN, "sample_index": BN, "sample_prob": BN})
+
+
 def transformer_specs(lm, ex):
     """name -> (module, example args, input names, output names, dynamic axes) of `denoise` and `denoise_partial`
     (§4.1, §4.2), shared by this exporter and the real checkpoint's (real/exporter.py)."""
@@ -311,11 +348,7 @@ def transformer_specs(lm, ex):
     present, past = kv_names("present", n), kv_names("past", n)
     RL, RN, RS, BN, RHL = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "R", 1: "S"}, {0: "B", 1: "N"}, {0: "R", 2: "L"}
     return {
-        "denoise": (DenoiseGraph(lm), [ex[k] for k in DENOISE_IN], DENOISE_IN, DENOISE_OUT + present, {
-            "input_ids": RL, "position_ids": RL, "attention_mask": RL, "target_positions": RN,
-            "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"}, "uniforms": BN,
-            "sample_index": BN, "sample_prob": BN, "row_max": RL, "target_logits": {0: "R", 1: "N", 2: "K"},
-            **{k: RHL for k in present}}),
+        "denoise": denoise_spec(lm, ex, exact=True),
         "denoise_partial": (PartialGraph(lm), [ex["input_ids"][:, :5], ex["query_index"], ex["position_ids"][:, :5],
                                                ex["attention_mask"], ex["vocab_range"], *ex["past"]],
                             PARTIAL_IN + past, PARTIAL_OUT, {
@@ -338,6 +371,9 @@ def resident_specs(lm, ex):
     RS, RHL, RNK = {0: "R", 1: "S"}, {0: "R", 2: "L"}, {0: "R", 1: "N", 2: "K"}
     out_rows = {0: "Rout", 2: "L"}
     return {
+        # the full step and the draw for a provider without float64 (§3.1): the guided logits stay on the device
+        "denoise_device": denoise_spec(lm, ex, exact=False),
+        "sample_head_device": sample_head_spec(K, ex, exact=False),
         "denoise_resident": (ResidentPartialGraph(lm), [ex["input_ids"][:, :S], ex["query_index"],
                                                         ex["position_ids"][:, :S], ex["attention_mask"],
                                                         ex["vocab_range"], source, tl, *ex["past"]],
@@ -446,7 +482,8 @@ def export_segment(lm, tok, out_dir, steps):
 
 
 def export_resident(lm, tok, out_dir):
-    """Writes the device-resident ML-Cache's graphs (§4.7): denoise_resident, cache_gather, cache_concat."""
+    """Writes the device-resident ML-Cache's graphs (§4.7): denoise_device, sample_head_device, denoise_resident,
+    cache_gather, cache_concat."""
     lm.eval()
     ex = example_inputs(tok, lm.cfg)
     paths = {}
@@ -456,6 +493,7 @@ def export_resident(lm, tok, out_dir):
             _export(module, args, p, ins, outs, dyn)
             paths[name] = p
     _fp16_initializers(paths["denoise_resident"])
+    _fp16_initializers(paths["denoise_device"])
     for p in paths.values():
         onnx.checker.check_model(onnx.load(p))
     return paths
@@ -474,11 +512,8 @@ def export_all(lm, tok, book, out_dir, segment_steps=None):
             _export(module, args, p, ins, outs, dyn)
             paths[name] = p
         p = os.path.join(out_dir, "sample_head.onnx")
-        K = tok.vocab_size - tok.code_offset
-        tl = torch.randn(4, 7, K)
-        _export(SampleHeadGraph(), [tl, ex["guidance_weights"], ex["temperature"], ex["uniforms"]], p, HEAD_IN,
-                HEAD_OUT, {"logits": {0: "R", 1: "N", 2: "K"}, "guidance_weights": {0: "B", 1: "G"},
-                           "temperature": {0: "B"}, "uniforms": BN, "sample_index": BN, "sample_prob": BN})
+        module, args, ins, outs, dyn = sample_head_spec(tok.vocab_size - tok.code_offset, ex, exact=True)
+        _export(module, args, p, ins, outs, dyn)
         paths["sample_head"] = p
         p = os.path.join(out_dir, "forward_logits.onnx")
         _export(ForwardLogitsGraph(lm), [ex["input_ids"], ex["position_ids"], ex["attention_mask"]], p, FWD_IN,
@@ -577,6 +612,13 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         # 1. sample_head on denoise's target logits == denoise's outputs
         hi, hp = SampleHeadGraph()(tl, ex["guidance_weights"], ex["temperature"], ex["uniforms"])
         res["sampleHeadMatchesDenoise"] = bool(torch.equal(hi, si) and torch.equal(hp, sp))
+        # 1b. the device draw (§3.1): the same step's tokens under float32 sums; greedy ones exact
+        di, dp = DenoiseGraph(lm, exact=False)(*[ex[k] for k in DENOISE_IN])[:2]
+        hdi, hdp = SampleHeadGraph(exact=False)(tl, ex["guidance_weights"], ex["temperature"], ex["uniforms"])
+        greedy = ex["temperature"] == 0
+        res["deviceDrawAgreement"] = float((di == si).double().mean())
+        res["deviceDrawOk"] = bool(torch.equal(di[greedy], si[greedy]) and torch.equal(hdi, di) and torch.equal(hdp, dp)
+                                   and res["deviceDrawAgreement"] >= 0.99)
         # 2. forward_logits sliced at the targets == target_logits
         fl = ForwardLogitsGraph(lm)(ex["input_ids"], ex["position_ids"], ex["attention_mask"])
         sl = fl[..., tok.code_offset:tok.vocab_size]
@@ -601,7 +643,7 @@ def torch_checks(lm, tok, log=print, segment_steps=None):
         res["partialSubsetMaxDiff"] = float((pl2 - ref).abs().max())
         # 5. denoise_resident == denoise_partial with its fresh rows written into the cache on the host
         res["residentMatchesPartial"] = resident_matches_partial(lm, ids_s, qs, pos_s, ex, kv, tl)
-    ok = (res["residentMatchesPartial"] and res["sampleHeadMatchesDenoise"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4
+    ok = (res["residentMatchesPartial"] and res["sampleHeadMatchesDenoise"] and res["deviceDrawOk"] and res["forwardLogitsMaxDiff"] < 1e-4 and res["partialAllMaxDiff"] < 1e-4
           and res["partialAllKvMaxDiff"] < 1e-5 and res["partialSubsetMaxDiff"] < 1e-4)
     if segment_steps:
         # 6. denoise_segment == the CPU ML-Cache path (denoise, denoise_partial, sample_head + host remask)
@@ -641,7 +683,7 @@ def with_segment(man, steps):
 def main(argv=None):
     """Re-export the graphs of a built model directory from its weights.npz (no retraining):
 
-        /usr/bin/python3 tools/model/export.py --from models/tiny [--out DIR] [--only-resident]
+        /usr/bin/python3 tools/model/export.py --from models/tiny [--out DIR] [--only-resident] [--fused-attention]
 
     and refresh the manifest's file hashes.
     """
@@ -657,6 +699,9 @@ def main(argv=None):
                          "defaults.cache.refreshInterval)")
     ap.add_argument("--only-resident", action="store_true",
                     help="export only the device-resident ML-Cache's graphs (§4.7), leaving the others as they are")
+    ap.add_argument("--fused-attention", action="store_true",
+                    help="attention as one com.microsoft MultiHeadAttention node per layer (fused_attention.py), for "
+                         "onnxruntime's WebGPU provider")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     out = args.out or args.src
@@ -667,6 +712,7 @@ def main(argv=None):
     from tokenizer import Tokenizer
     tok = Tokenizer.load(os.path.join(args.src, "tokenizer.json"))
     lm, book = build_tiny.load_weights(os.path.join(args.src, "weights.npz"))
+    lm.cfg.fused_attention = args.fused_attention
     if args.only_resident:
         export_resident(lm, tok, out)
     else:

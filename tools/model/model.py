@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import fused_attention
+
 
 class Config:
     def __init__(self, vocab_size, d_model=128, n_layers=4, n_heads=4, ffn_hidden=384, rope_theta=10000.0,
-                 eps=1e-5):
+                 eps=1e-5, fused_attention=False):
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.n_layers = n_layers
@@ -37,6 +39,9 @@ class Config:
         self.ffn_hidden = ffn_hidden
         self.rope_theta = rope_theta
         self.eps = eps
+        # export attention as one com.microsoft MultiHeadAttention node per layer (fused_attention.py); not part of
+        # the manifest's config: the same weights, another graph layout
+        self.fused_attention = fused_attention
         assert d_model % n_heads == 0
         self.head_dim = d_model // n_heads
         assert self.head_dim % 2 == 0
@@ -217,9 +222,13 @@ class DimooLM(nn.Module):
         kvs = []
         if query_index is not None:
             index = self.scatter_index(query_index)
+        fused = self.cfg.fused_attention
+        if fused:
+            bias = fused_attention.query_bias(bias, x)
         for i, b in enumerate(t["blocks"]):
             h = b.attn_norm(x)
-            qh = self.rope(self.heads(b.q_proj(h)), cos, sin).transpose(1, 2)
+            qh = self.rope(self.heads(b.q_proj(h)), cos, sin)
+            qh = reshape_tail(qh, (self.cfg.d_model,)) if fused else qh.transpose(1, 2)
             kh = self.rope(self.heads(b.k_proj(h)), cos, sin).transpose(1, 2)
             vh = self.split_heads(b.v_proj(h))
             if collect_kv and not merged_kv:
@@ -229,9 +238,12 @@ class DimooLM(nn.Module):
                 vh = scatter_nd(past[i][1], index, vh)
                 if merged_kv:
                     kvs.append((kh, vh))
-            att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + like(bias, qh)
-            att = torch.softmax(att, dim=-1)
-            o = self.merge_heads(torch.matmul(att, vh))
+            if fused:
+                o = fused_attention.multi_head_attention(qh, kh, vh, bias, self.cfg.n_heads, scale)
+            else:
+                att = torch.matmul(qh, kh.transpose(-1, -2)) * scale + like(bias, qh)
+                att = torch.softmax(att, dim=-1)
+                o = self.merge_heads(torch.matmul(att, vh))
             x = x + b.attn_out(o)
             h2 = b.ff_norm(x)
             x = x + b.ff_out(F.silu(b.ff_proj(h2)) * b.up_proj(h2))
@@ -278,32 +290,48 @@ class DimooLM(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # sampling rule of docs/model-interface.md §3 (float32), shared by the graphs and the Python samplers
 
-def sample_rule(target_logits, guidance_weights, temperature, uniforms):
+def sample_rule(target_logits, guidance_weights, temperature, uniforms, exact=True):
     """target_logits [R, N, K], guidance_weights [B, G], temperature [B], uniforms [B, N]
-    -> sample_index int64 [B, N], sample_prob float32 [B, N]."""
+    -> sample_index int64 [B, N], sample_prob float32 [B, N].
+
+    exact: the CDF and the confidence in float64 (§3, what libs/diffusion computes). False: the device draw (§3.1),
+    the same rule in float32 throughout, for a provider without float64 (WebGPU), which would otherwise copy the
+    guided logits [B, N, K] to the host at every draw."""
     B = guidance_weights.shape[0]
     G = guidance_weights.shape[1]
     N = target_logits.shape[1]
     K = target_logits.shape[2]
+    wide = torch.float64 if exact else torch.float32
     lg = target_logits.reshape(B, G, N, K)
     z = (lg * guidance_weights.unsqueeze(-1).unsqueeze(-1)).sum(1)  # [B, N, K]
     m = z.max(dim=-1, keepdim=True)[0]
     greedy = torch.argmax(z, dim=-1)  # first index on ties
-    tau = temperature.unsqueeze(-1).unsqueeze(-1).double()  # [B, 1, 1]
+    tau = temperature.unsqueeze(-1).unsqueeze(-1).to(wide)  # [B, 1, 1]
     is_zero = tau == 0
     tau_safe = torch.where(is_zero, torch.ones_like(tau), tau)
-    # the CDF and the confidence are computed in float64: float32 sums depend on the kernel's reduction order, and a
-    # one-ulp difference in p reorders near-tied confidences (docs/model-interface.md §3)
-    zd = (z - m).double()
+    # the exact rule sums in float64: float32 sums depend on the kernel's reduction order, and a one-ulp difference in
+    # p reorders near-tied confidences (docs/model-interface.md §3)
+    zd = (z - m).to(wide)
     e = torch.exp(zd / tau_safe)
     c = torch.cumsum(e, dim=-1)
-    thresh = uniforms.unsqueeze(-1).double() * c[..., -1:]
-    # counted in float64 (exact): an int64 count is a kernel a GPU provider takes, and onnxruntime's WebGPU provider
-    # would copy the [B, N, K] comparison to the device and the int64 result back for the sum
-    k = (c < thresh).double().sum(-1).to(torch.int64)
+    thresh = uniforms.unsqueeze(-1).to(wide) * c[..., -1:]
+    # counted in floating point (exact: K < 2^24): an int64 count is a kernel a GPU provider takes, and onnxruntime's
+    # WebGPU provider would copy the [B, N, K] comparison to the device and the int64 result back for the sum
+    k = (c < thresh).to(wide).sum(-1).to(torch.int64)
     kmax = (torch.ones_like(greedy) * K) - 1
     k = torch.minimum(k, kmax)
     idx = torch.where(is_zero.squeeze(-1), greedy, k)
     zk = torch.gather(zd, 2, idx.unsqueeze(-1))
-    p = (torch.exp(zk).squeeze(-1) / torch.exp(zd).sum(-1)).float()
-    return idx, p
+    if exact:
+        return idx, (torch.exp(zk).squeeze(-1) / torch.exp(zd).sum(-1)).float()
+    zk = zk.squeeze(-1)
+    # float32: p = e_k / (n + s), n the count of terms at the max (d = 0, e = 1 exactly) and s the sum of the others;
+    # for p ≥ ½ (then k is the unique max) as 1 − s / (1 + s), whose small term keeps its relative precision. A
+    # near-certain draw (s ≪ 1) then rounds as the exact rule rounds it, so the near-ties among confident positions
+    # that LLaDA's commit order breaks come out the same on both rules. Float compares and a scalar zero only: an int64
+    # one-hot or a zeros tensor would be built on the host and copied to the device at [B, N, K]
+    at_max = zd == 0
+    rest = torch.where(at_max, torch.tensor(0.0), torch.exp(zd)).sum(-1)
+    total = at_max.to(wide).sum(-1) + rest
+    direct = torch.exp(zk) / total
+    return idx, torch.where(direct >= 0.5, 1.0 - rest / total, direct)

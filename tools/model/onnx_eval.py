@@ -235,6 +235,17 @@ def run_node(node, inp):
         m = np.max(x, axis=ax, keepdims=True)
         e = np.exp(x - m)
         return [(e / np.sum(e, axis=ax, keepdims=True)).astype(x.dtype, copy=False)]
+    if op == "MultiHeadAttention":  # com.microsoft, as tools/model/fused_attention.py exports it
+        q, k, v, bias = inp[0], inp[1], inp[2], inp[5]
+        if k.ndim != 4 or any(t is not None for t in inp[3:5]) or len(inp) > 6:
+            raise NotImplementedError("MultiHeadAttention: only BSD query, BNSH key/value and attention_bias")
+        R, Q, d = q.shape
+        H = at["num_heads"]
+        qh = q.reshape(R, Q, H, d // H).transpose(0, 2, 1, 3)
+        sc = np.matmul(qh, k.transpose(0, 1, 3, 2)) * np.float32(at.get("scale", 1.0 / np.sqrt(d // H))) + bias
+        sc = np.exp(sc - sc.max(-1, keepdims=True))
+        att = sc / sc.sum(-1, keepdims=True)
+        return [np.matmul(att, v).transpose(0, 2, 1, 3).reshape(R, Q, d).astype(np.float32, copy=False)]
     if op == "Squeeze":
         if len(inp) > 1 and inp[1] is not None:
             return [np.squeeze(x, axis=tuple(_axis(int(a), x.ndim) for a in inp[1]))]
@@ -318,11 +329,23 @@ class Graph:
             if k not in feeds:
                 raise KeyError(f"missing input {k}")
             env[k] = np.asarray(feeds[k])
-        for node in self.model.graph.node:
+        self._run_nodes(self.model.graph.node, env)
+        names = outputs or self.outputs
+        return {n: env[n] for n in names}
+
+    def _run_nodes(self, nodes, env):
+        for node in nodes:
             args = [env[n] if n else None for n in node.input]
-            res = run_node(node, args)
+            if node.op_type == "If":
+                # the taken branch sees the outer names (torch writes one where it cannot prove a squeezed dim is 1)
+                branch = _attrs(node)["then_branch" if bool(np.asarray(args[0]).reshape(())) else "else_branch"]
+                inner = dict(env)
+                for t in branch.initializer:
+                    inner[t.name] = numpy_helper.to_array(t)
+                self._run_nodes(branch.node, inner)
+                res = [inner[o.name] for o in branch.output]
+            else:
+                res = run_node(node, args)
             for name, val in zip(node.output, res):
                 if name:
                     env[name] = np.asarray(val)
-        names = outputs or self.outputs
-        return {n: env[n] for n in names}

@@ -16,7 +16,7 @@ export type SysPrompt = 't2i' | 'mmu' | EditType;
 const sysPrompts = z.object(Object.fromEntries(SYS_PROMPTS.map((k) => [k, z.string()])) as Record<SysPrompt, z.ZodString>);
 
 /** The graphs of the device-resident ML-Cache (docs/model-interface.md §4.7): a model ships all of them or none. */
-export const RESIDENT_CACHE_GRAPHS = ['denoise_resident', 'cache_gather', 'cache_concat'] as const;
+export const RESIDENT_CACHE_GRAPHS = ['denoise_device', 'sample_head_device', 'denoise_resident', 'cache_gather', 'cache_concat'] as const;
 
 export const ManifestSchema = z
   .object({
@@ -103,7 +103,12 @@ export const ManifestSchema = z
       vq_decode: fileName,
       /** the GPU ML-Cache path (docs/model-interface.md §4.6); optional: without it a model serves through the CPU path */
       denoise_segment: fileName.optional(),
-      /** the device-resident ML-Cache (docs/model-interface.md §4.7; WebGPU): a partial step returning the updated cache, and its regrouping */
+      /**
+       * the device-resident ML-Cache (docs/model-interface.md §4.7; WebGPU): the full step and the draw under the float32
+       * device rule (§3.1), a partial step returning the updated cache, and its regrouping
+       */
+      denoise_device: fileName.optional(),
+      sample_head_device: fileName.optional(),
       denoise_resident: fileName.optional(),
       cache_gather: fileName.optional(),
       cache_concat: fileName.optional(),

@@ -233,6 +233,17 @@ export class ApiKeyRepository {
     return { keyId: row.id, teamId: row.teamId, scopes: toScopes(row.scopes), prefix: row.prefix, expiresAt: row.expiresAt };
   }
 
+  /**
+   * Whether a key verified earlier still holds `scope`: not revoked, not expired (what a session opened with the key
+   * checks on every use, so that revoking the key ends it).
+   */
+  public async stillHolds(keyId: string, scope: ApiKeyScope): Promise<boolean> {
+    if (!isUuid(keyId)) return false;
+    const row = await this.prisma.apiKey.findUnique({ where: { id: keyId }, select: { scopes: true, revokedAt: true, expiresAt: true } });
+    if (!row || row.revokedAt !== null || (row.expiresAt !== null && row.expiresAt.getTime() <= Date.now())) return false;
+    return toScopes(row.scopes).includes(scope);
+  }
+
   /** Revokes the key (idempotent). Pass `teamId` to refuse other teams' keys. @throws NotFound */
   public async revoke(keyId: string, teamId?: string, actor?: AuditActor): Promise<void> {
     if (!isUuid(keyId)) throw new NotFound('apiKey', keyId);

@@ -17,16 +17,18 @@ import { f32, i64 } from './session';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 
 /** Inputs and outputs in order; `*past` / `*present` stand for the per-layer cache tensors (kvNames). */
+const DENOISE = {
+  inputs: ['input_ids', 'position_ids', 'attention_mask', 'target_positions', 'guidance_weights', 'vocab_range', 'temperature', 'uniforms'],
+  outputs: ['sample_index', 'sample_prob', 'row_max', 'target_logits', '*present'],
+};
+const SAMPLE_HEAD = { inputs: ['logits', 'guidance_weights', 'temperature', 'uniforms'], outputs: ['sample_index', 'sample_prob'] };
 const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outputs: string[] }> = {
-  denoise: {
-    inputs: ['input_ids', 'position_ids', 'attention_mask', 'target_positions', 'guidance_weights', 'vocab_range', 'temperature', 'uniforms'],
-    outputs: ['sample_index', 'sample_prob', 'row_max', 'target_logits', '*present'],
-  },
+  denoise: DENOISE,
   denoise_partial: {
     inputs: ['input_ids', 'query_index', 'position_ids', 'attention_mask', 'vocab_range', '*past'],
     outputs: ['logits', 'row_max', 'new_kv'],
   },
-  sample_head: { inputs: ['logits', 'guidance_weights', 'temperature', 'uniforms'], outputs: ['sample_index', 'sample_prob'] },
+  sample_head: SAMPLE_HEAD,
   forward_logits: { inputs: ['input_ids', 'position_ids', 'attention_mask'], outputs: ['logits'] },
   vq_encode: { inputs: ['pixels'], outputs: ['codes'] },
   vq_decode: { inputs: ['codes'], outputs: ['pixels'] },
@@ -47,6 +49,8 @@ const SIGNATURES: Record<keyof ModelManifest['graphs'], { inputs: string[]; outp
     ],
     outputs: ['tokens', 'sample_prob', 'row_max'],
   },
+  denoise_device: DENOISE,
+  sample_head_device: SAMPLE_HEAD,
   denoise_resident: {
     inputs: ['input_ids', 'query_index', 'position_ids', 'attention_mask', 'vocab_range', 'target_source', 'past_target_logits', '*past'],
     outputs: ['row_max', 'present_target_logits', '*present'],
@@ -190,6 +194,45 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       });
       expect(Array.from(head['sample_index']!.data as BigInt64Array, Number)).toEqual(index);
     }
+  });
+
+  it('denoise_device is denoise with the float32 device draw (§3.1): the same logits and cache, greedy tokens exact, ≥ 99% of draws', async () => {
+    if (!manifest.graphs.denoise_device) return; // the device-resident cache is optional (§4.7)
+    const { L, ids, pos, att } = rows();
+    const t = manifest.tokens;
+    const K = t.codebookSize;
+    const targets = Array.from({ length: 12 }, (_, n) => 3 * n);
+    const N = targets.length;
+    const weights = Float32Array.of(3.5, -2.5);
+    let same = 0;
+    let draws = 0;
+    for (const [temperature, seed] of [0, 1, 1, 1, 0.7].map((tau, i) => [tau, i] as const)) {
+      const uniforms = Float32Array.from({ length: N }, (_, n) => ((n * 7919 + seed * 104729) % 1000) / 1000 + 0.0005);
+      const feeds = { ...pairFeeds({ L, ids, pos, att }, targets, weights, temperature), uniforms: f32(uniforms, [1, N]) };
+      const exact = await sessions.denoise.run(feeds);
+      const device = await sessions.denoise_device.run(feeds);
+      for (const name of ['row_max', 'target_logits', ...kvNames('present', manifest.architecture.nLayers)]) {
+        expect([name, Array.from(device[name]!.data as Float32Array)]).toEqual([name, Array.from(exact[name]!.data as Float32Array)]);
+      }
+      const index = Array.from(device['sample_index']!.data as BigInt64Array, Number);
+      const exactIndex = Array.from(exact['sample_index']!.data as BigInt64Array, Number);
+      if (temperature === 0) expect(index).toEqual(exactIndex);
+      same += index.filter((v, n) => v === exactIndex[n]).length;
+      draws += N;
+      // the device head on the device step's target logits draws the same tokens
+      const head = await sessions.sample_head_device.run({
+        logits: f32(device['target_logits']!.data as Float32Array, [2, N, K]),
+        guidance_weights: f32(weights, [1, 2]),
+        temperature: f32(Float32Array.of(temperature), [1]),
+        uniforms: f32(uniforms, [1, N]),
+      });
+      expect(Array.from(head['sample_index']!.data as BigInt64Array, Number)).toEqual(index);
+      const prob = device['sample_prob']!.data as Float32Array;
+      Array.from(exact['sample_prob']!.data as Float32Array).forEach((p, n) => {
+        if (index[n] === exactIndex[n]) expect(Math.abs(prob[n]! - p)).toBeLessThanOrEqual(1e-5 * p + 1e-7);
+      });
+    }
+    expect(same / draws).toBeGreaterThanOrEqual(0.99);
   });
 
   it('a partial step that recomputes every position equals a full step', async () => {

@@ -100,9 +100,10 @@ interface ResidentSessions {
 /**
  * The engine's model interface over the `denoise`, `denoise_partial` and `sample_head` graphs, with the ML-Cache state
  * in host memory (`HostKvCache`, where the CPU provider computes anyway: docs/model-interface.md §4.2, §5) — or, on
- * WebGPU with a model that ships them, over `denoise_resident`, `cache_gather` and `cache_concat` with the state on the
- * device (`DeviceKvCache`, §4.7): then per step only ids, positions, the max logits, sampled tokens and their
- * confidences cross between host and device.
+ * WebGPU with a model that ships them, over `denoise_device`, `sample_head_device`, `denoise_resident`, `cache_gather`
+ * and `cache_concat` with the state on the device (`DeviceKvCache`, §4.7): then per step only ids, positions, the max
+ * logits, sampled tokens and their confidences cross between host and device (the draw is the float32 device rule,
+ * §3.1, so that the guided logits need no float64 kernel on the host).
  * `denoise_partial` (the CPU ML-Cache path) is opened on its first use: each onnxruntime session holds its own copy of
  * the weights, and a GPU worker that caches through `denoise_segment` never needs it (docs/models.md §3).
  */
@@ -134,20 +135,28 @@ export class OnnxDenoiseModel implements DenoiseModel {
     const { nLayers, nHeads, dModel } = manifest.architecture;
     const present = kvNames('present', nLayers);
     const onDevice = (names: string[]): Record<string, OutputLocation> => Object.fromEntries(names.map((n) => [n, 'gpu-buffer']));
+    const g = manifest.graphs;
     const wantResident = (options.deviceCache ?? true) && options.provider === 'webgpu' && hasResidentCache(manifest);
-    const denoise = await openSession(join(dir, manifest.graphs.denoise), options, wantResident ? onDevice(['target_logits', ...present]) : undefined);
-    const head = await openSession(join(dir, manifest.graphs.sample_head), options);
+    // the resident path's full step and draw use the device rule (§3.1: float32, no host copy of the guided logits);
+    // a CPU fallback keeps the exact graphs
+    let denoise = wantResident
+      ? await openSession(join(dir, g.denoise_device!), options, onDevice(['target_logits', ...present]))
+      : await openSession(join(dir, g.denoise), options);
+    const residentNow = wantResident && denoise.provider === 'webgpu';
+    if (wantResident && !residentNow) {
+      await denoise.session.release();
+      denoise = await openSession(join(dir, g.denoise), { ...options, provider: 'cpu' });
+    }
     // the other graphs run on the provider the full step got (a CPU fallback applies to all)
     const opened = { ...options, provider: denoise.provider };
+    const head = await openSession(join(dir, residentNow ? g.sample_head_device! : g.sample_head), opened);
     const lazy = (file: string, outputs?: Record<string, OutputLocation>) =>
       new LazySession(async () => (await openSession(join(dir, file), opened, outputs)).session);
-    const openPartial = async () => (await openSession(join(dir, manifest.graphs.denoise_partial), opened)).session;
-    const g = manifest.graphs;
+    const openPartial = async () => (await openSession(join(dir, g.denoise_partial), opened)).session;
     const cacheOut = onDevice(['present_target_logits', ...present]);
-    const resident =
-      wantResident && denoise.provider === 'webgpu'
-        ? { partial: lazy(g.denoise_resident!, cacheOut), gather: lazy(g.cache_gather!, cacheOut), concat: lazy(g.cache_concat!, cacheOut) }
-        : null;
+    const resident = residentNow
+      ? { partial: lazy(g.denoise_resident!, cacheOut), gather: lazy(g.cache_gather!, cacheOut), concat: lazy(g.cache_concat!, cacheOut) }
+      : null;
     return new OnnxDenoiseModel({ nLayers, nHeads, dModel }, denoise.provider, denoise.session, openPartial, head.session, resident);
   }
 

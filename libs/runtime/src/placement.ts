@@ -65,3 +65,6 @@ export function profiles(dir: string): Map<string, CopyRun[]> {
 
 /** Whether a copied tensor has a K/V plane's layout [rows, nHeads, length, headDim]. */
 export const kvShaped = (shape: number[], nHeads: number, headDim: number) => shape.length === 4 && shape[1] === nHeads && shape[3] === headDim;
+
+/** Whether a copied tensor carries a vocabulary axis: target logits [rows or sequences, targets, K] (K > 1). */
+export const logitsShaped = (shape: number[]) => shape.length === 3 && shape[2]! > 1;

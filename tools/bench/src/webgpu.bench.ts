@@ -1,12 +1,13 @@
 /**
  * npm run bench:webgpu — bytes between host and device per engine step on onnxruntime-node's WebGPU provider, with
- * the ML-Cache kept on the device (`resident`: denoise_resident, cache_gather, cache_concat) against the K/V kept in
- * host memory (`host`: the CPU path's HostKvCache on the same provider, its K/V read back after each cached full step
- * and fed again to every partial step). Both runs: the same t2i batch (guidance on, τ = 1, the manifest's cache
- * settings), on the tiny model. Two counts each:
+ * the ML-Cache kept on the device (`resident`: denoise_device, sample_head_device, denoise_resident, cache_gather,
+ * cache_concat) against the K/V kept in host memory (`host`: the CPU path's HostKvCache on the same provider, its K/V
+ * read back after each cached full step and fed again to every partial step). Both runs: the same t2i batch (guidance
+ * on, τ = 1, the manifest's cache settings), on the tiny model. Two counts each:
  *  - what the runtime feeds and fetches (its `traffic`: host tensors; device tensors fed or kept count nothing);
- *  - what the provider copies by itself (its profile's MemcpyToHost / MemcpyFromHost nodes): the sampling rule's
- *    float64 part runs on the CPU (WebGPU has no f64), so its [B, N, K] inputs cross.
+ *  - what the provider copies by itself (its profile's MemcpyToHost / MemcpyFromHost nodes): on the host path the
+ *    exact draw's float64 part runs on the CPU (WebGPU has no f64), so its [B, N, K] inputs cross; the resident path
+ *    draws with the float32 device rule (§3.1).
  * A correctness device (lavapipe) gives the bytes, not the speed; the times printed are lavapipe's.
  *
  *   XDG_RUNTIME_DIR=<a writable dir> npm run bench:webgpu            (BENCH_BATCH=4, BENCH_STEPS=16)

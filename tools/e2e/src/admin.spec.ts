@@ -17,8 +17,9 @@ let prisma: PrismaClient;
 let worker: WorkerProcess;
 let a: { id: string; key: string };
 let b: { id: string; key: string };
-/** a key of team B with the admin scope: admin-scoped keys see every team's jobs, whatever their own team */
+/** a key of team C with the admin scope: admin-scoped keys see every team's jobs, whatever their own team */
 let bAdmin: string;
+let teamC: string;
 type AuditEntry = z.infer<typeof AuditEntrySchema>;
 const GENERATION = 'dimoo-generation';
 
@@ -71,7 +72,8 @@ beforeAll(async () => {
   prisma = createPrisma(p.db.url);
   worker = new WorkerProcess(p.workerEnv);
   [a, b] = await Promise.all([platformTeam(p, 'admin-a'), platformTeam(p, 'admin-b'), worker.ready()]);
-  bAdmin = (await platformTeam(p, 'admin-c', ['submit', 'read', 'admin'])).key;
+  const c = await platformTeam(p, 'admin-c', ['submit', 'read', 'admin']);
+  [bAdmin, teamC] = [c.key, c.id];
 }, 120_000);
 
 afterAll(async () => {
@@ -305,5 +307,16 @@ describe('the queue board', () => {
     expect((await call('GET', `${board}/`, ADMIN_KEY)).status).toBe(200);
     expect((await call('GET', `${board}/`, a.key)).status).toBe(403);
     expect((await call('POST', '/v1/admin/board-session', a.key)).status).toBe(403);
+  });
+
+  it('ends a session when the key that opened it is revoked', async () => {
+    const board = '/admin/queues/board';
+    const key = await json<{ id: string; key: string }>(await call('POST', `/v1/teams/${teamC}/keys`, ADMIN_KEY, { name: 'board', scopes: ['admin'] }), 201);
+    const { url } = await json<{ url: string }>(await call('POST', '/v1/admin/board-session', key.key), 201);
+    const session = { cookie: (await call('GET', url, null)).headers.get('set-cookie')!.split(';')[0]! };
+    expect((await call('GET', `${board}/api/queues`, null, undefined, session)).status).toBe(200);
+    expect((await call('DELETE', `/v1/teams/${teamC}/keys/${key.id}`, ADMIN_KEY)).status).toBe(204);
+    expect((await call('GET', `${board}/api/queues`, null, undefined, session)).status).toBe(401);
+    expect((await call('GET', `${board}/`, null, undefined, session)).status).toBe(401);
   });
 });

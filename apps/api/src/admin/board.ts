@@ -3,6 +3,8 @@
  * send the bearer key, so an admin asks `POST /v1/admin/board-session` for a one-time URL (a random token, valid 60 s,
  * held in Redis so any API replica redeems it); opening it sets an HttpOnly, SameSite=Strict cookie for the board's
  * path only (an hour) and redirects to the board. Every board request needs that cookie or an admin key (401 / 403).
+ * A session remembers the key that opened it and ends as soon as that key is revoked, expires or loses the admin scope
+ * (checked on every request; a session of the bootstrap ADMIN_API_KEY, which has no row to revoke, lasts its hour).
  *
  * Cookie authentication has no CSRF consequence here: the board is read-only (each queue's `readOnlyMode`, and this
  * mount refuses every method but GET and HEAD), so a forged request can change nothing; SameSite=Strict keeps the
@@ -19,6 +21,7 @@ import type { Queue } from 'bullmq';
 import type { NextFunction, Request, Response } from 'express';
 import { Redis } from 'ioredis';
 import { createHash, randomBytes } from 'node:crypto';
+import { ApiKeyRepository } from '@dimoo/db';
 import { QUEUE_NAMES, redisOptions } from '@dimoo/queue';
 import { ApiKeyGuard } from '../auth/api-key.guard';
 import { problemBody, problemOf, ProblemError } from '../common/problem';
@@ -37,6 +40,8 @@ export const BOARD_SESSION_TTL_MS = 60 * 60 * 1000;
 /** Tokens and sessions are kept by their hash: what Redis holds opens nothing. */
 const digest = (secret: string) => createHash('sha256').update(secret).digest('base64url');
 const secret = () => randomBytes(32).toString('base64url');
+/** The owner of a session opened with the bootstrap key (key ids are UUIDs: no clash). */
+const BOOTSTRAP = 'bootstrap';
 
 /** One-time board tokens and the sessions they open, in Redis (every API replica sees them). */
 @Injectable()
@@ -51,23 +56,26 @@ export class BoardSessions implements OnApplicationShutdown {
     this.prefix = `${env.QUEUE_PREFIX}:board`;
   }
 
-  /** A new one-time URL (relative to the API) that opens the board. */
-  async open(): Promise<string> {
+  /** A new one-time URL (relative to the API) that opens the board, for the key `keyId` (null: the bootstrap key). */
+  async open(keyId: string | null): Promise<string> {
     const token = secret();
-    await this.redis.set(`${this.prefix}:token:${digest(token)}`, '1', 'PX', BOARD_TOKEN_TTL_MS);
+    await this.redis.set(`${this.prefix}:token:${digest(token)}`, keyId ?? BOOTSTRAP, 'PX', BOARD_TOKEN_TTL_MS);
     return `${REDEEM_PATH}?token=${token}`;
   }
 
   /** Redeems a token once (GETDEL: a second use finds nothing): a new session id, or null. */
   async redeem(token: string): Promise<string | null> {
-    if (!(await this.redis.getdel(`${this.prefix}:token:${digest(token)}`))) return null;
+    const owner = await this.redis.getdel(`${this.prefix}:token:${digest(token)}`);
+    if (!owner) return null;
     const session = secret();
-    await this.redis.set(`${this.prefix}:session:${digest(session)}`, '1', 'PX', BOARD_SESSION_TTL_MS);
+    await this.redis.set(`${this.prefix}:session:${digest(session)}`, owner, 'PX', BOARD_SESSION_TTL_MS);
     return session;
   }
 
-  async valid(session: string): Promise<boolean> {
-    return (await this.redis.exists(`${this.prefix}:session:${digest(session)}`)) === 1;
+  /** The key a live session was opened with (null: the bootstrap key), or undefined for none. */
+  async owner(session: string): Promise<string | null | undefined> {
+    const owner = await this.redis.get(`${this.prefix}:session:${digest(session)}`);
+    return owner === null ? undefined : owner === BOOTSTRAP ? null : owner;
   }
 
   onApplicationShutdown(): void {
@@ -90,7 +98,7 @@ function refuse(res: Response, err: unknown): void {
       HttpStatus.SERVICE_UNAVAILABLE,
       'board-unavailable',
       'Board unavailable',
-      'the board sessions cannot be read now (Redis); retry later',
+      'the board session cannot be checked now (Redis or Postgres); retry later',
       undefined,
       5,
     );
@@ -108,6 +116,7 @@ const unauthorized = () =>
 export function mountBoard(app: NestExpressApplication): void {
   const sessions = app.get(BoardSessions);
   const guard = app.get(ApiKeyGuard);
+  const keys = app.get(ApiKeyRepository);
   const generation = app.get<Queue>(getQueueToken(QUEUE_NAMES.generation));
   const board = new ExpressAdapter().setBasePath(BOARD_PATH);
   createBullBoard({
@@ -136,7 +145,8 @@ export function mountBoard(app: NestExpressApplication): void {
         throw new ProblemError(HttpStatus.METHOD_NOT_ALLOWED, 'method-not-allowed', 'Method not allowed', 'the queue board is read-only');
       }
       const session = cookieOf(req, COOKIE);
-      if (session && (await sessions.valid(session))) return;
+      const owner = session ? await sessions.owner(session) : undefined;
+      if (owner === null || (owner !== undefined && (await keys.stillHolds(owner, 'admin')))) return;
       if (!req.headers.authorization && !req.headers['x-api-key']) throw unauthorized();
       const caller = await guard.callerOf(req);
       if (!caller.scopes.includes('admin')) throw new ProblemError(HttpStatus.FORBIDDEN, 'forbidden', 'Forbidden', 'this key lacks the admin scope');

@@ -92,7 +92,7 @@ export class QueuesController {
   @ApiOperation({
     summary: 'A one-time URL (60 s) that opens the read-only queue board (bull-board) in a browser',
     description:
-      'Opening it sets an HttpOnly, SameSite=Strict cookie for /admin/queues/board (one hour) and redirects to the board. ' +
+      'Opening it sets an HttpOnly, SameSite=Strict cookie for /admin/queues/board (one hour, ended early when the key that asked is revoked) and redirects to the board. ' +
       'The board also takes an admin key in the Authorization header.',
   })
   @ApiJsonBody('NoOptions', NoOptions, noOptions, false)
@@ -100,9 +100,9 @@ export class QueuesController {
     url: '/admin/queues/board/session?token=Vq3w0cX8b1T2yK9rZ4mN6pL5sA7dF0gH2jJ4kL6zX8c',
   })
   @ApiProblems({ 400: [PROBLEMS.invalid('ttl', 'is not a known field'), ...BODY_PROBLEMS[400]], 503: queueUnavailable() }, admin)
-  async boardSession(@Body() body: unknown): Promise<{ url: string }> {
+  async boardSession(@CurrentCaller() caller: Caller, @Body() body: unknown): Promise<{ url: string }> {
     noBody(body);
-    return { url: await this.redis(() => this.board.open()) };
+    return { url: await this.redis(() => this.board.open(caller.keyId)) };
   }
 
   private async setPaused(caller: Caller, name: string, body: unknown, paused: boolean): Promise<QueueItem> {

@@ -471,7 +471,7 @@ export interface paths {
         put?: never;
         /**
          * A one-time URL (60 s) that opens the read-only queue board (bull-board) in a browser
-         * @description Opening it sets an HttpOnly, SameSite=Strict cookie for /admin/queues/board (one hour) and redirects to the board. The board also takes an admin key in the Authorization header.
+         * @description Opening it sets an HttpOnly, SameSite=Strict cookie for /admin/queues/board (one hour, ended early when the key that asked is revoked) and redirects to the board. The board also takes an admin key in the Authorization header.
          */
         post: operations["QueuesController_boardSession"];
         delete?: never;
