@@ -6,8 +6,8 @@
 Reads config.json, model*.safetensors (+ index), tokenizer.json (+ tokenizer_config.json) and vqvae/; refuses (exit 2,
 every difference listed) when the architecture, the weight names/shapes, the vocabulary width or the tokenizer's special
 ids differ from what the graphs and spec §1.1 assume; writes OUT/fp32/ and/or OUT/fp16/ (manifest.json, tokenizer,
-the seven graphs of docs/model-interface.md, one shared weights.bin) and OUT/export.json.  See docs/models.md for the
-machine it needs (memory, disk, time).
+the seven graphs of docs/model-interface.md and the five device-resident ML-Cache graphs of §4.7, one shared
+weights.bin) and OUT/export.json.  See docs/models.md for the machine it needs (memory, disk, time).
 """
 
 import os
@@ -39,6 +39,9 @@ def main(argv=None):
     ap.add_argument("--version", default="1")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--conformance", action="store_true", help="run conformance.py on each directory (slow at 8B)")
+    ap.add_argument("--fused-attention", action="store_true",
+                    help="attention as one com.microsoft MultiHeadAttention node per layer (WebGPU's attention kernel; "
+                         "docs/models.md §5)")
     ap.add_argument("--check-only", action="store_true",
                     help="check the checkpoint (config, weight names and shapes, tokenizer ids, VQ) and export nothing")
     ap.add_argument("--manifest", help="with --check-only: also compare with this manifest.json (refuse on any "
@@ -69,7 +72,7 @@ def main(argv=None):
             args.checkpoint, args.out, REAL_IMAGE, 64, args.name, args.version,
             f"Lumina-DiMOO exported from {os.path.basename(os.path.abspath(args.checkpoint))} by "
             "tools/model/real_export.py", dtypes=dtypes, segment_steps=args.segment_steps or None,
-            log=lambda m: print(m, flush=True))
+            log=lambda m: print(m, flush=True), fused_attention=args.fused_attention)
     except (CheckpointMismatch, ValueError) as e:
         print(f"refused: {e}", file=sys.stderr)
         return 2

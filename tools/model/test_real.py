@@ -204,6 +204,181 @@ class VQTest(Tmp):
         self.assertLess(np.abs(got - want).max(), 1e-5)
 
 
+def _micro_lm(vocab, seed=3, layers=1, **kw):
+    torch.manual_seed(seed)
+    return DimooLM(Config(vocab_size=vocab, d_model=32, n_layers=layers, n_heads=2, ffn_hidden=64,
+                          rope_theta=500000.0, **kw)).eval()
+
+
+def _feeds(ex, names):
+    return {k: ex[k].numpy() for k in names}
+
+
+class ResidentExportTest(Tmp):
+    """The real exporter writes the device-resident ML-Cache's graphs (§4.7) into both directories."""
+
+    def test_resident_graphs_in_both_directories(self):
+        from types import SimpleNamespace
+
+        import export as G
+        from real import exporter
+        lm = _micro_lm(300)
+        vq = vqgan.VQGAN(vqgan.VQConfig(**VQTest.CFG)).eval()
+        tokens = dict(ckpt.REAL_TOKENS, codeOffset=44, codebookSize=256, textVocabSize=44, mask=1)
+        tok = os.path.join(self.dir, "tokenizer.json")
+        with open(tok, "w") as f:
+            json.dump(twin.tokenizer_json(), f)
+        image = {"gridFactor": 16, "minSize": 32, "maxSize": 64, "defaultHeight": 32, "defaultWidth": 32,
+                 "maxAspect": 2}
+        base = exporter.manifest_base("micro", "1", "test", lm.cfg, tokens, {}, [tok], image, None)
+        out = os.path.join(self.dir, "out")
+        mans = exporter.export_all(lm, vq, base, [tok], out, log=lambda m: None)
+        for dt, man in mans.items():
+            d = os.path.join(out, dt)
+            for g in exporter.RESIDENT_GRAPHS:
+                self.assertEqual(man["graphs"][g], g + ".onnx")
+                self.assertIn(g + ".onnx", man["files"])
+                self.assertLessEqual(onnx_passes.external_files(os.path.join(d, g + ".onnx")), {"weights.bin"})
+            types = {t.data_type for t in onnx.load(os.path.join(d, "denoise_device.onnx")).graph.initializer
+                     if len(t.dims) == 2}
+            self.assertEqual(types, {TensorProto.FLOAT16} if dt == "fp16" else {TensorProto.FLOAT})
+        # the fp32 graphs compute the module's function (denoise_device: the device draw; denoise_resident: the
+        # partial step returning the updated cache)
+        ex = G.example_inputs(SimpleNamespace(vocab_size=300, code_offset=44, mask=1), lm.cfg)
+        specs = G.resident_specs(lm, ex)
+        for name in ("denoise_device", "denoise_resident"):
+            module, args, ins, outs, _ = specs[name]
+            with torch.no_grad():
+                want = module(*args)
+            got = onnx_eval.Graph(os.path.join(out, "fp32", name + ".onnx")).run(
+                {k: a.numpy() for k, a in zip(ins, args)})
+            for o, w in zip(outs, want):
+                if w.dtype == torch.int64:
+                    self.assertTrue(np.array_equal(got[o], w.numpy()), f"{name}.{o}")
+                else:
+                    self.assertLess(float(np.abs(got[o] - w.numpy()).max()), 1e-4, f"{name}.{o}")
+
+
+class WeightlessTest(Tmp):
+    """tools/model/real/weightless.py: graphs traced at a small vocabulary and widened are the graphs traced at the
+    wider one (the same protos but for the external-data offsets, and the same outputs from the same tensors)."""
+
+    def _export(self, vocab, offset, out, fused=False):
+        from real import exporter
+        lm = _micro_lm(vocab, layers=2, **({"fused_attention": True} if fused else {}))
+        writer = exporter.DirWriter(out, "fp16")
+        tokens = {"codeOffset": offset, "mask": 1}
+        names = ("denoise", "denoise_partial", *exporter.RESIDENT_GRAPHS)
+        tmp = os.path.join(self.dir, f"tmp{vocab}{fused}")
+        os.makedirs(tmp)
+        for name, path in exporter.trace_graphs(lm, None, tokens, tmp, None, lambda m: None, only=names):
+            writer.add(name, path)
+        return names
+
+    @staticmethod
+    def _normal(path):
+        m = onnx.load(path, load_external_data=False)
+        for t in m.graph.initializer:
+            del t.external_data[:]
+        return m.SerializeToString()
+
+    def test_widened_graphs_equal_a_direct_export(self):
+        self._check(fused=False)
+
+    def test_widened_fused_attention_graphs_equal_a_direct_export(self):
+        self._check(fused=True)
+
+    def _check(self, fused):
+        from real import weightless
+        small, wide = os.path.join(self.dir, f"small{fused}"), os.path.join(self.dir, f"wide{fused}")
+        names = self._export(1021, 631, small, fused)
+        self._export(1500, 1100, wide, fused)
+        size, n, widened = weightless.widen_vocab(small, 1021, 1500, 32, forbidden=(631, 390))
+        self.assertEqual(widened, ["lm.model.transformer.ff_out.weight", "lm.model.transformer.wte.weight"])
+        self.assertFalse(os.path.exists(os.path.join(small, "weights.bin")))
+        for g in names:
+            self.assertEqual(self._normal(os.path.join(small, g + ".onnx")),
+                             self._normal(os.path.join(wide, g + ".onnx")), g)
+            m = onnx.load(os.path.join(small, g + ".onnx"), load_external_data=False)
+            self.assertEqual(weightless.casts_of_vocab_matrices(m, 1500, 32), [], g)
+        # the new layout holds every tensor at its full size, without overlap; the filler accepts it
+        fill = _filler()
+        store, regs = fill.regions(small)
+        self.assertEqual(store, "weights.bin")
+        self.assertEqual(max(o + n for o, n, *_ in regs), size)
+        # the same tensors under the new layout: the same outputs
+        self.assertEqual(weightless.copy_tensors(wide, small), size)
+        g = torch.Generator().manual_seed(4)
+        R, L, N = 2, 9, 4
+        feeds = {"input_ids": torch.randint(0, 1500, (R, L), generator=g).numpy(),
+                 "position_ids": np.tile(np.arange(L), (R, 1)), "attention_mask": np.ones((R, L), np.int64),
+                 "target_positions": np.tile(np.arange(N), (R, 1)),
+                 "guidance_weights": np.array([[1.5, -0.5]], np.float32),
+                 "vocab_range": np.array([1100, 1500]), "temperature": np.array([0.0], np.float32),
+                 "uniforms": np.full((1, N), 0.5, np.float32)}
+        a = onnx_eval.Graph(os.path.join(small, "denoise_device.onnx")).run(feeds)
+        b = onnx_eval.Graph(os.path.join(wide, "denoise_device.onnx")).run(feeds)
+        for k in ("sample_index", "row_max", "target_logits", "present_key_1"):
+            self.assertTrue(np.array_equal(a[k], b[k]), k)
+
+
+def _filler():
+    import importlib.util
+    p = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "gpu-kit", "fill_weights.py")
+    spec = importlib.util.spec_from_file_location("fill_weights", p)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class FillWeightsTest(Tmp):
+    """tools/bench/gpu-kit/fill_weights.py: one consistent store, filled with values of the declared types."""
+
+    def _graph(self, name, inits):
+        g = helper.make_graph([helper.make_node("Identity", [inits[0].name], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", inits[0].data_type, None)], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(m, os.path.join(self.dir, name))
+
+    @staticmethod
+    def _ext(name, dims, dt, off, length, loc="weights.bin"):
+        t = TensorProto(name=name, dims=dims, data_type=dt, data_location=TensorProto.EXTERNAL)
+        for k, v in (("location", loc), ("offset", str(off)), ("length", str(length))):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        return t
+
+    def test_fill_and_refusals(self):
+        fill = _filler()
+        self._graph("a.onnx", [self._ext("w", [64, 8], TensorProto.FLOAT16, 0, 1024),
+                               self._ext("n", [8], TensorProto.FLOAT, 1024, 32)])
+        self._graph("b.onnx", [self._ext("w", [64, 8], TensorProto.FLOAT16, 0, 1024),
+                               self._ext("v", [4, 4], TensorProto.FLOAT, 1088, 64)])
+        path, size = fill.fill(self.dir, chunk_mb=1, log=lambda m: None)
+        self.assertEqual(size, 1152)
+        m = onnx.load(os.path.join(self.dir, "b.onnx"))  # with the filled data
+        w = numpy_helper.to_array(m.graph.initializer[0])
+        self.assertEqual(w.dtype, np.float16)
+        self.assertTrue(0.005 < float(np.std(w.astype(np.float32))) < 0.05)
+        n = numpy_helper.to_array(onnx.load(os.path.join(self.dir, "a.onnx")).graph.initializer[1])
+        self.assertLess(float(np.abs(n - 1).max()), 0.2)  # a norm weight: near 1
+        self._graph("c.onnx", [self._ext("w", [64, 8], TensorProto.FLOAT, 0, 2048)])
+        with self.assertRaisesRegex(fill.Refused, "shares offset 0"):
+            fill.regions(self.dir)
+        self._graph("c.onnx", [self._ext("i", [4], TensorProto.INT64, 2048, 32)])
+        with self.assertRaisesRegex(fill.Refused, "INT64"):
+            fill.regions(self.dir)
+        self._graph("c.onnx", [self._ext("x", [4], TensorProto.FLOAT, 2048, 16, loc="other.bin")])
+        with self.assertRaisesRegex(fill.Refused, "several files"):
+            fill.regions(self.dir)
+        self._graph("c.onnx", [self._ext("x", [4], TensorProto.FLOAT, 1040, 16)])
+        with self.assertRaisesRegex(fill.Refused, "overlaps"):
+            fill.regions(self.dir)
+        self._graph("c.onnx", [self._ext("x", [4], TensorProto.FLOAT, 2048, 20)])
+        with self.assertRaisesRegex(fill.Refused, "declares 20 bytes"):
+            fill.regions(self.dir)
+
+
 class PassesTest(Tmp):
     def _model(self, w):
         W = numpy_helper.from_array(w, "W")

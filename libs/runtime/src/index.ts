@@ -1,3 +1,4 @@
+export * from './device-cache';
 export * from './engine-host';
 export * from './engine-protocol';
 export * from './onnx-model';

@@ -1,6 +1,7 @@
 """Export a checkpoint (LLM + VQ, loaded by checkpoint.py / vqgan.py) to the model directories the server loads:
 `OUT/fp32/` and `OUT/fp16/`, each a complete model directory of docs/model-interface.md (manifest, tokenizer, the seven
-graphs, one shared external-data file `weights.bin`).  The VQ graphs are float32 in both (spec §1.3)."""
+graphs, the five device-resident ML-Cache graphs of §4.7, one shared external-data file `weights.bin`).  The VQ graphs
+are float32 in both (spec §1.3)."""
 
 import json
 import os
@@ -22,6 +23,9 @@ from . import onnx_passes, vqgan
 
 OPSET = graphs_mod.OPSET
 TRANSFORMER_GRAPHS = ("denoise", "denoise_partial", "forward_logits", "denoise_segment")
+# the device-resident ML-Cache (§4.7; conformance.RESIDENT_GRAPHS): its two transformer graphs get the fp16 pass too
+RESIDENT_GRAPHS = graphs_mod.RESIDENT_GRAPHS
+FP16_GRAPHS = TRANSFORMER_GRAPHS + ("denoise_device", "denoise_resident")
 CACHE_DEFAULTS = {"cacheRatio": 0.9, "warmupRatio": 0.3, "refreshInterval": 5}
 
 
@@ -32,16 +36,18 @@ def _export(module, args, path, ins, outs, dyn):
                       dynamic_axes=dyn, do_constant_folding=False)
 
 
-def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
+def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print, only=None):
     """Traces the graphs one at a time into `tmp` (torch spills a > 2 GB graph to external files there) and yields
     (name, path); the caller consumes each before the next is traced, so at most one graph's copy of the weights is on
-    disk in `tmp` (32 GB at 8B in float32)."""
+    disk in `tmp` (32 GB at 8B in float32).  `only`: the names to trace (default all; without the VQ ones `vq` may be
+    None)."""
     tok = SimpleNamespace(vocab_size=lm.cfg.vocab_size, code_offset=tokens["codeOffset"], mask=tokens["mask"])
     ex = graphs_mod.example_inputs(tok, lm.cfg)
     RL, RN, BN = {0: "R", 1: "L"}, {0: "R", 1: "N"}, {0: "B", 1: "N"}
     G = graphs_mod
     specs = {
         **G.transformer_specs(lm, ex),
+        **G.resident_specs(lm, ex),
         "sample_head": (G.SampleHeadGraph(), [torch.randn(4, 7, 16), ex["guidance_weights"], ex["temperature"],
                                               ex["uniforms"]], G.HEAD_IN, G.HEAD_OUT, {
             "logits": {0: "R", 1: "N", 2: "K"}, "guidance_weights": {0: "B", 1: "G"}, "temperature": {0: "B"},
@@ -49,11 +55,14 @@ def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
         "forward_logits": (G.ForwardLogitsGraph(lm), [ex["input_ids"], ex["position_ids"], ex["attention_mask"]],
                            G.FWD_IN, G.FWD_OUT, {"input_ids": RL, "position_ids": RL, "attention_mask": RL,
                                                  "logits": {0: "R", 1: "L"}}),
-        "vq_encode": (vqgan.VQEncodeGraph(vq), [torch.rand(2, 3, 2 * vq.cfg.downsample, 3 * vq.cfg.downsample)],
-                      ["pixels"], ["codes"], {"pixels": {0: "B", 2: "H", 3: "W"}, "codes": {0: "B", 1: "Hg", 2: "Wg"}}),
-        "vq_decode": (vqgan.VQDecodeGraph(vq), [torch.randint(0, vq.cfg.num_vq_embeddings, (2, 2, 3))], ["codes"],
-                      ["pixels"], {"codes": {0: "B", 1: "Hg", 2: "Wg"}, "pixels": {0: "B", 2: "H", 3: "W"}}),
     }
+    if vq is not None:
+        specs["vq_encode"] = (vqgan.VQEncodeGraph(vq), [torch.rand(2, 3, 2 * vq.cfg.downsample, 3 * vq.cfg.downsample)],
+                              ["pixels"], ["codes"], {"pixels": {0: "B", 2: "H", 3: "W"},
+                                                      "codes": {0: "B", 1: "Hg", 2: "Wg"}})
+        specs["vq_decode"] = (vqgan.VQDecodeGraph(vq), [torch.randint(0, vq.cfg.num_vq_embeddings, (2, 2, 3))],
+                              ["codes"], ["pixels"], {"codes": {0: "B", 1: "Hg", 2: "Wg"},
+                                                      "pixels": {0: "B", 2: "H", 3: "W"}})
     if segment_steps:
         sx = G.segment_example(ex, segment_steps)
         specs["denoise_segment"] = (G.SegmentGraph(lm, segment_steps, tokens["mask"]), [sx[k] for k in G.SEGMENT_IN],
@@ -63,6 +72,8 @@ def trace_graphs(lm, vq, tokens, tmp, segment_steps, log=print):
             "keep_counts": {0: "B"}, "step_active": {0: "B"}, "uniforms": {0: "B", 2: "N"},
             "remask_noise": {0: "B", 2: "N"}, "tokens": BN, "sample_prob": BN, "row_max": RL})
     for name, (module, args, ins, outs, dyn) in specs.items():
+        if only is not None and name not in only:
+            continue
         t0 = time.time()
         d = os.path.join(tmp, name)
         os.makedirs(d, exist_ok=True)
@@ -87,7 +98,7 @@ class DirWriter:
 
     def add(self, name, path):
         m = onnx.load(path)  # with torch's spilled external data, if any
-        if self.dtype == "fp16" and name in TRANSFORMER_GRAPHS:
+        if self.dtype == "fp16" and name in FP16_GRAPHS:
             m, n = onnx_passes.to_fp16(m)
             self.converted += n
         self.store.externalize(m)
@@ -136,7 +147,7 @@ def manifest_base(name, version, description, cfg, tokens, special, tokenizer_fi
         },
         "limits": {"maxSteps": 256, "maxCfg": 20, "maxTemperature": 5, "maxGenLength": 1024, "maxBatchRows": 8},
         "graphs": dict({g: g + ".onnx" for g in ("denoise", "denoise_partial", "sample_head", "forward_logits",
-                                                 "vq_encode", "vq_decode")},
+                                                 "vq_encode", "vq_decode", *RESIDENT_GRAPHS)},
                        **({"denoise_segment": "denoise_segment.onnx"} if segment_steps else {})),
         **({"segmentSteps": segment_steps} if segment_steps else {}),
         "files": {},
@@ -205,14 +216,16 @@ def check_checkpoint(directory, image, log=print, weights=True):
 
 
 def export_checkpoint(directory, out, image, length_bucket, name, version, description, dtypes=("fp32", "fp16"),
-                      segment_steps=CACHE_DEFAULTS["refreshInterval"], log=print):
+                      segment_steps=CACHE_DEFAULTS["refreshInterval"], log=print, fused_attention=False):
     """The whole path from a checkpoint directory (hub layout) to OUT/<dtype>/: reads and checks config.json, the
-    weights, the tokenizer and vqvae/ (refusing on any mismatch with spec §1.1 / the graphs), then exports.
-    -> {dtype: manifest}."""
+    weights, the tokenizer and vqvae/ (refusing on any mismatch with spec §1.1 / the graphs), then exports; with
+    fused_attention each layer's attention is one com.microsoft MultiHeadAttention node (tools/model/fused_attention.py,
+    for the WebGPU provider's attention kernel). -> {dtype: manifest}."""
     t0 = time.time()
     cfg, facts, tokens, special, tok_files, vq = check_checkpoint(directory, image, log, weights=False)
     t1 = time.time()
     lm, stored = ckpt.load_lm(directory, cfg)
+    lm.cfg.fused_attention = fused_attention
     log(f"weights loaded ({', '.join(stored)} -> float32) in {time.time() - t1:.1f} s")
     base = manifest_base(name, version, description, cfg, tokens, special, tok_files, image, segment_steps,
                          length_bucket)
