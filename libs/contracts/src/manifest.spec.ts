@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ManifestSchema, SYS_PROMPTS } from './manifest';
+import { ManifestSchema, RESIDENT_CACHE_GRAPHS, SYS_PROMPTS } from './manifest';
 
 const tiny = JSON.parse(readFileSync(resolve(__dirname, '../../../models/tiny/manifest.json'), 'utf8')) as Record<string, unknown>;
 
@@ -49,11 +49,16 @@ describe('ManifestSchema', () => {
     expect(issues({ ...tiny, segmentSteps: 0 })[0]).toMatch(/^segmentSteps: /);
   });
 
-  it('takes the device-resident ML-Cache graphs as optional, all three or none', () => {
-    const { denoise_resident: _r, cache_gather: _g, cache_concat: _c, ...withoutResident } = tiny['graphs'] as Record<string, string>;
+  it('takes the device-resident ML-Cache graphs as optional, all five or none', () => {
+    const graphs = tiny['graphs'] as Record<string, string>;
+    const withoutResident = Object.fromEntries(Object.entries(graphs).filter(([g]) => !(RESIDENT_CACHE_GRAPHS as readonly string[]).includes(g)));
+    expect(RESIDENT_CACHE_GRAPHS.every((g) => g in graphs)).toBe(true);
     expect(issues({ ...tiny, graphs: withoutResident })).toEqual([]);
-    const { cache_concat: _only, ...partly } = tiny['graphs'] as Record<string, string>;
-    expect(issues({ ...tiny, graphs: partly })).toContain('graphs: denoise_resident, cache_gather, cache_concat come together');
+    const together = `graphs: ${RESIDENT_CACHE_GRAPHS.join(', ')} come together`;
+    for (const left of RESIDENT_CACHE_GRAPHS) {
+      const { [left]: _left, ...partly } = graphs;
+      expect(issues({ ...tiny, graphs: partly })).toContain(together);
+    }
   });
 
   it('requires checksums for the tokenizer files (an hf tokenizer may ship tokenizer_config.json)', () => {
