@@ -90,7 +90,18 @@ beforeAll(async () => {
   }
 });
 
-/** Two rows of different lengths built from real token ids, padded at the end. */
+/** A sample head's tokens for one sequence's two branch rows of target logits (as `denoise` returns them). */
+async function headIndex(head: ort.InferenceSession, logits: ort.Tensor, weights: Float32Array, temperature: number, uniforms: Float32Array, K: number) {
+  const N = uniforms.length;
+  const out = await head.run({
+    logits: f32(logits.data as Float32Array, [2, N, K]),
+    guidance_weights: f32(weights, [1, 2]),
+    temperature: f32(Float32Array.of(temperature), [1]),
+    uniforms: f32(uniforms, [1, N]),
+  });
+  return Array.from(out['sample_index']!.data as BigInt64Array, Number);
+}
+
 /** `denoise`'s row feeds for the two rows of rows(): one sequence, two branches, the same targets in both rows. */
 function pairFeeds(r: { L: number; ids: Int32Array; pos: Int32Array; att: Int32Array }, targets: number[], weights: Float32Array, temperature: number) {
   const t = manifest.tokens;
@@ -110,6 +121,7 @@ function pairFeeds(r: { L: number; ids: Int32Array; pos: Int32Array; att: Int32A
   });
 }
 
+/** Two rows of different lengths built from real token ids, padded at the end. */
 function rows() {
   const t = manifest.tokens;
   const L = 40;
@@ -186,13 +198,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
         },
         ['target_logits'],
       );
-      const head = await sessions.sample_head.run({
-        logits: f32(withCache['target_logits']!.data as Float32Array, [2, N, K]),
-        guidance_weights: f32(weights, [1, 2]),
-        temperature: f32(Float32Array.of(temperature), [1]),
-        uniforms: f32(uniforms, [1, N]),
-      });
-      expect(Array.from(head['sample_index']!.data as BigInt64Array, Number)).toEqual(index);
+      expect(await headIndex(sessions.sample_head, withCache['target_logits']!, weights, temperature, uniforms, K)).toEqual(index);
     }
   });
 
@@ -220,13 +226,7 @@ describe(`model directory ${TEST_MODEL_DIR}`, () => {
       same += index.filter((v, n) => v === exactIndex[n]).length;
       draws += N;
       // the device head on the device step's target logits draws the same tokens
-      const head = await sessions.sample_head_device.run({
-        logits: f32(device['target_logits']!.data as Float32Array, [2, N, K]),
-        guidance_weights: f32(weights, [1, 2]),
-        temperature: f32(Float32Array.of(temperature), [1]),
-        uniforms: f32(uniforms, [1, N]),
-      });
-      expect(Array.from(head['sample_index']!.data as BigInt64Array, Number)).toEqual(index);
+      expect(await headIndex(sessions.sample_head_device, device['target_logits']!, weights, temperature, uniforms, K)).toEqual(index);
       const prob = device['sample_prob']!.data as Float32Array;
       Array.from(exact['sample_prob']!.data as Float32Array).forEach((p, n) => {
         if (index[n] === exactIndex[n]) expect(Math.abs(prob[n]! - p)).toBeLessThanOrEqual(1e-5 * p + 1e-7);

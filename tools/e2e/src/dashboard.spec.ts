@@ -57,12 +57,24 @@ function differing(a: RgbImage, b: RgbImage): [number, number][] {
   return out;
 }
 
-/** A stroke on the mask canvas from one image pixel to another. */
-async function brush(from: [number, number], to: [number, number]): Promise<void> {
-  const canvas = page.getByTestId('mask-canvas');
+/**
+ * A stroke on the mask canvas from one image pixel to another; with `src`, on the canvas of that image (a retouch swaps
+ * the image: the old canvas goes, the new one mounts once its image loads, while the page scrolls to the top).
+ */
+async function brush(from: [number, number], to: [number, number], src?: string): Promise<void> {
+  const canvas = src ? page.locator(`[data-testid=mask-canvas][data-src="${src}"]`) : page.getByTestId('mask-canvas');
   await canvas.waitFor();
-  const box = (await canvas.boundingBox())!;
-  const at = ([x, y]: [number, number]) => [box.x + (x * box.width) / SIZE, box.y + (y * box.height) / SIZE] as const;
+  // the same box twice, 100 ms apart: mounted and no longer scrolling
+  let box = await canvas.boundingBox();
+  for (let tries = 0; tries < 50; tries++) {
+    await page.waitForTimeout(100);
+    const again = await canvas.boundingBox();
+    if (box && again && JSON.stringify(box) === JSON.stringify(again)) break;
+    box = again;
+  }
+  if (!box) throw new Error('the mask canvas has no box');
+  const { x: left, y: top, width, height } = box;
+  const at = ([x, y]: [number, number]) => [left + (x * width) / SIZE, top + (y * height) / SIZE] as const;
   await page.mouse.move(...at(from));
   await page.mouse.down();
   await page.mouse.move(...at(to), { steps: 12 });
@@ -209,8 +221,9 @@ describe('the admin dashboard', () => {
     await shot('playground-paint');
 
     // retouch the result by reference: a vertical stroke along x = 24 regenerates cell column 1 (x 16–32) only
+    const resultSrc = (await page.getByTestId('result-image').first().getAttribute('src'))!;
     await page.getByRole('button', { name: 'Retouch this result', exact: true }).click();
-    await brush([24, 8], [24, 120]);
+    await brush([24, 8], [24, 120], resultSrc);
     const retouched = await submitAndWait();
     const second = await resultOf(retouched);
     const again = differing(second, first);

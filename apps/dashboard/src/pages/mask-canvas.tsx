@@ -104,6 +104,7 @@ export const MaskCanvas = forwardRef<MaskHandle, { imageUrl: string; label: stri
           style={style}
           className="mask-layer"
           data-testid="mask-canvas"
+          data-src={imageUrl}
           onPointerDown={down}
           onPointerMove={move}
           onPointerUp={up}
