@@ -1,20 +1,23 @@
 /** The admin dashboard: sign-in, then a sidebar of pages over the admin API. */
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { DimooError } from '@dimoo/sdk';
-import { StrictMode, useCallback, useMemo, useState } from 'react';
+import { lazy, StrictMode, Suspense, useCallback, useMemo, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { Session } from './api';
+import { Loading } from './components';
 import { Link, match, useLocation } from './router';
 import { forgetKey, SessionProvider, SignIn, storedKey, storeKey } from './session';
-import { BatchesPage } from './pages/batches';
-import { JobDetailPage } from './pages/job-detail';
-import { JobsPage } from './pages/jobs';
-import { OverviewPage } from './pages/overview';
-import { PlaygroundPage } from './pages/playground';
-import { QueuesPage } from './pages/queues';
-import { TeamsPage } from './pages/teams';
-import { WorkersPage } from './pages/workers';
 import './styles.css';
+
+// each page is its own chunk, loaded when first opened: the sign-in screen does not wait for the charts library
+const BatchesPage = lazy(() => import('./pages/batches').then((m) => ({ default: m.BatchesPage })));
+const JobDetailPage = lazy(() => import('./pages/job-detail').then((m) => ({ default: m.JobDetailPage })));
+const JobsPage = lazy(() => import('./pages/jobs').then((m) => ({ default: m.JobsPage })));
+const OverviewPage = lazy(() => import('./pages/overview').then((m) => ({ default: m.OverviewPage })));
+const PlaygroundPage = lazy(() => import('./pages/playground').then((m) => ({ default: m.PlaygroundPage })));
+const QueuesPage = lazy(() => import('./pages/queues').then((m) => ({ default: m.QueuesPage })));
+const TeamsPage = lazy(() => import('./pages/teams').then((m) => ({ default: m.TeamsPage })));
+const WorkersPage = lazy(() => import('./pages/workers').then((m) => ({ default: m.WorkersPage })));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -83,7 +86,9 @@ function Shell({ signOut }: { signOut: () => void }) {
         </button>
       </nav>
       <main className="content">
-        <Page path={path} />
+        <Suspense fallback={<Loading />}>
+          <Page path={path} />
+        </Suspense>
       </main>
     </div>
   );
