@@ -325,14 +325,19 @@ def check_graph_signatures(c, d, man):
 
 # ------------------------------------------------------------------------------------------------ numerics
 
-def rule_np(tl, w, tau, u):
-    """§3 in NumPy: z and m in float32, d = z - m widened to float64, CDF and confidence in float64, p rounded once
-    to float32.  tl [R, N, K] -> (index, prob) [B, N]."""
+def _guided_np(tl, w):
+    """§3's z = Σ_g w_g · logits_g (float32) and d = z − max z widened to float64: tl [R, N, K] -> [B, N, K] each."""
     B, G = w.shape
     R, N, K = tl.shape
     z = (tl.reshape(B, G, N, K) * w[:, :, None, None]).sum(1, dtype=np.float32).astype(np.float32)
-    m = z.max(-1, keepdims=True)
-    d = (z - m).astype(np.float64)
+    return z, (z - z.max(-1, keepdims=True)).astype(np.float64)
+
+
+def rule_np(tl, w, tau, u):
+    """§3 in NumPy: z and m in float32, d = z - m widened to float64, CDF and confidence in float64, p rounded once
+    to float32.  tl [R, N, K] -> (index, prob) [B, N]."""
+    z, d = _guided_np(tl, w)
+    B, N, K = z.shape
     idx = np.zeros((B, N), np.int64)
     for b in range(B):
         if tau[b] == 0:
@@ -462,10 +467,8 @@ def check_numerics(c, graphs, arch, tok):
 def cdf_distance_np(tl, w, tau, u, idx):
     """For each draw at τ > 0: how far (as a share of the mass) the exact §3 threshold u·C_last lies outside the exact
     CDF interval [C_{k-1}, C_k] of the token k a graph drew (0 when the exact rule draws k too); 0 at τ = 0."""
-    B, G = w.shape
-    R, N, K = tl.shape
-    z = (tl.reshape(B, G, N, K) * w[:, :, None, None]).sum(1, dtype=np.float32).astype(np.float32)
-    d = (z - z.max(-1, keepdims=True)).astype(np.float64)
+    _, d = _guided_np(tl, w)
+    B, N, _ = d.shape
     out = np.zeros((B, N))
     for b in range(B):
         if tau[b] == 0:

@@ -504,7 +504,6 @@ def export_all(lm, tok, book, out_dir, segment_steps=None):
     cfg = lm.cfg
     ex = example_inputs(tok, cfg)
     RL = {0: "R", 1: "L"}
-    BN = {0: "B", 1: "N"}
     paths = {}
     with torch.no_grad():
         for name, (module, args, ins, outs, dyn) in transformer_specs(lm, ex).items():

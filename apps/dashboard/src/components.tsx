@@ -128,3 +128,16 @@ export function Facts({ items }: { items: [string, ReactNode][] }) {
     </dl>
   );
 }
+
+/** A `<select>`'s options, one per team (value: its id). */
+export function TeamOptions({ teams }: { teams: readonly { id: string; name: string }[] | undefined }) {
+  return (
+    <>
+      {teams?.map((t) => (
+        <option key={t.id} value={t.id}>
+          {t.name}
+        </option>
+      ))}
+    </>
+  );
+}

@@ -3,6 +3,7 @@
  * only, gone with it) and sent as a bearer header. A key the API refuses later ends the session with the reason.
  */
 import type { FormEvent, ReactNode } from 'react';
+import { useQuery } from '@tanstack/react-query';
 import { createContext, useContext, useState } from 'react';
 import { errorMessage, Session } from './api';
 
@@ -22,6 +23,12 @@ export function useSession(): Session {
   const ctx = useContext(SessionContext);
   if (!ctx) throw new Error('useSession outside a signed-in dashboard');
   return ctx.session;
+}
+
+/** The teams (`GET /v1/teams`), under the one query key the teams page invalidates after a change. */
+export function useTeams() {
+  const session = useSession();
+  return useQuery({ queryKey: ['teams'], queryFn: () => session.teams() });
 }
 
 export function useSignOut(): () => void {

@@ -59,6 +59,9 @@ export interface AuditQuery {
 export const MAX_ROTATION_GRACE_S = 7 * 24 * 60 * 60;
 
 const toScopes = (values: readonly string[]): ApiKeyScope[] => values.filter((v): v is ApiKeyScope => (API_KEY_SCOPES as readonly string[]).includes(v));
+/** A key neither revoked nor past its expiry (a rotated key's grace period). */
+const inForce = (row: { revokedAt: Date | null; expiresAt: Date | null }) =>
+  row.revokedAt === null && (row.expiresAt === null || row.expiresAt.getTime() > Date.now());
 
 export function generateApiKey(): string {
   let out = API_KEY_PREFIX;
@@ -229,7 +232,7 @@ export class ApiKeyRepository {
     const expected = Buffer.from(row.hash, 'hex');
     const actual = Buffer.from(hashApiKey(plaintext), 'hex');
     if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return null;
-    if (row.revokedAt !== null || (row.expiresAt !== null && row.expiresAt.getTime() <= Date.now())) return null;
+    if (!inForce(row)) return null;
     return { keyId: row.id, teamId: row.teamId, scopes: toScopes(row.scopes), prefix: row.prefix, expiresAt: row.expiresAt };
   }
 
@@ -240,8 +243,7 @@ export class ApiKeyRepository {
   public async stillHolds(keyId: string, scope: ApiKeyScope): Promise<boolean> {
     if (!isUuid(keyId)) return false;
     const row = await this.prisma.apiKey.findUnique({ where: { id: keyId }, select: { scopes: true, revokedAt: true, expiresAt: true } });
-    if (!row || row.revokedAt !== null || (row.expiresAt !== null && row.expiresAt.getTime() <= Date.now())) return false;
-    return toScopes(row.scopes).includes(scope);
+    return row !== null && inForce(row) && toScopes(row.scopes).includes(scope);
   }
 
   /** Revokes the key (idempotent). Pass `teamId` to refuse other teams' keys. @throws NotFound */

@@ -17,7 +17,7 @@
 import type { CacheHandle } from '@dimoo/diffusion';
 import type * as ort from 'onnxruntime-node';
 import type { KvShape } from './host-cache';
-import { TargetMaps } from './host-cache';
+import { cacheSizesMatch, TargetMaps } from './host-cache';
 
 /** Bytes a tensor's elements take (the graphs' float32 and float16 planes). */
 export function elementBytes(t: ort.Tensor): number {
@@ -86,15 +86,8 @@ export class DeviceKvCache implements CacheHandle {
     readonly targetPositions: Int32Array,
     private readonly ledger: DeviceLedger,
   ) {
-    const R = this.rows;
-    const plane = R * length * shape.dModel;
-    if (
-      state.kv.length !== 2 * shape.nLayers ||
-      state.kv.some((p) => p.size !== plane) ||
-      state.logits.size !== R * targets * vocabSize ||
-      rowMax.length !== R * length ||
-      targetPositions.length !== R * targets
-    ) {
+    const sizes = state.kv.map((p) => p.size);
+    if (!cacheSizesMatch(shape, { rows: this.rows, length, targets, vocabSize }, sizes, state.logits.size, rowMax, targetPositions)) {
       ledger.free([...state.kv, state.logits]);
       throw new Error('cache tensors do not match their shape');
     }

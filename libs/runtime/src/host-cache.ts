@@ -36,6 +36,28 @@ export class TargetMaps {
   }
 }
 
+/**
+ * Whether a cache's parts have the sizes its shape implies (host and device caches alike): 2·nLayers K/V planes of
+ * [R, nHeads, L, headDim] elements, target logits [R, N, K], and the host's row max [R, L] and target positions [R, N].
+ */
+export function cacheSizesMatch(
+  shape: KvShape,
+  dims: { rows: number; length: number; targets: number; vocabSize: number },
+  planeSizes: readonly number[],
+  logitsSize: number,
+  rowMax: Float32Array,
+  targetPositions: Int32Array,
+): boolean {
+  const { rows: R, length: L, targets: N, vocabSize: K } = dims;
+  return (
+    planeSizes.length === 2 * shape.nLayers &&
+    planeSizes.every((n) => n === R * L * shape.dModel) &&
+    logitsSize === R * N * K &&
+    rowMax.length === R * L &&
+    targetPositions.length === R * N
+  );
+}
+
 export class HostKvCache implements CacheHandle {
   private readonly targetMaps: TargetMaps;
 
@@ -53,15 +75,8 @@ export class HostKvCache implements CacheHandle {
     /** [R, N] each row's target positions */
     readonly targetPositions: Int32Array,
   ) {
-    const R = this.rows;
-    const plane = R * length * shape.dModel;
-    if (
-      kv.length !== 2 * shape.nLayers ||
-      kv.some((p) => p.length !== plane) ||
-      logits.length !== R * targets * vocabSize ||
-      rowMax.length !== R * length ||
-      targetPositions.length !== R * targets
-    ) {
+    const sizes = kv.map((p) => p.length);
+    if (!cacheSizesMatch(shape, { rows: this.rows, length, targets, vocabSize }, sizes, logits.length, rowMax, targetPositions)) {
       throw new Error('cache buffers do not match their shape');
     }
     this.targetMaps = new TargetMaps(targetPositions, targets, length);

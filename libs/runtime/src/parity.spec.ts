@@ -14,7 +14,7 @@ import type { RefRun } from './testing/reference-sampler';
 import { ReferenceSampler } from './testing/reference-sampler';
 import { TEST_MODEL_DIR } from './testing/model-dir';
 import type { ToyWorld } from './testing/toy-world';
-import { caption, loadWorld, render } from './testing/toy-world';
+import { caption, loadWorld, mixedInputs } from './testing/toy-world';
 import { promptIds } from '@dimoo/model';
 
 let model: LoadedModel;
@@ -112,10 +112,7 @@ async function referenceJob(m: ModelManifest, req: InlineRequest, seq: Sequence)
 }
 
 function jobs(temperature: number, cache: boolean): InlineRequest[] {
-  const scene = (i: number) => ({ colour: world.colourOrder[i % 6]!, shape: world.shapes[i % 3]!, position: world.positionOrder[(i * 2) % 9]! });
-  const image = render(world, scene(1));
-  const mask = new Uint8Array(world.size * world.size);
-  for (let y = 0; y < world.size; y++) for (let x = 0; x < world.size; x++) mask[y * world.size + x] = (x - 40) ** 2 + (y - 70) ** 2 < 900 ? 1 : 0;
+  const { scene, image, mask } = mixedInputs(world);
   const common = { temperature, cache };
   return [
     { task: 't2i', prompt: caption(world, scene(2)), cfg: 2, steps: 12, seed: 11, ...common },

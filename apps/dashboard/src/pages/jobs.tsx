@@ -1,13 +1,13 @@
 /** Jobs of every team (GET /v1/admin/jobs): filters and id search kept in the URL, newest first, "load more" by cursor. */
-import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { useInfiniteQuery } from '@tanstack/react-query';
 import type { FormEvent } from 'react';
 import { useState } from 'react';
 import { JOB_STATUSES, JOB_TASKS } from '@dimoo/contracts';
 import type { AdminJobFilters } from '../api';
-import { Card, ErrorBox, Loading, StatusBadge } from '../components';
+import { Card, ErrorBox, Loading, StatusBadge, TeamOptions } from '../components';
 import { isoFromLocal, shortId, time } from '../format';
 import { Link, navigate, useLocation } from '../router';
-import { useSession } from '../session';
+import { useSession, useTeams } from '../session';
 
 const FILTERS = ['teamId', 'task', 'status', 'since', 'until', 'q'] as const;
 type Filters = Record<(typeof FILTERS)[number], string>;
@@ -25,7 +25,7 @@ export function JobsPage() {
   const { query } = useLocation();
   const applied = Object.fromEntries(FILTERS.map((f) => [f, query.get(f) ?? ''])) as Filters;
   const [draft, setDraft] = useState<Filters>({ ...applied, since: localOf(applied.since), until: localOf(applied.until) });
-  const teams = useQuery({ queryKey: ['teams'], queryFn: () => session.teams() });
+  const teams = useTeams();
 
   const filters: AdminJobFilters = Object.fromEntries(Object.entries(applied).filter(([, v]) => v !== ''));
   const jobs = useInfiniteQuery({
@@ -62,11 +62,7 @@ export function JobsPage() {
             Team
             <select name="teamId" value={draft.teamId} onChange={set('teamId')}>
               <option value="">all</option>
-              {teams.data?.items.map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.name}
-                </option>
-              ))}
+              <TeamOptions teams={teams.data?.items} />
             </select>
           </label>
           <label>

@@ -3,17 +3,16 @@
  * (fetch with the bearer header, reconnecting with Last-Event-ID: the SDK's `events`), see previews and the result.
  * Paint jobs take a brushed mask; "retouch this result" paints over a finished result by reference (`{ jobId }`).
  */
-import { useQuery } from '@tanstack/react-query';
 import type { ChangeEvent, FormEvent } from 'react';
 import { useEffect, useRef, useState } from 'react';
 import type { JobTask } from '@dimoo/contracts';
 import { DENSE_TARGETS, EDIT_TYPE_FIELD, EDIT_TYPES, JOB_PRIORITIES, JOB_TASKS, JobRequestSchema, OUTPUT_FORMATS, VIEWS } from '@dimoo/contracts';
 import type { JobRequest } from '../api';
 import { errorMessage } from '../api';
-import { Card, ErrorBox, Loading, StatusBadge } from '../components';
+import { Card, ErrorBox, Loading, StatusBadge, TeamOptions } from '../components';
 import { ms, shortId } from '../format';
 import { Link } from '../router';
-import { useSession } from '../session';
+import { useSession, useTeams } from '../session';
 import type { MaskHandle } from './mask-canvas';
 import { MaskCanvas } from './mask-canvas';
 
@@ -92,7 +91,7 @@ interface Run {
 
 export function PlaygroundPage() {
   const session = useSession();
-  const teams = useQuery({ queryKey: ['teams'], queryFn: () => session.teams() });
+  const teams = useTeams();
   const [teamId, setTeamId] = useState('');
   const [task, setTask] = useState<JobTask>('t2i');
   const [prompt, setPrompt] = useState('a red circle at the top left');
@@ -264,11 +263,7 @@ export function PlaygroundPage() {
               <label>
                 Team
                 <select name="team" value={teamId} onChange={(e) => setTeamId(e.target.value)}>
-                  {teams.data?.items.map((t) => (
-                    <option key={t.id} value={t.id}>
-                      {t.name}
-                    </option>
-                  ))}
+                  <TeamOptions teams={teams.data?.items} />
                 </select>
               </label>
               <label>

@@ -13,7 +13,7 @@ import { ChartBox } from '../charts';
 import { Card, CopyButton, Dialog, ErrorBox, Loading } from '../components';
 import { shortId, time } from '../format';
 import { navigate, useLocation } from '../router';
-import { useSession } from '../session';
+import { useSession, useTeams } from '../session';
 
 const LIMITS = [
   ['maxQueued', 'Max queued'],
@@ -360,9 +360,8 @@ function Audit() {
 }
 
 export function TeamsPage() {
-  const session = useSession();
   const { query } = useLocation();
-  const teams = useQuery({ queryKey: ['teams'], queryFn: () => session.teams() });
+  const teams = useTeams();
   const selectedId = query.get('team');
   const selected = teams.data?.items.find((t) => t.id === selectedId) ?? null;
   return (

@@ -96,3 +96,12 @@ export function check(w: ToyWorld, img: RgbImage): Scene | null {
   const shape = nearest(w.shapes, (s) => Math.abs((FILL[s] ?? 0) - fill));
   return { colour, shape, position };
 }
+
+/** The mixed test batches' inputs: scene i of the world, the image of scene 1, and a disc mask on it to paint. */
+export function mixedInputs(world: ToyWorld): { scene: (i: number) => Scene; image: RgbImage; mask: Uint8Array } {
+  const scene = (i: number) => ({ colour: world.colourOrder[i % 6]!, shape: world.shapes[i % 3]!, position: world.positionOrder[(i * 2) % 9]! });
+  const image = render(world, scene(1));
+  const mask = new Uint8Array(world.size * world.size);
+  for (let y = 0; y < world.size; y++) for (let x = 0; x < world.size; x++) mask[y * world.size + x] = (x - 40) ** 2 + (y - 70) ** 2 < 900 ? 1 : 0;
+  return { scene, image, mask };
+}

@@ -11,7 +11,7 @@ import { newEngine, prepare } from '../pipeline';
 import type { InlineRequest } from '../testing/requests';
 import { inlineJob } from '../testing/requests';
 import type { ToyWorld } from '../testing/toy-world';
-import { caption, render } from '../testing/toy-world';
+import { caption, mixedInputs } from '../testing/toy-world';
 
 export interface Scenario {
   temperature: number;
@@ -19,10 +19,7 @@ export interface Scenario {
 }
 
 export function mixedBatch(world: ToyWorld, { temperature, cache }: Scenario): InlineRequest[] {
-  const scene = (i: number) => ({ colour: world.colourOrder[i % 6]!, shape: world.shapes[i % 3]!, position: world.positionOrder[(i * 2) % 9]! });
-  const image = render(world, scene(1));
-  const mask = new Uint8Array(world.size * world.size);
-  for (let y = 0; y < world.size; y++) for (let x = 0; x < world.size; x++) mask[y * world.size + x] = (x - 40) ** 2 + (y - 70) ** 2 < 900 ? 1 : 0;
+  const { scene, image, mask } = mixedInputs(world);
   const common = { temperature, cache };
   return [
     { task: 't2i', prompt: caption(world, scene(2)), cfg: 2, steps: 6, seed: 11, ...common },
